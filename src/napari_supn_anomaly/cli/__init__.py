@@ -1,0 +1,46 @@
+"""The ``supn-anomaly`` command. Each sub-command lives in its own module with
+``add_parser(subparsers)`` and ``run(args) -> int``; this module only dispatches and turns
+expected failures into one readable line and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import UsageError
+
+# sub-command name -> module inside this package
+COMMANDS = {
+    "models": "models_cmd",
+    "train": "train_cmd",
+    "score-cells": "score_cells_cmd",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supn-anomaly", description=(
+        "Find malaria parasites in red-cell images with a SUPN-VAE of healthy cells."))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(f"{__name__}.{module}")
+        p = mod.add_parser(sub, name)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("supn-anomaly: cancelled", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        print(f"supn-anomaly {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Choosing where torch runs, with a name a person can read."""
+from __future__ import annotations
+
+import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def resolve_device(choice: str = "auto") -> torch.device:
+    """'auto' picks CUDA, then Apple MPS, then the CPU. Asking for one that is absent is an error."""
+    choice = (choice or "auto").lower()
+    if choice not in DEVICE_CHOICES:
+        raise ValueError(f"unknown device {choice!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    if choice == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was asked for but this PyTorch has no usable NVIDIA GPU; use --device cpu")
+    if choice == "mps" and not _mps_available():
+        raise ValueError("MPS was asked for but this machine has no Apple GPU available; use --device cpu")
+    return torch.device(choice)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def release_memory(device: torch.device) -> None:
+    """Give cached accelerator memory back after a job."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()

@@ -1,0 +1,5 @@
+"""Training and fine-tuning the SUPN-VAE."""
+from .trainer import (Progress, TrainConfig, TrainingCancelled, TrainingCollapsed, run_to_end,
+                      train_supn_vae)
+
+__all__ = ["Progress", "TrainConfig", "TrainingCancelled", "TrainingCollapsed", "run_to_end", "train_supn_vae"]

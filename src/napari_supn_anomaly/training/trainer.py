@@ -1,0 +1,243 @@
+"""Two-stage SUPN-VAE training (DESIGN.md, 'Training') as a generator of progress events.
+
+Stage 1 fits the encoder and mean decoder under a fixed-variance Gaussian + KL; stage 2 freezes
+them and fits both likelihood heads (SUPN and diagonal) on the same latent samples, so the
+baselines get exactly the same budget. An optional joint stage fine-tunes everything at a low
+rate. Callers stop training by closing the generator or through ``should_stop``; the network
+passed in is only modified if ``in_place`` is set.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from ..supn import ArchConfig, SupnVAE, kl_divergence
+from ..supn.precision import LOG_2PI
+
+
+class TrainingCollapsed(RuntimeError):
+    """The mean decoder kept collapsing to a constant image."""
+
+
+class TrainingCancelled(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 64
+    stage1_iters: int = 3000
+    stage2_iters: int = 2000
+    joint_iters: int = 0
+    lr: float = 2e-3
+    lr_stage2: float = 2e-3
+    lr_joint: float = 2e-4
+    kl_weight: float = 1.0
+    fixed_sigma: float = 0.1
+    l1_off_diag: float = 1e-3
+    augment: bool = True
+    dequantise: float = 0.0
+    max_minutes: float | None = None
+    collapse_ratio: float = 0.02
+    max_restarts: int = 2
+    num_threads: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Progress:
+    stage: str          # "mean", "precision", "joint", "done"
+    iteration: int      # overall iteration count
+    total: int          # planned iterations in all stages
+    loss: float
+    elapsed_s: float
+    message: str = ""
+
+
+def augment_batch(x: torch.Tensor, w: torch.Tensor, generator: torch.Generator):
+    """Random flips and 90-degree rotations, the same for the image and its weight."""
+    k = int(torch.randint(0, 4, (1,), generator=generator))
+    flip = bool(torch.randint(0, 2, (1,), generator=generator))
+    x, w = torch.rot90(x, k, (2, 3)), torch.rot90(w, k, (2, 3))
+    if flip:
+        x, w = torch.flip(x, (3,)), torch.flip(w, (3,))
+    return x, w
+
+
+def fixed_variance_nll(x, mean, weight, sigma: float) -> torch.Tensor:
+    per_pixel = 0.5 * ((x - mean) / sigma).square() + math.log(sigma) + 0.5 * LOG_2PI
+    return (per_pixel * weight).flatten(1).sum(1)
+
+
+@torch.no_grad()
+def prior_sample_spread(net: SupnVAE, n: int, generator: torch.Generator, device) -> float:
+    """Mean per-pixel variance of decoded prior samples: near zero when the VAE collapsed."""
+    z = torch.randn(n, net.cfg.latent_dim, generator=generator).to(device)
+    return float(net.decode_mean(z).var(0).mean())
+
+
+@torch.no_grad()
+def estimate_l2_sigma(net: SupnVAE, x: torch.Tensor, weight: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Per-channel residual std of the mean decoder on training data (the L2 baseline's variance)."""
+    sq, count = torch.zeros(x.shape[1], device=x.device), torch.zeros(1, device=x.device)
+    for s in range(0, len(x), batch_size):
+        xb, wb = x[s:s + batch_size], weight[s:s + batch_size]
+        mean = net.decode_mean(net.encode(xb)[0])
+        sq += ((xb - mean).square() * wb).sum((0, 2, 3))
+        count += wb.sum()
+    return torch.sqrt(sq / count.clamp_min(1.0)).clamp_min(1e-3)
+
+
+def _cosine(lr: float, frac: float) -> float:
+    return lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac))))
+
+
+def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = None,
+                   cfg: TrainConfig | None = None, init: SupnVAE | None = None, in_place: bool = False,
+                   device: torch.device | str = "cpu", should_stop: Callable[[], bool] | None = None,
+                   report_every: int = 10) -> Iterator[Progress | SupnVAE]:
+    """Train on normalised crops ``x`` [N, C, S, S] with loss weights ``weight`` [N, 1, S, S].
+
+    Yields Progress events and, last, the trained SupnVAE. ``init`` starts from an existing
+    network (fine-tuning); it is copied unless ``in_place``.
+    """
+    cfg = cfg or TrainConfig()
+    device = torch.device(device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if init is not None:
+        arch = init.cfg
+    arch = arch or ArchConfig(crop_size=x.shape[-1], channels=x.shape[1])
+    if x.ndim != 4 or x.shape[1:] != (arch.channels, arch.crop_size, arch.crop_size):
+        raise ValueError(f"training crops must be [N, {arch.channels}, {arch.crop_size}, {arch.crop_size}], got {x.shape}")
+    if len(x) < 2:
+        raise ValueError("at least two training crops are needed")
+    xs = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device)
+    ws = torch.from_numpy(np.ascontiguousarray(weight, np.float32)).to(device)
+    batch = min(cfg.batch_size, len(xs))
+    budget_s = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
+    stages = [("mean", cfg.stage1_iters, 0.5), ("precision", cfg.stage2_iters, 0.4), ("joint", cfg.joint_iters, 0.1)]
+    stages = [s for s in stages if s[1] > 0]
+    share = sum(s[2] for s in stages)
+    total = sum(s[1] for s in stages)
+    start = time.perf_counter()
+    done = 0
+
+    for attempt in range(cfg.max_restarts + 1):
+        torch.manual_seed(cfg.seed + 1000 * attempt)
+        gen = torch.Generator().manual_seed(cfg.seed + 1000 * attempt)
+        if init is not None and not in_place:
+            net = SupnVAE(init.cfg)
+            net.load_state_dict(init.state_dict())
+        else:
+            net = init if init is not None else SupnVAE(arch)
+        net.to(device).train()
+        collapsed = False
+        done = 0
+        for stage, iters, frac_time in stages:
+            stage_budget = None if budget_s is None else budget_s * frac_time / share
+            stage_start = time.perf_counter()
+            if stage == "mean":
+                params = list(net.encoder.parameters()) + list(net.mean_decoder.parameters())
+                lr0 = cfg.lr
+            elif stage == "precision":
+                params = list(net.heads.parameters())
+                lr0 = cfg.lr_stage2
+            else:
+                params = list(net.parameters())
+                lr0 = cfg.lr_joint
+            for p in net.parameters():
+                p.requires_grad_(False)
+            for p in params:
+                p.requires_grad_(True)
+            opt = torch.optim.Adam(params, lr=lr0)
+            running = None
+            for it in range(iters):
+                if should_stop is not None and should_stop():
+                    raise TrainingCancelled("training was cancelled")
+                elapsed_stage = time.perf_counter() - stage_start
+                frac = it / iters
+                if stage_budget is not None:
+                    if elapsed_stage >= stage_budget:
+                        break
+                    frac = max(frac, elapsed_stage / stage_budget)
+                for g in opt.param_groups:
+                    g["lr"] = _cosine(lr0, frac)
+                idx = torch.randint(0, len(xs), (batch,), generator=gen).to(device)
+                xb, wb = xs[idx], ws[idx]
+                if cfg.augment:
+                    xb, wb = augment_batch(xb, wb, gen)
+                if cfg.dequantise > 0:
+                    xb = xb + cfg.dequantise * (torch.rand(xb.shape, generator=gen).to(device) - 0.5)
+                mu_z, logvar = net.encode(xb)
+                code = net.sample_latent(mu_z, logvar, gen if device.type == "cpu" else None)
+                kl = kl_divergence(mu_z, logvar)
+                mean = net.decode_mean(code)
+                n_pix = wb.flatten(1).sum(1).clamp_min(1.0)
+                if stage == "mean":
+                    nll = fixed_variance_nll(xb, mean, wb, cfg.fixed_sigma)
+                    loss = ((nll + cfg.kl_weight * kl) / n_pix).mean()
+                else:
+                    loss = 0.0
+                    for name in ("supn", "diag"):
+                        factor = net.factor(name, code, mean)
+                        nll = factor.nll(xb - mean, wb)
+                        loss = loss + ((nll + cfg.kl_weight * kl) / n_pix).mean()
+                        if factor.off_diag.numel():
+                            loss = loss + cfg.l1_off_diag * (factor.off_diag.abs().mean(2, keepdim=True)[:, :, 0] * wb).sum() / wb.sum().clamp_min(1.0)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 5.0)
+                opt.step()
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"training diverged (loss {value}) in stage {stage!r}")
+                running = value if running is None else 0.95 * running + 0.05 * value
+                done += 1
+                if stage == "mean" and it == max(50, iters // 4) and init is None:
+                    spread = prior_sample_spread(net, 64, gen, device)
+                    if spread < cfg.collapse_ratio * float(xs[:256].var(0).mean()):
+                        collapsed = True
+                        yield Progress(stage, done, total, running, time.perf_counter() - start,
+                                       f"the mean decoder collapsed to a constant image; restarting (attempt {attempt + 2})")
+                        break
+                if done % report_every == 0:
+                    yield Progress(stage, done, total, running, time.perf_counter() - start)
+            if collapsed:
+                break
+            if stage == "mean":
+                net.eval()
+                net.l2_log_sigma.copy_(torch.log(estimate_l2_sigma(net, xs, ws, 256)))
+                net.train()
+        if not collapsed:
+            break
+    else:
+        raise TrainingCollapsed("the VAE collapsed to a constant image in every attempt; try another seed or more data")
+
+    for p in net.parameters():
+        p.requires_grad_(True)
+    net.eval()
+    yield Progress("done", done, total, running if running is not None else float("nan"), time.perf_counter() - start)
+    yield net
+
+
+def run_to_end(events: Iterator[Progress | SupnVAE], on_progress: Callable[[Progress], None] | None = None) -> SupnVAE:
+    """Drive a training generator, passing progress to a callback; return the network."""
+    net = None
+    for event in events:
+        if isinstance(event, Progress):
+            if on_progress is not None:
+                on_progress(event)
+        else:
+            net = event
+    if net is None:
+        raise TrainingCancelled("training ended without a model")
+    return net
