@@ -1,0 +1,115 @@
+"""Single-cell crops: find the cell in a crop, and bring crops to the model's size and scale.
+
+Scale is chosen per set of crops (one microscope, one magnification), never per cell, so a
+cell's size stays informative and matches how whole fields are rescaled.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import filters, measure, morphology, transform
+
+DARK_CELL_MODALITIES = ("brightfield", "brightfield-stained")
+
+
+def cell_contrast(image: np.ndarray, modality: str) -> np.ndarray:
+    """[C, H, W] -> [H, W] where cells are bright: fluorescence as is; bright-field inverted."""
+    gray = image.astype(np.float32).mean(0)
+    if modality == "brightfield-stained" and image.shape[0] >= 3:
+        # stained cells on white: darkness plus saturation both mark the cell
+        rgb = image[:3].astype(np.float32)
+        sat = rgb.max(0) - rgb.min(0)
+        return (gray.max() - gray) + sat
+    return gray.max() - gray if modality in DARK_CELL_MODALITIES else gray
+
+
+def find_cell_mask(image: np.ndarray, modality: str = "fluorescence") -> np.ndarray:
+    """Mask [H, W] of the cell closest to the centre of a single-cell crop (Otsu + hole filling)."""
+    contrast = filters.gaussian(cell_contrast(image, modality), 1.0)
+    if not np.isfinite(contrast).all() or np.ptp(contrast) <= 0:
+        return np.zeros(contrast.shape, bool)
+    fg = contrast > filters.threshold_otsu(contrast)
+    fg = ndi.binary_fill_holes(ndi.binary_opening(fg, morphology.disk(2)))
+    labels = measure.label(fg)
+    if labels.max() == 0:
+        return fg
+    h, w = fg.shape
+    # the region covering the centre, else the nearest one to it
+    centre_label = labels[h // 2, w // 2]
+    if centre_label == 0:
+        yy, xx = np.nonzero(labels)
+        k = np.argmin((yy - h / 2) ** 2 + (xx - w / 2) ** 2)
+        centre_label = labels[yy[k], xx[k]]
+    return labels == centre_label
+
+
+def equivalent_diameter(mask: np.ndarray) -> float:
+    return float(2.0 * np.sqrt(mask.sum() / np.pi))
+
+
+def crop_scale(masks: list[np.ndarray], target_diameter: float) -> float:
+    """One scale factor for a set of crops: target diameter / median cell diameter."""
+    diameters = [equivalent_diameter(m) for m in masks if m is not None and m.any()]
+    if not diameters:
+        raise ValueError("no cell was found in any crop, so the cell size cannot be measured")
+    return float(target_diameter / np.median(diameters))
+
+
+def background_value(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-channel median outside the cell (or of the whole crop if the cell fills it)."""
+    outside = ~mask if (~mask).sum() >= 16 else np.ones_like(mask)
+    return np.median(image[:, outside], axis=1)
+
+
+def standardise_crop(image: np.ndarray, mask: np.ndarray, crop_size: int, scale: float):
+    """Rescale [C, H, W] by ``scale`` and cut crop_size x crop_size centred on the cell.
+
+    Pixels outside the source crop are filled with the background value. Returns
+    (crop [C, S, S] float32, mask [S, S] bool).
+    """
+    image = np.asarray(image, np.float32)
+    if image.ndim != 3:
+        raise ValueError(f"a crop must be [C, H, W], got shape {image.shape}")
+    mask = np.asarray(mask, bool)
+    fill = background_value(image, mask)
+    if abs(scale - 1.0) > 1e-3:
+        image = np.stack([transform.rescale(ch, scale, order=1, anti_aliasing=scale < 1, preserve_range=True)
+                          for ch in image]).astype(np.float32)
+        mask = transform.resize(mask.astype(np.float32), image.shape[1:], order=1) > 0.5
+    h, w = mask.shape
+    if mask.any():
+        cy, cx = (int(round(v)) for v in ndi.center_of_mass(mask))
+    else:
+        cy, cx = h // 2, w // 2
+    half = crop_size // 2
+    y0, x0 = cy - half, cx - half
+    out = np.empty((image.shape[0], crop_size, crop_size), np.float32)
+    out[:] = fill[:, None, None]
+    out_mask = np.zeros((crop_size, crop_size), bool)
+    sy0, sx0 = max(0, y0), max(0, x0)
+    sy1, sx1 = min(h, y0 + crop_size), min(w, x0 + crop_size)
+    if sy1 > sy0 and sx1 > sx0:
+        out[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[:, sy0:sy1, sx0:sx1]
+        out_mask[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = mask[sy0:sy1, sx0:sx1]
+    return out, out_mask
+
+
+def standardise_crops(images: list[np.ndarray], masks: list[np.ndarray | None], crop_size: int,
+                      target_diameter: float, modality: str, scale: float | None = None):
+    """Bring a set of single-cell crops to the model's size. Missing masks are found in the crop.
+
+    Returns (crops [N, C, S, S], masks [N, S, S], scale used).
+    """
+    masks = [m if m is not None else find_cell_mask(img, modality) for img, m in zip(images, masks)]
+    if scale is None:
+        scale = crop_scale(masks, target_diameter)
+    out = [standardise_crop(img, m, crop_size, scale) for img, m in zip(images, masks)]
+    if not out:
+        return (np.zeros((0, 1, crop_size, crop_size), np.float32), np.zeros((0, crop_size, crop_size), bool), scale)
+    return np.stack([o[0] for o in out]), np.stack([o[1] for o in out]), scale
+
+
+def loss_weight(masks: np.ndarray, dilation: int = 3) -> np.ndarray:
+    """Training weight [N, 1, S, S]: the cell plus a few pixels around it."""
+    footprint = morphology.disk(dilation)
+    return np.stack([ndi.binary_dilation(m, footprint) for m in masks]).astype(np.float32)[:, None]
