@@ -1,0 +1,124 @@
+"""From single-cell crops to a calibrated, saveable AnomalyModel.
+
+Crops are brought to the model's scale, a seeded slice of cells is held back, the SUPN-VAE is
+trained (from scratch or from a base model), and the held-back healthy cells calibrate each
+scorer's healthy-score distribution (the candidate threshold is a quantile of it).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .. import __version__
+from ..models import AnomalyModel
+from ..pipeline.cell_crops import loss_weight, standardise_crops
+from ..supn import ArchConfig, IntensityStats
+from .trainer import Progress, TrainConfig, train_supn_vae
+
+DEFAULT_SCORE_RULES = {"fluorescence": "bright", "brightfield": "bright", "brightfield-stained": "paper"}
+MIN_CELLS = 8
+
+
+def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, held back); at least 2 cells on each side when possible."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_hold = int(round(n * fraction)) if fraction > 0 else 0
+    n_hold = min(max(n_hold, 2 if fraction > 0 else 0), max(0, n - 2))
+    return np.sort(order[n_hold:]), np.sort(order[:n_hold])
+
+
+def calibrate(model: AnomalyModel, crops: np.ndarray, masks: np.ndarray, batch_size: int = 64) -> dict:
+    """Healthy-score distribution of each scorer on held-back healthy cells."""
+    out = {}
+    for scorer in model.scorers:
+        scores = np.sort(model.score_crops(crops, masks, scorer=scorer, batch_size=batch_size).scores)
+        out[scorer] = {"healthy_scores": [float(s) for s in scores], "n_cells": int(len(scores)),
+                       "quantiles": {str(q): float(np.quantile(scores, q)) for q in (0.5, 0.9, 0.95, 0.99)}}
+    return out
+
+
+def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], *, name: str,
+                      modality: str, channel_names: list[str] | None = None, arch: ArchConfig | None = None,
+                      cfg: TrainConfig | None = None, cell_diameter_px: float | None = None,
+                      init: AnomalyModel | None = None, holdout_fraction: float = 0.1,
+                      score_rule: str | None = None, description: str = "", training_data: dict | None = None,
+                      device="cpu", should_stop: Callable[[], bool] | None = None,
+                      ) -> Iterator[Progress | AnomalyModel]:
+    """Generator: yields training Progress, then the calibrated AnomalyModel (on the CPU).
+
+    ``images`` are raw crops [C, H, W] (any size); ``masks`` the cell masks or None to find them.
+    With ``init`` the base model's architecture, cell size and score rules are kept and its weights
+    are the starting point; the base model itself is never changed.
+    """
+    cfg = cfg or TrainConfig()
+    if len(images) < MIN_CELLS:
+        raise ValueError(f"at least {MIN_CELLS} healthy cells are needed to train, got {len(images)}")
+    channels = images[0].shape[0]
+    if any(img.ndim != 3 or img.shape[0] != channels for img in images):
+        raise ValueError("all training crops must have the same number of channels")
+    if init is not None:
+        if init.channels != channels:
+            raise ValueError(f"the base model {init.name!r} expects {init.channels} channel(s), "
+                             f"but the training cells have {channels}")
+        arch = init.net.cfg
+        cell_diameter_px = init.cell_diameter_px
+        modality = init.modality
+        score_rules = dict(init.metadata.get("score_rules", {}))
+        channel_names = channel_names or init.channel_names
+    else:
+        arch = arch or ArchConfig(channels=channels)
+        cell_diameter_px = cell_diameter_px or 0.47 * arch.crop_size
+        rule = score_rule or DEFAULT_SCORE_RULES.get(modality, "paper")
+        score_rules = {"supn": rule, "diag": rule, "l2": rule}
+    if arch.channels != channels:
+        raise ValueError(f"the architecture expects {arch.channels} channel(s), the cells have {channels}")
+
+    crops, cell_masks, scale = standardise_crops(images, masks, arch.crop_size, cell_diameter_px, modality)
+    empty = ~cell_masks.reshape(len(cell_masks), -1).any(1)
+    if empty.all():
+        raise ValueError("no cell could be found in any of the training crops")
+    crops, cell_masks = crops[~empty], cell_masks[~empty]
+    train_idx, hold_idx = split_holdout(len(crops), holdout_fraction, cfg.seed)
+    stats = IntensityStats.from_images(crops[train_idx])
+    x = stats.apply(crops[train_idx])
+    weight = loss_weight(cell_masks[train_idx])
+
+    started = time.perf_counter()
+    net = None
+    for event in train_supn_vae(x, weight, arch, cfg, init=None if init is None else init.net,
+                                device=device, should_stop=should_stop):
+        if isinstance(event, Progress):
+            yield event
+        else:
+            net = event
+    train_seconds = time.perf_counter() - started
+    net = net.to("cpu")
+
+    metadata = {
+        "name": name,
+        "description": description,
+        "modality": modality,
+        "channel_names": channel_names or [f"channel {i}" for i in range(channels)],
+        "cell_diameter_px": float(cell_diameter_px),
+        "intensity": stats.to_dict(),
+        "score_rules": score_rules,
+        "default_scorer": "supn",
+        "training": {
+            "settings": cfg.to_dict(),
+            "n_cells": int(len(train_idx)),
+            "n_held_back": int(len(hold_idx)),
+            "crop_scale": float(scale),
+            "seconds": round(train_seconds, 1),
+            "data": training_data or {},
+        },
+        "package_version": __version__,
+    }
+    if init is not None:
+        metadata["base_model"] = {"name": init.name, "training": copy.deepcopy(init.metadata.get("training", {}))}
+    model = AnomalyModel(net, metadata)
+    if len(hold_idx):
+        model.metadata["calibration"] = calibrate(model, crops[hold_idx], cell_masks[hold_idx])
+    yield model
