@@ -130,8 +130,9 @@ def load_remoscope_fields(data_root: Path) -> list[LabelledField]:
                 continue
             cls = REMOSCOPE_CLASSES[int(parts[0])]
             cx, cy, bw, bh = (float(v) for v in parts[1:])
-            boxes.append(Box(cls, int(round((cy - bh / 2) * h)), int(round((cx - bw / 2) * w)),
-                             int(round((cy + bh / 2) * h)), int(round((cx + bw / 2) * w))))
+            # boxes of cells cut by the field's edge are clipped to the image
+            boxes.append(Box(cls, max(0, int(round((cy - bh / 2) * h))), max(0, int(round((cx - bw / 2) * w))),
+                             min(h, int(round((cy + bh / 2) * h))), min(w, int(round((cx + bw / 2) * w)))))
         fields.append(LabelledField(img_path.name, image, boxes))
     if not fields:
         raise FileNotFoundError(f"no Remoscope fields under {root}")
