@@ -6,8 +6,8 @@ Three looks, calibrated by eye and by simple statistics against the real data in
 * ``fluorescence``: bright cells (about 130 grey levels, some with a dimmer centre) on a dark
   background (about 25), Poisson-like noise (sd about 8 on cells, 6 on background, as measured on
   ``supn_fl_cells``), parasites are small brighter spots (+50..+110, 1-3 per infected cell).
-* ``brightfield``: unstained, dark cells with a lighter centre on a light background; parasites
-  are dark rings with a dark chromatin dot.
+* ``brightfield``: unstained, nearly black cells with soft edges on white, as the Remoscope
+  fields in ``remoscope_pf_unstained``; parasites are lighter rings with a dark pigment dot.
 * ``brightfield-stained``: Giemsa-stained RGB, pale lilac cells (about (200, 200, 230)) on white,
   as in ``plymouth_pf_giemsa_cells``; parasites are purple rings with a dark chromatin dot.
 
@@ -118,7 +118,8 @@ def make_field(shape=(512, 512), modality: str = "fluorescence", cell_diameter: 
         p = rng.uniform(0.0, 0.35) * np.exp(-(rho / 0.45) ** 2)
         pallor[y0:y1, x0:x1] = np.where(closer, p, pallor[y0:y1, x0:x1])
         gain[y0:y1, x0:x1] = np.where(closer, rng.uniform(0.85, 1.2), gain[y0:y1, x0:x1])
-        if rng.random() < infected_fraction and (inside.sum() > 0.6 * np.pi * r_mean ** 2):
+        whole = (y0 > 0 and x0 > 0 and y1 < h and x1 < w)  # parasites only in cells not cut by the edge
+        if whole and rng.random() < infected_fraction:
             infected.append(i)
             _add_parasites(rng, modality, yy, xx, cy, cx, a, b, theta, cell_diameter,
                            parasite_alpha[y0:y1, x0:x1], chromatin_alpha[y0:y1, x0:x1],
@@ -187,11 +188,13 @@ def _render(rng, modality, body, pallor, gain, alpha, chromatin, diameter):
         img = signal + noise_sd * rng.standard_normal(shape)
         return np.clip(np.round(img), 0, 255).astype(np.uint8)
     if modality == "brightfield":
-        background = 205.0 * illumination
-        cell_depth = 70.0 * gain * texture * (1.0 - 1.3 * pallor) * body
-        ring = 90.0 * np.clip(alpha, 0, 1) + 110.0 * np.clip(chromatin, 0, 1)
-        signal = ndi.gaussian_filter(background - cell_depth - ring, 0.8)
-        img = signal + 4.0 * rng.standard_normal(shape)
+        # unstained, as the Remoscope fields: nearly black cells on white, blurred edges; the
+        # parasite's ring is lighter than the cell, its pigment dot darker
+        background = 232.0 * (1.0 + 0.3 * (illumination - 1.0))
+        cell_depth = 175.0 * np.clip(gain, 0.9, 1.1) * (1.0 + 0.3 * (texture - 1.0)) * (1.0 - 0.4 * pallor) * body
+        ring = 60.0 * np.clip(alpha, 0, 1) - 25.0 * np.clip(chromatin, 0, 1)
+        signal = ndi.gaussian_filter(background - cell_depth + ring * body, 1.2 * diameter / 40.0)
+        img = signal + 2.5 * rng.standard_normal(shape)
         return np.clip(np.round(img), 0, 255).astype(np.uint8)
     # Giemsa: mix white, lilac cell, purple parasite cytoplasm and dark chromatin
     white = np.array([246.0, 247.0, 251.0])
@@ -248,7 +251,8 @@ def match_parasites(candidate_mask: np.ndarray, truth: SyntheticField, tolerance
     """Compare candidate regions (a label or boolean image) with the true parasites.
 
     A parasite is found when a candidate region touches it (within ``tolerance_px``); a candidate
-    region that touches no parasite is a false candidate.
+    region that touches no parasite is a false candidate. Healthy cells are counted without those
+    cut by the field's edge, which the pipeline leaves out (the generator never infects them).
     """
     cand = measure.label(np.asarray(candidate_mask) > 0)
     near = ndi.binary_dilation(truth.parasites > 0, iterations=tolerance_px) if tolerance_px else truth.parasites > 0
@@ -257,5 +261,52 @@ def match_parasites(candidate_mask: np.ndarray, truth: SyntheticField, tolerance
     n_found = int((found > 0).sum())
     true_cands = np.unique(cand[near & (cand > 0)])
     n_cand = int(cand.max())
+    edge_cells = np.unique(np.concatenate([truth.cells[0], truth.cells[-1], truth.cells[:, 0], truth.cells[:, -1]]))
+    healthy = np.setdiff1d(truth.healthy, edge_cells)
     return ParasiteMatch(int(truth.parasites.max()), n_found, n_cand, n_cand - len(true_cands),
-                         len(truth.healthy), len(truth.infected))
+                         len(healthy), len(truth.infected))
+
+
+def healthy_cell_crops(modality: str = "fluorescence", n_cells: int = 200, cell_diameter: float = 40.0,
+                       seed: int = 0, field_shape=(384, 384)) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Raw crops [C, H, W] (2 cell diameters wide) and masks of healthy synthetic cells."""
+    crops, masks = [], []
+    half = int(cell_diameter)
+    k = 0
+    while len(crops) < n_cells:
+        f = make_field(field_shape, modality, cell_diameter, infected_fraction=0.0, seed=seed + 7919 * k)
+        k += 1
+        img = f.image[None] if f.image.ndim == 2 else np.moveaxis(f.image, -1, 0)
+        for cid, (cy, cx) in zip(range(1, f.cells.max() + 1),
+                                 ndi.center_of_mass(np.ones_like(f.cells), f.cells, range(1, f.cells.max() + 1))):
+            cy, cx = int(round(cy)), int(round(cx))
+            if not (half <= cy < f.cells.shape[0] - half and half <= cx < f.cells.shape[1] - half):
+                continue  # keep whole cells only
+            crops.append(img[:, cy - half:cy + half, cx - half:cx + half].astype(np.float32))
+            masks.append(f.cells[cy - half:cy + half, cx - half:cx + half] == cid)
+            if len(crops) == n_cells:
+                break
+    return crops, masks
+
+
+def train_synthetic_model(modality: str = "fluorescence", *, n_cells: int = 300, crop_size: int = 64,
+                          cell_diameter_px: float | None = None, iterations: tuple[int, int] = (600, 400),
+                          widths=(16, 32, 48, 64), latent_dim: int = 16, seed: int = 0, name: str | None = None):
+    """A small model of healthy synthetic cells, trained in seconds to minutes on a CPU.
+
+    For tests, demos without the built-in models, and checking the pipeline end to end.
+    """
+    from .supn import ArchConfig
+    from .training import TrainConfig, fit_anomaly_model, run_to_end
+
+    channels = 3 if modality == "brightfield-stained" else 1
+    images, masks = healthy_cell_crops(modality, n_cells, seed=seed)
+    arch = ArchConfig(crop_size=crop_size, channels=channels, latent_dim=latent_dim, widths=tuple(widths),
+                      head_widths=tuple(max(8, w // 2) for w in widths))
+    cfg = TrainConfig(seed=seed, batch_size=32, stage1_iters=iterations[0], stage2_iters=iterations[1])
+    events = fit_anomaly_model(images, masks, name=name or f"synthetic-{modality}", modality=modality,
+                               channel_names=["red", "green", "blue"] if channels == 3 else [modality],
+                               arch=arch, cfg=cfg, cell_diameter_px=cell_diameter_px or 0.55 * crop_size,
+                               holdout_fraction=0.3, description=f"trained on synthetic healthy {modality} cells",
+                               training_data={"source": "napari_supn_anomaly.synthetic", "seed": seed})
+    return run_to_end(events)

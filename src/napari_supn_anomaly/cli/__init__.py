@@ -14,6 +14,9 @@ COMMANDS = {
     "models": "models_cmd",
     "train": "train_cmd",
     "score-cells": "score_cells_cmd",
+    "detect": "detect_cmd",
+    "demo": "demo_cmd",
+    "evaluate": "evaluate_cmd",
 }
 
 

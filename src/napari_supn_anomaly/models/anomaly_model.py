@@ -10,7 +10,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..supn import SCORE_RULES, ArchConfig, IntensityStats, SupnVAE, cell_scores, pixel_map, whitened_residual
+from ..supn import SCORE_RULES, ArchConfig, IntensityStats, SupnVAE, cell_scores, whitened_residual
+from ..supn.scoring import anomaly_maps
 from ..supn.devices import resolve_device
 from .model_file import ModelFileError, load_model_file, save_model_file
 
@@ -106,8 +107,7 @@ class AnomalyModel:
         for start in range(0, len(crops), batch_size):
             x = torch.from_numpy(self.normalise(crops[start:start + batch_size])).to(self.device)
             m = torch.from_numpy(np.asarray(masks[start:start + batch_size], bool)).to(self.device)
-            z, _ = whitened_residual(self.net, x, scorer, n_samples, generator)
-            maps = torch.stack([pixel_map(zi, rule) for zi in z]).mean(0)
+            maps = anomaly_maps(self.net, x, scorer, rule, n_samples, generator)
             yield start, CropScores(maps.cpu().numpy(), cell_scores(maps, m).cpu().numpy())
 
     def score_crops(self, crops: np.ndarray, masks: np.ndarray, scorer: str = "supn", batch_size: int = 64,

@@ -50,13 +50,14 @@ def check_plane(plane: np.ndarray) -> None:
 
 
 def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diameter: float | None = None,
-                  min_size: float = 0.3, max_size: float = 3.0) -> Segmentation:
+                  min_size: float = 0.3, max_size: float = 3.0, exclude_edges: bool = True) -> Segmentation:
     """Cells in one plane ``[C, Y, X]`` (or ``[Y, X]``).
 
     ``cell_diameter`` (pixels in this plane) sets the smoothing, the watershed's peak spacing
     and the size filter; without it the diameter is measured from a first threshold.
     Objects smaller than ``min_size`` or larger than ``max_size`` times the typical cell area
-    (debris, clumps that could not be split) are dropped.
+    (debris, clumps that could not be split) are dropped, and with ``exclude_edges`` so are
+    cells cut by the field's edge: their cut side looks like nothing a healthy cell does.
     """
     plane = np.asarray(plane, np.float32)
     if plane.ndim == 2:
@@ -96,6 +97,8 @@ def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diamet
         k = len(ys) // 2
         markers[ys[k], xs[k]] = markers.max() + 1
     labels = segmentation.watershed(-distance, markers, mask=fg)
+    if exclude_edges:
+        labels = segmentation.clear_border(labels)
 
     typical_area = np.pi * (cell_diameter / 2.0) ** 2
     areas = np.bincount(labels.ravel())

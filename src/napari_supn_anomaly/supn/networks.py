@@ -29,6 +29,7 @@ class ArchConfig:
     log_diag_low: float = -2.0
     log_diag_high: float = 6.0
     init_log_diag: float = 2.0
+    blocks_per_level: int = 1  # extra 3x3 conv blocks after each down/up-sampling step
 
     def __post_init__(self):
         self.widths = tuple(self.widths)
@@ -60,12 +61,24 @@ def _conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     )
 
 
+def _up_block(cin: int, cout: int) -> nn.Sequential:
+    # A 4x4 transposed convolution: about 3x cheaper on a CPU than nearest upsampling + conv.
+    return nn.Sequential(
+        nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1),
+        nn.GroupNorm(min(8, cout), cout),
+        nn.SiLU(),
+    )
+
+
 class Encoder(nn.Module):
     def __init__(self, cfg: ArchConfig):
         super().__init__()
+        # Strided convolutions straight from the input: no full-resolution layer, which is
+        # where most of the CPU time of a small VAE goes.
         layers, cin = [], cfg.channels
         for width in cfg.widths:
-            layers += [_conv_block(cin, width), _conv_block(width, width, stride=2)]
+            layers.append(_conv_block(cin, width, stride=2))
+            layers += [_conv_block(width, width) for _ in range(cfg.blocks_per_level - 1)]
             cin = width
         self.features = nn.Sequential(*layers)
         side = cfg.crop_size // 2 ** len(cfg.widths)
@@ -88,7 +101,8 @@ class Decoder(nn.Module):
         self.fc = nn.Linear(cfg.latent_dim, self.top * self.side * self.side)
         layers, cin = [], self.top
         for width in reversed(widths):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), _conv_block(cin, width), _conv_block(width, width)]
+            layers.append(_up_block(cin, width))
+            layers += [_conv_block(width, width) for _ in range(cfg.blocks_per_level - 1)]
             cin = width
         self.features = nn.Sequential(*layers)
 

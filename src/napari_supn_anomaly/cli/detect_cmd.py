@@ -1,0 +1,114 @@
+"""supn-anomaly detect: find parasite candidates in whole fields and stacks, write heatmaps and tables."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..io import open_image, with_axes, write_result
+from ..models import load_model
+from ..pipeline.stacks import DEFAULT_FPR, DetectSettings, iter_detect, run_to_end
+from ..supn.devices import DEVICE_CHOICES
+from .errors import InputError
+
+
+def add_parser(sub, name):
+    p = sub.add_parser(name, help="find parasite candidates in images (fields or stacks)",
+                       description="Segment the cells of each image, score them with a model of healthy cells "
+                                   "and write <stem>_heatmap.tif, <stem>_cells.tif, <stem>_cells.csv and "
+                                   "<stem>_candidates.csv for every input.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF / OME-TIFF images or stacks")
+    p.add_argument("--model", required=True, help="a built-in model name (see 'supn-anomaly models') or a model file")
+    p.add_argument("--out", required=True, help="folder for the results (created if missing)")
+    p.add_argument("--channel", type=int, default=None, help="channel to analyse in multi-channel images (0-based)")
+    p.add_argument("--cell-diameter", type=float, default=None, metavar="PX",
+                   help="cell diameter in the images, pixels (default: measured from the cells found)")
+    p.add_argument("--cells", default=None, metavar="LABELS.tif",
+                   help="cell labels to use instead of the built-in segmentation (one input only)")
+    p.add_argument("--axes", default=None,
+                   help="name the image axes when the file gets them wrong, e.g. CYX for a (3, Y, X) TIFF of "
+                        "three channels (read as RGB otherwise) or ZYX for three focal planes")
+    p.add_argument("--scorer", default=None, help="which of the model's scorers to use (default: the model's own)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--fpr", type=float, default=DEFAULT_FPR,
+                       help=f"target fraction of healthy cells flagged; sets the threshold (default {DEFAULT_FPR})")
+    group.add_argument("--threshold", type=float, default=None, help="score threshold (overrides --fpr)")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where the model runs (default auto)")
+    p.add_argument("--batch-size", type=int, default=32, help="cells scored at once (default 32)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary per input")
+    return p
+
+
+def output_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".jpg", ".jpeg"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def read_labels(path: str) -> np.ndarray:
+    import tifffile
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"cell labels not found: {p}")
+    try:
+        labels = tifffile.imread(p)
+    except Exception as exc:
+        raise InputError(f"{p.name} could not be read as a TIFF label image ({exc})") from exc
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"{p.name} is not a label image (its pixels are {labels.dtype}, not integers)")
+    return labels
+
+
+def resolve_scorer(model, scorer: str | None) -> str:
+    if scorer is None:
+        return model.metadata.get("default_scorer", model.scorers[0]) if model.metadata.get(
+            "default_scorer") in model.scorers else model.scorers[0]
+    if scorer not in model.scorers:
+        raise InputError(f"the model {model.name!r} has no scorer {scorer!r}; it has {', '.join(model.scorers)}")
+    return scorer
+
+
+def validate(args) -> None:
+    if args.cells and len(args.inputs) > 1:
+        raise InputError("--cells gives the cells of one image; run one input at a time with it")
+    if args.cell_diameter is not None and args.cell_diameter <= 0:
+        raise InputError("--cell-diameter must be a positive number of pixels")
+    if not 0 < args.fpr < 1:
+        raise InputError("--fpr must lie between 0 and 1, e.g. 0.01 for one healthy cell in a hundred")
+    if args.batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    missing = [p for p in args.inputs if not Path(p).exists()]
+    if missing:
+        raise InputError(f"input not found: {missing[0]}")
+
+
+def run(args) -> int:
+    validate(args)
+    model = load_model(args.model)
+    settings = DetectSettings(scorer=resolve_scorer(model, args.scorer), fpr=args.fpr, threshold=args.threshold,
+                              cell_diameter=args.cell_diameter, batch_size=args.batch_size, device=args.device)
+    labels = read_labels(args.cells) if args.cells else None
+    for text in args.inputs:
+        path = Path(text)
+        image = open_image(path)
+        image = with_axes(image, args.axes or image.axes)
+        if not args.quiet:
+            print(f"{path.name}: {image.describe()}", file=sys.stderr)
+
+        def report(event, _quiet=args.quiet):
+            if not _quiet and event.stage == "plane done":
+                print(f"  {event.message}", file=sys.stderr)
+
+        events = iter_detect(image.data, image.axes, model, channel=args.channel, labels=labels,
+                             settings=settings, source={"input": str(path), "input_axes": image.axes})
+        try:
+            result = run_to_end(events, report)
+        except ValueError as exc:
+            raise InputError(f"{path.name}: {exc}") from exc
+        paths = write_result(result, args.out, output_stem(path))
+        print(f"{path.name}: {result.summary()} -> {paths[0].parent}")
+    return 0

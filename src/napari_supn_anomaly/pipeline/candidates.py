@@ -1,0 +1,80 @@
+"""From an anomaly heatmap and cell labels to tables: one row per cell, one row per candidate.
+
+A candidate is a connected region of heatmap >= threshold inside one cell. A cell's score is the
+maximum of the heatmap inside it, so a cell is a candidate exactly when it holds a candidate
+region. Re-thresholding needs only the heatmap and the labels, never the model.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from skimage import measure
+
+CELL_COLUMNS = ["cell_id", "y", "x", "area", "score", "candidate"]
+CANDIDATE_COLUMNS = ["candidate_id", "y", "x", "area", "score", "mean_score", "cell_id", "status"]
+
+
+def cell_table(heatmap: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """cell_id, centroid (y, x), area (px) and score (max of the heatmap inside the cell)."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in CELL_COLUMNS[:-1]}).assign(
+            candidate=pd.Series(dtype=bool))
+    centres = np.asarray(ndi.center_of_mass(np.ones_like(labels, np.float32), labels, ids)).reshape(-1, 2)
+    areas = np.asarray(ndi.sum_labels(np.ones_like(labels, np.int64), labels, ids))
+    scores = np.asarray(ndi.maximum(heatmap, labels, ids), np.float32)
+    return pd.DataFrame({"cell_id": ids.astype(np.int64), "y": centres[:, 0], "x": centres[:, 1],
+                         "area": areas.astype(np.int64), "score": scores, "candidate": False})
+
+
+def candidate_regions(heatmap: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """Label image of the candidate regions: heatmap >= threshold inside cells, split at cell borders."""
+    above = (heatmap >= threshold) & (labels > 0)
+    if not above.any():
+        return np.zeros(labels.shape, np.int32)
+    components = measure.label(above, connectivity=2)
+    # a region that crosses from one touching cell into the next becomes one region per cell
+    key = components.astype(np.int64) * (int(labels.max()) + 1) + labels
+    key[~above] = 0
+    _, inverse = np.unique(key, return_inverse=True)
+    return inverse.reshape(labels.shape).astype(np.int32)
+
+
+def candidate_table(heatmap: np.ndarray, labels: np.ndarray, threshold: float, min_area: int = 1) -> pd.DataFrame:
+    """One row per candidate region: centroid, area, peak and mean score, the cell it lies in."""
+    regions = candidate_regions(heatmap, labels, threshold)
+    ids = np.arange(1, int(regions.max()) + 1)
+    if len(ids) == 0:
+        return empty_candidate_table()
+    areas = np.asarray(ndi.sum_labels(np.ones_like(regions, np.int64), regions, ids))
+    peaks = np.asarray(ndi.maximum(heatmap, regions, ids), np.float32)
+    # the centroid is the peak's position: it lies inside the region even for a ring
+    peak_pos = np.asarray(ndi.maximum_position(heatmap, regions, ids), float).reshape(-1, 2)
+    means = np.asarray(ndi.mean(heatmap, regions, ids), np.float32)
+    cells = labels[peak_pos[:, 0].astype(int), peak_pos[:, 1].astype(int)]
+    table = pd.DataFrame({"candidate_id": ids, "y": peak_pos[:, 0], "x": peak_pos[:, 1],
+                          "area": areas.astype(np.int64), "score": peaks, "mean_score": means,
+                          "cell_id": cells.astype(np.int64), "status": "candidate"})
+    table = table[table["area"] >= min_area].reset_index(drop=True)
+    table["candidate_id"] = np.arange(1, len(table) + 1)
+    return table
+
+
+def empty_candidate_table() -> pd.DataFrame:
+    return pd.DataFrame({"candidate_id": pd.Series(dtype=np.int64), "y": pd.Series(dtype=float),
+                         "x": pd.Series(dtype=float), "area": pd.Series(dtype=np.int64),
+                         "score": pd.Series(dtype=np.float32), "mean_score": pd.Series(dtype=np.float32),
+                         "cell_id": pd.Series(dtype=np.int64), "status": pd.Series(dtype=object)})
+
+
+def mark_candidate_cells(cells: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
+    """Set the ``candidate`` column: the cell holds at least one candidate region."""
+    cells = cells.copy()
+    if "plane" in cells.columns and "plane" in candidates.columns:
+        hit = set(zip(candidates["plane"], candidates["cell_id"]))
+        cells["candidate"] = [(p, c) in hit for p, c in zip(cells["plane"], cells["cell_id"])]
+    else:
+        cells["candidate"] = cells["cell_id"].isin(candidates["cell_id"])
+    return cells

@@ -1,0 +1,84 @@
+"""The one result type that leaves the pipeline; the widget turns it into layers, the CLI into files."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .candidates import candidate_regions, candidate_table, empty_candidate_table, mark_candidate_cells
+
+
+@dataclass
+class DetectionResult:
+    """Detection on one plane or a stack of planes.
+
+    heatmap and cells have the plane axes first, then (Y, X): ``plane_shape`` + (Y, X). Tables
+    carry a ``plane`` column (flat plane index) and one column per plane axis (``t``, ``z``) for
+    stacks. ``provenance`` says how the result was made (model, scorer, threshold, settings).
+    """
+
+    heatmap: np.ndarray
+    cells: np.ndarray
+    cell_table: pd.DataFrame
+    candidate_table: pd.DataFrame
+    threshold: float
+    provenance: dict = field(default_factory=dict)
+    plane_axes: str = ""
+    min_area: int = 1
+
+    @property
+    def is_stack(self) -> bool:
+        return bool(self.plane_axes)
+
+    @property
+    def plane_shape(self) -> tuple[int, ...]:
+        return self.heatmap.shape[:-2]
+
+    @property
+    def n_planes(self) -> int:
+        return int(np.prod(self.plane_shape)) if self.plane_shape else 1
+
+    def plane_index(self, flat: int) -> tuple[int, ...]:
+        return tuple(int(i) for i in np.unravel_index(flat, self.plane_shape)) if self.plane_shape else ()
+
+    def with_threshold(self, threshold: float, **provenance) -> "DetectionResult":
+        """The same result cut at another threshold; the model is not needed."""
+        planes = []
+        for flat in range(self.n_planes):
+            idx = self.plane_index(flat)
+            table = candidate_table(self.heatmap[idx], self.cells[idx], threshold, self.min_area)
+            planes.append(_with_plane_columns(table, flat, idx, self.plane_axes))
+        candidates = pd.concat(planes, ignore_index=True) if planes else empty_candidate_table()
+        if self.is_stack:
+            candidates["candidate_id"] = np.arange(1, len(candidates) + 1)
+        cells = mark_candidate_cells(self.cell_table, candidates)
+        prov = dict(self.provenance, threshold=float(threshold), **provenance)
+        return dataclasses.replace(self, cell_table=cells, candidate_table=candidates,
+                                   threshold=float(threshold), provenance=prov)
+
+    def candidate_mask(self) -> np.ndarray:
+        """Label image of candidate regions, per plane (ids restart in every plane)."""
+        out = np.zeros(self.cells.shape, np.int32)
+        for flat in range(self.n_planes):
+            idx = self.plane_index(flat)
+            out[idx] = candidate_regions(self.heatmap[idx], self.cells[idx], self.threshold)
+        return out
+
+    def summary(self) -> str:
+        n_cells = len(self.cell_table)
+        n_flagged = int(self.cell_table["candidate"].sum()) if n_cells else 0
+        where = f" in {self.n_planes} planes" if self.is_stack else ""
+        return (f"{n_cells} cells{where}; {n_flagged} with candidates; {len(self.candidate_table)} candidate "
+                f"regions at threshold {self.threshold:.3g}")
+
+
+def _with_plane_columns(table: pd.DataFrame, flat: int, idx: tuple[int, ...], plane_axes: str) -> pd.DataFrame:
+    if not plane_axes:
+        return table
+    table = table.copy()
+    for pos, axis in enumerate(plane_axes):
+        table.insert(pos, axis.lower(), np.full(len(table), idx[pos], np.int64))
+    table.insert(0, "plane", np.full(len(table), flat, np.int64))
+    return table

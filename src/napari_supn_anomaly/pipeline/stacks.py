@@ -1,0 +1,278 @@
+"""Detection on an image or a stack, plane by plane: the one entry point the widget and CLI share.
+
+Axes are named with the letters T, Z (plane axes; any other letter is treated as a plane axis
+too), C (channels), S (RGB samples), Y and X. :func:`iter_detect` is a generator: it yields a
+:class:`DetectProgress` after each batch of cells and each plane and returns a
+:class:`DetectionResult`; closing it (or ``should_stop`` returning True) stops the work between
+two batches.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..models import AnomalyModel
+from ..supn.devices import describe_device, release_memory
+from .candidates import cell_table
+from .fields import BatchProgress, iter_score_field
+from .result import DetectionResult, _with_plane_columns
+from .segmentation import check_plane, median_cell_diameter, segment_cells
+
+DEFAULT_FPR = 0.01
+SPATIAL = "YX"
+CHANNEL_AXES = "CS"
+
+
+class DetectionCancelled(RuntimeError):
+    """The user stopped the detection."""
+
+
+@dataclass
+class DetectSettings:
+    scorer: str | None = None           # None: the model's first scorer
+    fpr: float = DEFAULT_FPR            # target fraction of healthy cells flagged
+    threshold: float | None = None      # overrides fpr when given
+    cell_diameter: float | None = None  # cell diameter in the image, pixels; None: measured
+    batch_size: int = 32
+    min_area: int = 1
+    device: str = "auto"
+    exclude_edge_cells: bool = True     # segmentation leaves out cells cut by the field's edge
+
+
+@dataclass
+class DetectProgress:
+    plane: int          # flat index of the plane being processed
+    n_planes: int
+    cells_done: int
+    cells_total: int
+    stage: str          # "segmenting", "scoring", "plane done"
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        within = self.cells_done / self.cells_total if self.cells_total else 0.0
+        if self.stage == "plane done":
+            within = 1.0
+        return (self.plane + within) / self.n_planes
+
+
+def normalise_axes(axes: str, ndim: int) -> str:
+    axes = (axes or "").upper()
+    if len(axes) != ndim:
+        raise ValueError(f"the axes {axes!r} do not match an image with {ndim} dimensions")
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"the axes {axes!r} name one axis twice")
+    if not axes.endswith("YX") and not axes.endswith("YXS"):
+        raise ValueError(f"the image must end with the axes Y, X (or Y, X, RGB); got {axes!r}")
+    return axes
+
+
+def default_axes(shape: Sequence[int], rgb: bool = False) -> str:
+    """A guess for an array without axis names: (..., Y, X[, S])."""
+    ndim = len(shape)
+    if rgb:
+        lead = "TZ"[-(ndim - 3):] if ndim > 3 else ""
+        return ("Q" * max(0, ndim - 3 - len(lead)) + lead + "YXS")[-ndim:]
+    lead = "TZ"[-(ndim - 2):] if ndim > 2 else ""
+    return ("Q" * max(0, ndim - 2 - len(lead)) + lead + "YX")[-ndim:]
+
+
+def plane_axes_of(axes: str) -> str:
+    return "".join(a for a in axes if a not in SPATIAL + CHANNEL_AXES)
+
+
+def select_channels(axes: str, shape: Sequence[int], model: AnomalyModel,
+                    channel: int | Sequence[int] | None) -> tuple[str | None, list[int] | None]:
+    """Which axis holds channels and which of its entries the model reads (None: grey from RGB)."""
+    dims = dict(zip(axes, shape))
+    want = model.channels
+    chan_axis = "C" if "C" in dims else ("S" if "S" in dims else None)
+    if chan_axis is None:
+        if want != 1:
+            raise ValueError(f"the model {model.name!r} needs {want} channels but the image has one")
+        return None, None
+    n = dims[chan_axis]
+    if channel is not None:
+        picked = [int(channel)] if np.isscalar(channel) else [int(c) for c in channel]
+        bad = [c for c in picked if not 0 <= c < n]
+        if bad:
+            raise ValueError(f"channel {bad[0]} does not exist; the image has channels 0 to {n - 1}")
+        if len(picked) != want:
+            raise ValueError(f"the model {model.name!r} reads {want} channel(s); {len(picked)} were chosen")
+        return chan_axis, picked
+    if n == want:
+        return chan_axis, list(range(n))
+    if want == 1 and chan_axis == "S":
+        return chan_axis, None  # a grey-level model on an RGB image sees the mean of R, G, B
+    raise ValueError(f"the image has {n} channels and the model {model.name!r} reads {want}; "
+                     "choose the channel to analyse")
+
+
+def read_plane(data, axes: str, plane_idx: tuple[int, ...], chan_axis: str | None,
+               channels: list[int] | None) -> np.ndarray:
+    """One plane as [C, Y, X] float32 (reads only that plane from a lazy array)."""
+    plane_axes = plane_axes_of(axes)
+    index = []
+    it = iter(plane_idx)
+    for a in axes:
+        index.append(next(it) if a in plane_axes else slice(None))
+    plane = np.asarray(data[tuple(index)], dtype=np.float32)
+    rest = [a for a in axes if a not in plane_axes]
+    if chan_axis is None:
+        return plane[None]
+    plane = np.moveaxis(plane, rest.index(chan_axis), 0)
+    if channels is None:
+        return plane.mean(0, keepdims=True)
+    return plane[channels]
+
+
+def resolve_threshold(model: AnomalyModel, scorer: str, settings: DetectSettings) -> tuple[float, float | None]:
+    if settings.threshold is not None:
+        thr = float(settings.threshold)
+        try:
+            return thr, model.healthy_fpr(thr, scorer)
+        except ValueError:
+            return thr, None
+    try:
+        return model.threshold_for_fpr(settings.fpr, scorer), float(settings.fpr)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; give a threshold instead") from exc
+
+
+def _plane_labels(labels, plane_shape, idx, yx_shape) -> np.ndarray | None:
+    if labels is None:
+        return None
+    lab = np.asarray(labels)
+    if lab.shape == tuple(yx_shape):
+        out = lab
+    elif lab.shape == tuple(plane_shape) + tuple(yx_shape):
+        out = lab[idx]
+    else:
+        raise ValueError(f"the cell labels have shape {lab.shape} but the image planes are {tuple(yx_shape)}")
+    if not np.issubdtype(out.dtype, np.integer):
+        raise ValueError("the cell labels must be an integer label image")
+    return out.astype(np.int32, copy=False)
+
+
+def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence[int] | None = None,
+                labels=None, settings: DetectSettings | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                source: dict | None = None) -> Iterator[DetectProgress]:
+    """Detect parasite candidates in every plane of ``data``; returns a DetectionResult."""
+    settings = settings or DetectSettings()
+    axes = normalise_axes(axes, np.ndim(data))
+    shape = tuple(np.shape(data))
+    scorer = settings.scorer or model.scorers[0]
+    if scorer not in model.scorers:
+        raise ValueError(f"the model {model.name!r} has no scorer {scorer!r}; it has {', '.join(model.scorers)}")
+    threshold, fpr = resolve_threshold(model, scorer, settings)
+    chan_axis, channels = select_channels(axes, shape, model, channel)
+    plane_axes = plane_axes_of(axes)
+    dims = dict(zip(axes, shape))
+    plane_shape = tuple(dims[a] for a in plane_axes)
+    yx = (dims["Y"], dims["X"])
+    n_planes = int(np.prod(plane_shape)) if plane_shape else 1
+    if settings.cell_diameter is not None and settings.cell_diameter <= 0:
+        raise ValueError("the cell diameter must be a positive number of pixels")
+
+    model.to(settings.device)
+    heatmap = np.zeros(plane_shape + yx, np.float32)
+    cells = np.zeros(plane_shape + yx, np.int32)
+    cell_tables, diameters, scales = [], [], []
+    timings = {"segmentation_s": 0.0, "rescale_s": 0.0, "score_s": 0.0, "paste_s": 0.0, "tables_s": 0.0}
+    started = time.perf_counter()
+    try:
+        for flat in range(n_planes):
+            idx = tuple(int(i) for i in np.unravel_index(flat, plane_shape)) if plane_shape else ()
+            if should_stop is not None and should_stop():
+                raise DetectionCancelled("detection was cancelled")
+            yield DetectProgress(flat, n_planes, 0, 0, "segmenting", f"plane {flat + 1} of {n_planes}: finding cells")
+            plane = read_plane(data, axes, idx, chan_axis, channels)
+            check_plane(plane)
+            t0 = time.perf_counter()
+            plane_labels = _plane_labels(labels, plane_shape, idx, yx)
+            if plane_labels is None:
+                seg = segment_cells(plane, model.modality, settings.cell_diameter,
+                                    exclude_edges=settings.exclude_edge_cells)
+                plane_labels = seg.labels
+            if not plane_labels.any():
+                raise ValueError(f"no cells in plane {flat + 1}" if n_planes > 1 else "no cells were found")
+            diameter = settings.cell_diameter or median_cell_diameter(plane_labels)
+            timings["segmentation_s"] += time.perf_counter() - t0
+            scoring = iter_score_field(plane, plane_labels, model, scorer, diameter, settings.batch_size)
+            while True:
+                try:
+                    step = next(scoring)
+                except StopIteration as done:
+                    field = done.value
+                    break
+                if should_stop is not None and should_stop():
+                    scoring.close()
+                    raise DetectionCancelled("detection was cancelled")
+                yield DetectProgress(flat, n_planes, step.done, step.total, "scoring",
+                                     f"plane {flat + 1} of {n_planes}: scored {step.done} of {step.total} cells")
+            for key in ("rescale_s", "score_s", "paste_s"):
+                timings[key] += field.timings[key]
+            t1 = time.perf_counter()
+            heatmap[idx] = field.heatmap
+            cells[idx] = plane_labels
+            table = cell_table(field.heatmap, plane_labels)
+            cell_tables.append(_with_plane_columns(table, flat, idx, plane_axes))
+            diameters.append(float(diameter))
+            scales.append(field.scale)
+            timings["tables_s"] += time.perf_counter() - t1
+            yield DetectProgress(flat, n_planes, len(table), len(table), "plane done",
+                                 f"plane {flat + 1} of {n_planes}: {len(table)} cells")
+    finally:
+        release_memory(model.device)
+
+    provenance = {
+        "software": f"napari-supn-anomaly {__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": model.name,
+        "model_description": model.metadata.get("description", ""),
+        "base_model": model.metadata.get("base_model"),
+        "modality": model.modality,
+        "scorer": scorer,
+        "score_rule": model.score_rule(scorer),
+        "threshold": threshold,
+        "target_fpr": fpr,
+        "cell_diameter_px": diameters[0] if len(set(diameters)) == 1 else diameters,
+        "cell_diameter_source": "user" if settings.cell_diameter else ("labels" if labels is not None else "measured"),
+        "model_cell_diameter_px": model.cell_diameter_px,
+        "scale": scales[0] if len(set(scales)) == 1 else scales,
+        "device": describe_device(model.device),
+        "axes": axes,
+        "channel": None if channels is None else (channels[0] if len(channels) == 1 else channels),
+        "cells_from": "labels" if labels is not None else "segmentation",
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "total_s": round(time.perf_counter() - started, 4),
+    }
+    if source:
+        provenance.update(source)
+    result = DetectionResult(heatmap, cells, pd.concat(cell_tables, ignore_index=True), None, threshold,
+                             provenance, plane_axes, settings.min_area)
+    return result.with_threshold(threshold)
+
+
+def run_to_end(events: Iterator[DetectProgress], on_progress: Callable[[DetectProgress], None] | None = None) -> DetectionResult:
+    """Drive :func:`iter_detect` and return its result."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as done:
+            return done.value
+        if on_progress is not None:
+            on_progress(event)
+
+
+def detect(data, axes: str, model: AnomalyModel, **kwargs) -> DetectionResult:
+    """Blocking form of :func:`iter_detect` for scripts and notebooks."""
+    on_progress = kwargs.pop("on_progress", None)
+    return run_to_end(iter_detect(data, axes, model, **kwargs), on_progress)

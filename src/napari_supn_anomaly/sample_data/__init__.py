@@ -1,0 +1,97 @@
+"""Small synthetic example images with their true parasites, for File > Open Sample and the demo.
+
+The files are made by ``benchmarks/make_sample_data.py`` with :mod:`napari_supn_anomaly.synthetic`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..synthetic import SyntheticField
+
+SAMPLES = {
+    # key: (file stem, axes, modality, display name)
+    "fluorescence": ("synthetic_fluorescence_stack", "TYX", "fluorescence",
+                     "Synthetic fluorescence stack (3 fields, with true parasites)"),
+    "giemsa": ("synthetic_giemsa_field", "YXS", "brightfield-stained",
+               "Synthetic Giemsa bright-field field (RGB, with true parasites)"),
+    "brightfield": ("synthetic_brightfield_field", "YX", "brightfield",
+                    "Synthetic unstained bright-field field (with true parasites)"),
+}
+
+
+@dataclass
+class Sample:
+    key: str
+    image: np.ndarray
+    axes: str
+    modality: str
+    cells: np.ndarray       # true cell labels, plane axes + (Y, X)
+    parasites: np.ndarray   # true parasite labels, plane axes + (Y, X)
+    path: Path
+    cell_diameter_px: float
+
+    def truth(self, plane: int = 0) -> SyntheticField:
+        """The truth of one plane, for :func:`napari_supn_anomaly.synthetic.match_parasites`."""
+        cells = self.cells if self.cells.ndim == 2 else self.cells[plane]
+        parasites = self.parasites if self.parasites.ndim == 2 else self.parasites[plane]
+        image = self.image if self.cells.ndim == 2 else self.image[plane]
+        infected = np.unique(cells[parasites > 0])
+        return SyntheticField(image, cells, parasites, infected[infected > 0], self.modality, self.cell_diameter_px)
+
+    @property
+    def n_planes(self) -> int:
+        return 1 if self.cells.ndim == 2 else self.cells.shape[0]
+
+
+def sample_folder() -> Path:
+    return Path(str(resources.files(__name__)))
+
+
+def load_sample(key: str = "fluorescence") -> Sample:
+    import tifffile
+
+    if key not in SAMPLES:
+        raise ValueError(f"unknown sample {key!r}; choose one of {', '.join(SAMPLES)}")
+    stem, axes, modality, _ = SAMPLES[key]
+    folder = sample_folder()
+    path = folder / f"{stem}.tif"
+    if not path.exists():
+        raise FileNotFoundError(f"the sample {path.name} is missing from the installation; "
+                                "run benchmarks/make_sample_data.py")
+    with tifffile.TiffFile(path) as tif:
+        image = tif.asarray()
+        found = re.search(r"cell_diameter_px=([0-9.]+)", tif.pages[0].description or "")
+    diameter = float(found.group(1)) if found else 40.0
+    cells = tifffile.imread(folder / f"{stem}_cells.tif")
+    parasites = tifffile.imread(folder / f"{stem}_parasites.tif")
+    return Sample(key, image, axes, modality, cells.astype(np.int32), parasites.astype(np.int32), path, diameter)
+
+
+def _layers(key: str):
+    sample = load_sample(key)
+    _, _, _, display = SAMPLES[key]
+    name = SAMPLES[key][0].replace("synthetic_", "")
+    meta = {"axes": sample.axes, "modality": sample.modality, "source_path": str(sample.path),
+            "channel_names": []}
+    return [
+        (sample.image, {"name": name, "rgb": sample.axes.endswith("S"), "metadata": meta}, "image"),
+        (sample.parasites, {"name": f"{name} true parasites", "opacity": 0.6, "visible": False,
+                            "metadata": {"truth": True}}, "labels"),
+    ]
+
+
+def fluorescence_sample():
+    return _layers("fluorescence")
+
+
+def giemsa_sample():
+    return _layers("giemsa")
+
+
+def brightfield_sample():
+    return _layers("brightfield")
