@@ -108,7 +108,6 @@ def test_ellipses_scale_with_strength_and_truth_marks_them(kind):
     np.testing.assert_allclose(full.crops - crops, 2 * (half.crops - crops), rtol=1e-4, atol=1e-3)
     diff = np.abs(full.crops - crops)[:, 0]
     assert full.truth.any() and not (diff[~full.truth] > 1e-3).any()
-    assert (full.truth & ~masks).sum() == 0 or kind == "noise" or True
     if kind == "smooth":
         assert diff.max() == pytest.approx(80.0, rel=0.01)   # unit strength peak = 1 normalised unit
     assert (full.truth[:, :, :] & masks).sum() >= 0.8 * full.truth.sum()

@@ -291,7 +291,8 @@ def healthy_cell_crops(modality: str = "fluorescence", n_cells: int = 200, cell_
 
 def train_synthetic_model(modality: str = "fluorescence", *, n_cells: int = 300, crop_size: int = 64,
                           cell_diameter_px: float | None = None, iterations: tuple[int, int] = (600, 400),
-                          widths=(16, 32, 48, 64), latent_dim: int = 16, seed: int = 0, name: str | None = None):
+                          widths=(16, 32, 48, 64), latent_dim: int = 16, batch_size: int = 32, seed: int = 0,
+                          name: str | None = None):
     """A small model of healthy synthetic cells, trained in seconds to minutes on a CPU.
 
     For tests, demos without the built-in models, and checking the pipeline end to end.
@@ -303,7 +304,7 @@ def train_synthetic_model(modality: str = "fluorescence", *, n_cells: int = 300,
     images, masks = healthy_cell_crops(modality, n_cells, seed=seed)
     arch = ArchConfig(crop_size=crop_size, channels=channels, latent_dim=latent_dim, widths=tuple(widths),
                       head_widths=tuple(max(8, w // 2) for w in widths))
-    cfg = TrainConfig(seed=seed, batch_size=32, stage1_iters=iterations[0], stage2_iters=iterations[1])
+    cfg = TrainConfig(seed=seed, batch_size=batch_size, stage1_iters=iterations[0], stage2_iters=iterations[1])
     events = fit_anomaly_model(images, masks, name=name or f"synthetic-{modality}", modality=modality,
                                channel_names=["red", "green", "blue"] if channels == 3 else [modality],
                                arch=arch, cfg=cfg, cell_diameter_px=cell_diameter_px or 0.55 * crop_size,

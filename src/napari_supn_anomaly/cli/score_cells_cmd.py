@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from ..models import load_model
 from ..pipeline.cell_crops import equivalent_diameter, standardise_crops
 from ..supn.networks import LIKELIHOODS
 from .errors import InputError
+from .progress import ProgressLine
 
 COLUMNS = ("file", "score", "healthy_fpr", "candidate", "mask", "cell_diameter_px")
 
@@ -40,17 +40,6 @@ def add_parser(sub, name):
     return p
 
 
-def _progress(label: str):
-    last = [0.0]
-
-    def report(done: int, total: int):
-        now = time.monotonic()
-        if done == total or now - last[0] > 0.5:
-            last[0] = now
-            print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
-    return report
-
-
 def run(args) -> int:
     if not 0.0 <= args.fpr <= 1.0:
         raise InputError("--fpr must lie between 0 and 1")
@@ -66,7 +55,7 @@ def run(args) -> int:
     model = load_model(args.model)
     if args.scorer not in model.scorers:
         raise InputError(f"model {model.name!r} has no scorer {args.scorer!r} (it has {', '.join(model.scorers)})")
-    folder = read_crop_folder(args.images, args.masks, progress=_progress("reading crops"))
+    folder = read_crop_folder(args.images, args.masks, progress=ProgressLine("reading crops"))
     images = match_channels(folder.images, model.channels, model.channel_names, model.name)
 
     scale = None
@@ -81,7 +70,7 @@ def run(args) -> int:
     found = masks.reshape(len(masks), -1).any(1)
 
     model.to(args.device)
-    report = _progress(f"scoring with {model.name} ({args.scorer})")
+    report = ProgressLine(f"scoring with {model.name} ({args.scorer})")
     scores = np.zeros(len(crops), np.float64)
     for start, part in model.iter_score_batches(crops, masks, args.scorer, args.batch_size):
         scores[start:start + len(part.scores)] = part.scores

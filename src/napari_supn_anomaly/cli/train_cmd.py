@@ -7,10 +7,7 @@ other inputs (e.g. whole fields with regions) add an option to the mutually excl
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 from ..crop_folders import match_channels, read_crop_folder
 from ..models import AnomalyModel, load_model
@@ -20,6 +17,7 @@ from ..training import TrainConfig, fit_anomaly_model
 from ..training.fit import DEFAULT_SCORE_RULES
 from ..training.trainer import Progress
 from .errors import InputError
+from .progress import ProgressLine
 
 
 def add_input_options(p):
@@ -97,22 +95,20 @@ def run(args) -> int:
         raise InputError(f"{len(channel_names)} channel name(s) given but the images have {images[0].shape[0]} channel(s)")
     print(f"training on {len(images)} cells ({describe_device(device)})", file=sys.stderr)
     model = None
-    last = 0.0
+    line = ProgressLine("training")
     for event in fit_anomaly_model(images, masks, name=name, modality=args.modality,
                                    channel_names=channel_names, cfg=cfg, init=init,
                                    description=f"trained with supn-anomaly train on {data.get('images', '')}",
                                    training_data=data, device=device):
         if isinstance(event, Progress):
-            now = time.monotonic()
             if event.message:
-                print(f"\n{event.message}", file=sys.stderr)
-            if now - last > 1.0 or event.stage == "done":
-                last = now
-                print(f"\r{event.stage:>9}: {event.iteration}/{event.total}  loss {event.loss:.4f}  "
-                      f"{event.elapsed_s:.0f} s", end="", file=sys.stderr, flush=True)
+                line.close()
+                print(event.message, file=sys.stderr)
+            total = event.iteration if event.stage == "done" else event.total
+            line(event.iteration, total, f"{event.stage} stage, loss {event.loss:.4f}, {event.elapsed_s:.0f} s")
         else:
             model = event
-    print(file=sys.stderr)
+    line.close()
     path = model.save(out)
     cal = model.metadata.get("calibration", {}).get("supn", {})
     print(f"saved {path} ({len(images)} cells, {model.metadata['training']['seconds']:.0f} s of training, "

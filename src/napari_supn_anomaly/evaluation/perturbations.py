@@ -87,13 +87,13 @@ def add_ellipses(crops: np.ndarray, masks: np.ndarray, kind: str, strength: floa
 
 
 def contrast_image(crop: np.ndarray, modality: str) -> np.ndarray:
-    """[C, S, S] -> [S, S] where parasites are bright: fluorescence as is, bright-field inverted,
-    stained bright-field as saturation (the purple stain)."""
+    """[C, S, S] -> [S, S] where parasites are bright: stained bright-field as saturation (the purple
+    stain); otherwise the intensity itself (fluorescent spots; in unstained bright-field the
+    parasites are bright spots inside the dark cell, as the Remoscope detector in TARGETS.md uses)."""
     crop = np.asarray(crop, np.float64)
     if modality == "brightfield-stained" and crop.shape[0] >= 3:
         return crop[:3].max(0) - crop[:3].min(0)
-    gray = crop.mean(0)
-    return -gray if modality == "brightfield" else gray
+    return crop.mean(0)
 
 
 def cut_parasite(crop: np.ndarray, mask: np.ndarray, modality: str, max_radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +104,10 @@ def cut_parasite(crop: np.ndarray, mask: np.ndarray, modality: str, max_radius: 
     """
     contrast = contrast_image(crop, modality)
     dog = ndi.gaussian_filter(contrast, 1.0) - ndi.gaussian_filter(contrast, 4.0)
-    inner = ndi.binary_erosion(mask, iterations=2) if ndi.binary_erosion(mask, iterations=2).any() else mask
+    # look for the spot well inside the cell, away from its rim
+    depth = max(2, int(round(0.1 * 2.0 * np.sqrt(mask.sum() / np.pi))))
+    inner = ndi.binary_erosion(mask, iterations=depth)
+    inner = inner if inner.any() else mask
     dog_in = np.where(inner, dog, -np.inf)
     peak = np.unravel_index(int(np.argmax(dog_in)), dog.shape)
     above = (dog >= 0.5 * dog[peak]) & mask

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import filters, measure, morphology, transform
+from skimage import filters, measure, morphology, segmentation, transform
 
 DARK_CELL_MODALITIES = ("brightfield", "brightfield-stained")
 
@@ -23,6 +23,34 @@ def cell_contrast(image: np.ndarray, modality: str) -> np.ndarray:
     return gray.max() - gray if modality in DARK_CELL_MODALITIES else gray
 
 
+def _region_nearest_centre(labels: np.ndarray) -> np.ndarray:
+    """The labelled region covering the centre, else the one nearest to it."""
+    h, w = labels.shape
+    centre_label = labels[h // 2, w // 2]
+    if centre_label == 0:
+        yy, xx = np.nonzero(labels)
+        k = np.argmin((yy - h / 2) ** 2 + (xx - w / 2) ** 2)
+        centre_label = labels[yy[k], xx[k]]
+    return labels == centre_label
+
+
+def _stained_cell(fg: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Stained red cells on white are convex: fill the pale centre, split off touching neighbours.
+
+    A pale central pallor often opens to the background and neighbours touch or overlap, so the
+    thresholded cell can be a C shape or carry a neighbour. A nearly convex region is replaced by
+    its hull; otherwise the foreground is split by a distance-transform watershed first.
+    """
+    hull = morphology.convex_hull_image(cell)
+    if cell.sum() >= 0.95 * hull.sum():
+        return hull
+    fg = ndi.binary_fill_holes(fg | ndi.binary_closing(fg, morphology.disk(4)))
+    # edge padding: a cell cut by the crop border continues beyond it
+    dist = ndi.distance_transform_edt(np.pad(fg, 1, mode="edge"))[1:-1, 1:-1]
+    seeds = measure.label(morphology.h_maxima(filters.gaussian(dist, 2), 0.15 * dist.max()))
+    return morphology.convex_hull_image(_region_nearest_centre(segmentation.watershed(-dist, seeds, mask=fg)))
+
+
 def find_cell_mask(image: np.ndarray, modality: str = "fluorescence") -> np.ndarray:
     """Mask [H, W] of the cell closest to the centre of a single-cell crop (Otsu + hole filling)."""
     contrast = filters.gaussian(cell_contrast(image, modality), 1.0)
@@ -33,14 +61,10 @@ def find_cell_mask(image: np.ndarray, modality: str = "fluorescence") -> np.ndar
     labels = measure.label(fg)
     if labels.max() == 0:
         return fg
-    h, w = fg.shape
-    # the region covering the centre, else the nearest one to it
-    centre_label = labels[h // 2, w // 2]
-    if centre_label == 0:
-        yy, xx = np.nonzero(labels)
-        k = np.argmin((yy - h / 2) ** 2 + (xx - w / 2) ** 2)
-        centre_label = labels[yy[k], xx[k]]
-    return labels == centre_label
+    cell = _region_nearest_centre(labels)
+    if modality == "brightfield-stained":
+        return _stained_cell(fg, cell)
+    return cell
 
 
 def equivalent_diameter(mask: np.ndarray) -> float:

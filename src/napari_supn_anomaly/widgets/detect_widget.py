@@ -30,7 +30,7 @@ GREY_FROM_RGB = "grey (mean of R, G, B)"
 class DetectWidget(Container):
     """Find parasite candidates in the selected image with a model of healthy cells."""
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):
+    def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self.viewer = viewer
         self._models: dict = {}          # choice -> loaded AnomalyModel

@@ -30,7 +30,6 @@ from .model_registry import REGISTRY, register_model
 if TYPE_CHECKING:
     import napari
 
-LOAD_FILE = "Load model file…"
 REJECTED = "rejected"
 
 
@@ -41,7 +40,7 @@ class FinetuneFailed(Exception):
 class FinetuneWidget(Container):
     """Fine-tune a model on healthy cells marked in this image."""
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):
+    def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self.viewer = viewer
         self._base_models: dict = {}       # choice -> AnomalyModel loaded from a file through this widget
@@ -59,6 +58,8 @@ class FinetuneWidget(Container):
                                          "candidates layer in which you marked false candidates as 'rejected'.")
         self._base = ComboBox(label="base model", choices=self._base_choices,
                               tooltip="The model to start from. It is copied, never changed.")
+        self._load_base = PushButton(text="Load base model file…",
+                                     tooltip="Start from a model file (e.g. one fine-tuned earlier).")
         self._modality = ComboBox(label="image type", choices=["auto"] + list(DEFAULT_SCORE_RULES), value="auto",
                                   tooltip="auto: dark cells on a light background are bright-field, bright cells on "
                                           "dark are fluorescence. If it differs from the base model's, intensities "
@@ -74,12 +75,12 @@ class FinetuneWidget(Container):
         self._progress = ProgressBar(label="progress", min=0, max=1000, value=0)
         self._status = Label(value="Draw rectangles around healthy cells in a Shapes layer, then Train.")
         self._save = PushButton(text="Save model…", enabled=False)
-        self.extend([self._image, self._healthy, self._base, self._modality, self._minutes, self._seed,
+        self.extend([self._image, self._healthy, self._base, self._load_base, self._modality, self._minutes, self._seed,
                      self._device, self._train, self._cancel, self._progress, self._status, self._save])
         self.loss_plot = LossPlot()
         self.native.layout().addWidget(self.loss_plot)
 
-        self._base.changed.connect(self._on_base_changed)
+        self._load_base.changed.connect(self._on_load_base_clicked)
         self._train.changed.connect(self.train)
         self._cancel.changed.connect(self.cancel)
         self._save.changed.connect(self._on_save_clicked)
@@ -100,7 +101,7 @@ class FinetuneWidget(Container):
 
     def _base_choices(self, _widget=None) -> list[str]:
         names = builtin_model_names() + [n for n in REGISTRY.names() if n not in builtin_model_names()]
-        return names + [c for c in self._base_models if c not in names] + [LOAD_FILE]
+        return names + [c for c in self._base_models if c not in names]
 
     def _on_layers_changed(self, _event=None):
         self._healthy.reset_choices()
@@ -120,15 +121,11 @@ class FinetuneWidget(Container):
         except Exception:
             pass
 
-    def _on_base_changed(self, choice):
-        if choice != LOAD_FILE:
-            return
+    def _on_load_base_clicked(self, _=None):
         from qtpy.QtWidgets import QFileDialog
         path, _ = QFileDialog.getOpenFileName(self.native, "Base model file", "", "Model files (*.safetensors)")
         if path:
             self.load_base_file(path)
-        else:
-            self._base.value = self._base.choices[0]
 
     def load_base_file(self, path: str | Path) -> bool:
         try:
@@ -148,8 +145,8 @@ class FinetuneWidget(Container):
 
     def base_model(self):
         choice = self._base.value
-        if choice in (None, LOAD_FILE):
-            raise ValueError("choose a base model first")
+        if choice is None:
+            raise ValueError("choose a base model first (or load a model file)")
         if choice in self._base_models:
             return self._base_models[choice]
         if choice in REGISTRY:

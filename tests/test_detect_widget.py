@@ -1,0 +1,214 @@
+"""The Detect widget in a real napari viewer (run under xvfb-run)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _tiny_models import tiny_model, tiny_model_file
+
+napari = pytest.importorskip("napari")
+
+PLUGIN = "napari-supn-anomaly"
+
+
+@pytest.fixture
+def fl_model():
+    from napari_supn_anomaly.widgets.model_registry import register_model, unregister_model
+
+    model = tiny_model("fluorescence")
+    register_model("tiny fluorescence", model)
+    yield model
+    unregister_model("tiny fluorescence")
+
+
+def open_widget(viewer):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Detect anomalies")
+    return widget
+
+
+def run_and_wait(qtbot, widget, timeout=120_000):
+    worker = widget.run()
+    assert worker is not None, widget._status.value
+    with qtbot.waitSignal(worker.finished, timeout=timeout):
+        pass
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    return worker
+
+
+def output_layers(viewer, source):
+    from napari_supn_anomaly.widgets.layers import find_outputs
+
+    return find_outputs(viewer, source)
+
+
+def test_widget_from_manifest_runs_on_sample(make_napari_viewer, qtbot, fl_model):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "synthetic_fluorescence")
+    image = viewer.layers["fluorescence_stack"]
+    image.scale = (1.0, 0.5, 0.5)
+    image.translate = (0.0, 10.0, -4.0)
+    widget = open_widget(viewer)
+    assert "tiny fluorescence" in widget._model.choices  # registered before the widget opened
+    widget.select_model("tiny fluorescence")
+    widget._image.value = image
+    widget._sensitivity.value = 5.0
+    before = [layer.name for layer in viewer.layers]
+
+    run_and_wait(qtbot, widget)
+
+    outputs = output_layers(viewer, image.name)
+    assert set(outputs) == {"heatmap", "cells", "candidates"}
+    heat, cells, points = outputs["heatmap"], outputs["cells"], outputs["candidates"]
+    assert heat.data.shape == image.data.shape and cells.data.shape == image.data.shape
+    assert heat.blending == "additive"
+    for layer in (heat, cells, points):
+        np.testing.assert_allclose(layer.scale, image.scale)
+        np.testing.assert_allclose(layer.translate, image.translate)
+        assert layer.metadata["provenance"]["model"] == "tiny-fluorescence"
+    assert points.ndim == 3
+    assert {"score", "area", "cell_id", "status"} <= set(points.features.columns)
+    assert len(points.data) == len(widget.current_result.candidate_table) > 0
+    # candidates lie inside the cells they name
+    for (t, y, x), cid in zip(points.data, points.features["cell_id"]):
+        assert cells.data[int(t), int(round(y)), int(round(x))] == cid
+    # the user's layers are untouched
+    assert [layer.name for layer in viewer.layers][: len(before)] == before
+
+
+def test_slider_rethresholds_without_running_the_model(make_napari_viewer, qtbot, fl_model, monkeypatch):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "synthetic_fluorescence")
+    widget = open_widget(viewer)
+    widget.select_model("tiny fluorescence")
+    widget._sensitivity.value = 1.0
+    run_and_wait(qtbot, widget)
+    points = output_layers(viewer, "fluorescence_stack")["candidates"]
+    n_low = len(points.data)
+
+    calls = []
+    original = type(fl_model).iter_score_batches
+    monkeypatch.setattr(type(fl_model), "iter_score_batches",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    widget._sensitivity.value = 20.0
+    n_high = len(points.data)
+    assert n_high > n_low
+    assert len(points.features) == n_high
+    thr = fl_model.threshold_for_fpr(0.2, widget._scorer.value)
+    assert f"{thr:.3g}" in widget._threshold_info.value
+    assert (points.features["score"] >= thr - 1e-5).all()
+    widget._sensitivity.value = 1.0
+    assert len(points.data) == n_low
+    assert calls == [] and widget.model_runs == 1
+
+
+def test_rerun_replaces_only_its_own_layers(make_napari_viewer, qtbot, fl_model):
+    from napari_supn_anomaly.synthetic import make_field
+
+    viewer = make_napari_viewer()
+    field = make_field((256, 256), "fluorescence", seed=3)
+    image = viewer.add_image(field.image, name="field")
+    mine = viewer.add_points(np.array([[5.0, 5.0]]), name="my notes")
+    widget = open_widget(viewer)
+    widget.select_model("tiny fluorescence")
+    widget._image.value = image
+    run_and_wait(qtbot, widget)
+    first = output_layers(viewer, "field")
+    first["heatmap"].colormap = "viridis"  # a display choice the user made
+    n_layers = len(viewer.layers)
+    run_and_wait(qtbot, widget)
+    second = output_layers(viewer, "field")
+    assert len(viewer.layers) == n_layers
+    assert second["heatmap"] is first["heatmap"] and second["heatmap"].colormap.name == "viridis"
+    assert "my notes" in viewer.layers and len(mine.data) == 1
+    assert widget.model_runs == 2
+
+
+def test_cancel_stops_a_stack_within_one_plane(make_napari_viewer, qtbot, fl_model):
+    viewer = make_napari_viewer()
+    stack = np.stack([np.asarray(viewer.open_sample(PLUGIN, "synthetic_fluorescence")[0].data)] * 3)
+    stack = stack.reshape(-1, *stack.shape[-2:])  # 12 planes
+    image = viewer.add_image(stack, name="long stack")
+    widget = open_widget(viewer)
+    widget.select_model("tiny fluorescence")
+    widget._image.value = image
+    worker = widget.run()
+    qtbot.waitUntil(lambda: getattr(widget, "last_progress", None) is not None
+                    and widget.last_progress.stage == "scoring", timeout=60_000)
+    plane_at_cancel = widget.last_progress.plane
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        widget.cancel()
+    assert widget.last_progress.plane <= plane_at_cancel + 1
+    assert widget.last_progress.plane < 11
+    assert "cancelled" in widget._status.value
+    assert not output_layers(viewer, "long stack")
+
+
+def test_bad_input_notifies_and_leaves_layers(make_napari_viewer, qtbot, fl_model, monkeypatch):
+    import napari_supn_anomaly.widgets.detect_widget as dw
+
+    errors = []
+    monkeypatch.setattr(dw, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    widget.select_model("tiny fluorescence")
+    assert widget.run() is None and "image" in errors[-1]        # no image
+
+    flat = viewer.add_image(np.full((128, 128), 7.0, np.float32), name="flat")
+    widget._image.value = flat
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert "constant" in errors[-1]
+
+    nan = np.random.default_rng(0).random((128, 128)).astype(np.float32)
+    nan[3, 3] = np.nan
+    widget._image.value = viewer.add_image(nan, name="nan")
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert "NaN" in errors[-1]
+    assert [layer.name for layer in viewer.layers] == ["flat", "nan"]
+
+
+def test_damaged_model_file_and_registry(make_napari_viewer, tmp_path, monkeypatch, fl_model):
+    import napari_supn_anomaly.widgets.detect_widget as dw
+    from napari_supn_anomaly.widgets.model_registry import register_model, unregister_model
+
+    errors = []
+    monkeypatch.setattr(dw, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a model at all")
+    choices = list(widget._model.choices)
+    assert widget.load_model_file(bad) is False
+    assert "broken.safetensors" in errors[-1]
+    assert list(widget._model.choices) == choices
+
+    register_model("fine-tuned here", tiny_model_file("fluorescence"))
+    try:
+        assert "fine-tuned here" in widget._model.choices   # listed at once
+        widget.select_model("fine-tuned here")
+        assert widget.model is not None and widget.model.modality == "fluorescence"
+    finally:
+        unregister_model("fine-tuned here")
+    assert "fine-tuned here" not in widget._model.choices
+    assert widget.load_model_file(tiny_model_file("fluorescence")) is True
+    assert widget.model.name == "tiny-fluorescence"
+
+
+def test_open_stack_confirms_channel_axis(make_napari_viewer, tmp_path, fl_model):
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "three.tif"
+    tifffile.imwrite(path, rng.integers(0, 255, (3, 64, 80), dtype=np.uint8))
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    widget.select_model("tiny fluorescence")
+    layer = widget.open_stack(path, axes="YXC")   # read as RGB (Y, X, S); the user says: channels
+    assert layer.metadata["axes"] == "CYX" and not layer.rgb and layer.data.shape == (3, 64, 80)
+    assert widget._channel.visible and len(widget._channel.choices) == 3
+    layer_rgb = widget.open_stack(path, axes="YXS")
+    assert layer_rgb.rgb
+

@@ -1,0 +1,137 @@
+"""The Fine-tune widget in a real napari viewer (run under xvfb-run): mark rectangles, train, cancel,
+train again, detect with the new model."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from _tiny_models import tiny_model
+
+napari = pytest.importorskip("napari")
+
+PLUGIN = "napari-supn-anomaly"
+BASE = "tiny fluorescence base"
+
+
+@pytest.fixture
+def base_model():
+    from napari_supn_anomaly.widgets.model_registry import REGISTRY, register_model, unregister_model
+
+    model = tiny_model("fluorescence")
+    register_model(BASE, model)
+    yield model
+    for name in list(REGISTRY.names()):
+        if name == BASE or name.startswith(model.name + "-finetuned"):
+            unregister_model(name)
+
+
+def digest(model) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.net.state_dict().items()):
+        h.update(k.encode() + v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def open_finetune(viewer):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune on healthy cells")
+    return widget
+
+
+def field_with_rectangles(viewer):
+    viewer.open_sample(PLUGIN, "synthetic_brightfield")
+    image = viewer.layers["brightfield_field"]
+    h, w = image.data.shape
+    rects = [np.array([[0, 0], [0, w], [h // 2, w], [h // 2, 0]], float),
+             np.array([[h // 2, 0], [h // 2, w // 2], [h - 1, w // 2], [h - 1, 0]], float)]
+    shapes = viewer.add_shapes(rects, shape_type="rectangle", name="healthy cells", face_color="transparent")
+    return image, shapes
+
+
+def wait_done(qtbot, widget, worker, timeout=180_000):
+    assert worker is not None, widget._status.value
+    with qtbot.waitSignal(worker.finished, timeout=timeout):
+        pass
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+
+
+def test_train_cancel_train_again_and_detect(make_napari_viewer, qtbot, base_model, tmp_path):
+    from napari_supn_anomaly.models import load_model
+    from napari_supn_anomaly.widgets.model_registry import REGISTRY
+
+    viewer = make_napari_viewer()
+    image, shapes = field_with_rectangles(viewer)
+    widget = open_finetune(viewer)
+    _, detect = viewer.window.add_plugin_dock_widget(PLUGIN, "Detect anomalies")
+    widget._image.value = image
+    widget._healthy.value = shapes
+    widget.select_base(BASE)
+    widget._minutes.value = 0.05
+    before = digest(base_model)
+    layer_names = [layer.name for layer in viewer.layers]
+
+    # cancel once, as soon as the training loop reports
+    worker = widget.train()
+    qtbot.waitUntil(lambda: widget.last_progress is not None and widget.last_progress.stage in
+                    ("mean", "precision", "done"), timeout=120_000)
+    widget.cancel()
+    wait_done(qtbot, widget, worker)
+    assert widget.outcome == "cancelled", widget._status.value
+    assert "no new model" in widget._status.value
+    assert not [n for n in REGISTRY.names() if "finetuned" in n]
+    assert digest(base_model) == before
+
+    # train again, to the end
+    worker = widget.train()
+    wait_done(qtbot, widget, worker)
+    assert widget.outcome == "trained", widget._status.value
+    name = f"{base_model.name}-finetuned-1"
+    assert name in REGISTRY.names() and name in detect._model.choices   # listed in Detect at once
+    assert digest(base_model) == before
+    model = widget.model
+    assert model.modality == "brightfield" and model.metadata["training"]["finetune"]["intensity_inverted"]
+    assert model.metadata["base_model"]["name"] == base_model.name
+    assert model.metadata["training"]["data"]["train"]["regions"][0]["kind"] == "rectangle"
+    assert widget.loss_plot.n_points() > 0
+    assert [layer.name for layer in viewer.layers] == layer_names   # training adds or changes no layer
+
+    # save it, and detect with it
+    saved = widget.save_model(tmp_path / "mine.safetensors")
+    assert load_model(saved).metadata["base_model"]["name"] == base_model.name
+    detect.select_model(name)
+    detect._image.value = image
+    worker = detect.run()
+    wait_done(qtbot, detect, worker)
+    result = detect.current_result
+    assert result.provenance["model"] == name and len(result.cell_table) > 20
+    assert f"{image.name} anomaly" in [layer.name for layer in viewer.layers]
+
+
+def test_bad_marks_notify_and_leave_layers(make_napari_viewer, qtbot, base_model, monkeypatch):
+    import napari_supn_anomaly.widgets.finetune_widget as fw
+
+    errors = []
+    monkeypatch.setattr(fw, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    widget = open_finetune(viewer)
+    widget.select_base(BASE)
+    assert widget.train() is None and "image" in errors[-1]
+
+    image, shapes = field_with_rectangles(viewer)
+    widget._image.value = image
+    widget._healthy.value = shapes
+    names = [layer.name for layer in viewer.layers]
+    shapes.data = [np.array([[900, 900], [900, 960], [950, 960], [950, 900]], float)]
+    wait_done(qtbot, widget, widget.train())
+    assert "outside the image" in errors[-1] and widget.outcome == "failed"
+
+    shapes.data = [np.array([[0, 0], [0, 60], [40, 60], [40, 0]], float)]
+    wait_done(qtbot, widget, widget.train())
+    assert ("holds no whole cell" in errors[-1] or "at least 8 are needed" in errors[-1]), errors[-1]
+
+    lines = viewer.add_shapes([np.array([[10, 10], [100, 100]], float)], shape_type="line", name="a line")
+    widget._healthy.reset_choices()
+    widget._healthy.value = lines
+    assert widget.train() is None and "draw rectangles" in errors[-1]
+    assert [layer.name for layer in viewer.layers] == names + ["a line"]
