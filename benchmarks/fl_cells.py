@@ -34,7 +34,7 @@ from napari_supn_anomaly.training.fit import split_holdout
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"
 RULES = ("spot", "bright", "paper")
-SPOT_AMPLITUDES = (30.0, 60.0)  # grey levels added at the spot centre in the 8-bit source crops
+SPOT_AMPLITUDES = (40.0, 80.0)  # grey levels added at the spot centre in the 8-bit source crops
 SPOT_SIGMA = (1.5, 2.5)          # source pixels (the source cells are ~70 px across)
 
 

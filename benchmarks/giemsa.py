@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         gray.save(args.gray_model)
 
     rule = colour.score_rule("supn")
-    rules = [rule] + [r for r in ("paper",) if r != rule]
+    rules = [rule] + [r for r in ("dark", "paper") if r != rule]
     crops, masks = model_crops(colour, validation)
     colour_rows = score_model(colour, crops, masks, labels, rules)
     gcrops, gmasks = model_crops(gray, as_grayscale(validation))

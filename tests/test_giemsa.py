@@ -85,6 +85,22 @@ def test_tiny_colour_model_end_to_end_on_real_crops():
     assert np.isfinite(sample).all() and np.isfinite(z).all()
 
 
+def test_dark_channel_rule_scores_the_darkest_channel_alone():
+    from napari_supn_anomaly.supn import SCORE_RULES, pixel_map
+
+    rule = SCORE_RULES["dark-channel"]
+    z = torch.zeros(1, 3, 9, 9)
+    z[0, 1, 4, 4] = -5.0  # green darker than expected
+    z[0, 2, 4, 4] = +4.0  # blue brighter: must not cancel the green excess
+    m = pixel_map(z, rule)
+    assert m.shape == (1, 9, 9) and m[0, 4, 4] == pytest.approx(5.0) and m.max() == pytest.approx(5.0)
+    assert pixel_map(z, SCORE_RULES["dark"])[0].max() == pytest.approx(1.0)  # the summed rule is diluted
+    # one channel: the 3x3 box sum of -z
+    single = torch.randn(2, 1, 8, 8)
+    expected = -torch.nn.functional.avg_pool2d(torch.nn.functional.pad(single, (1, 1, 1, 1)), 3, stride=1)[:, 0] * 9
+    assert torch.allclose(pixel_map(single, rule), expected, atol=1e-5)
+
+
 def shipped():
     if "giemsa-rbc" not in builtin_model_names():
         pytest.fail("the built-in model giemsa-rbc is missing (run benchmarks/build_giemsa_model.py)")
@@ -95,7 +111,7 @@ def test_shipped_giemsa_model_describes_itself():
     model = shipped()
     assert model.channels == 3 and model.channel_names == ["red", "green", "blue"]
     assert model.modality == "brightfield-stained"
-    assert model.score_rule("supn") == "dark"
+    assert model.score_rule("supn") == "dark-channel"
     healthy = model.healthy_scores("supn")
     assert len(healthy) >= 100
     t1, t5 = model.threshold_for_fpr(0.01), model.threshold_for_fpr(0.05)

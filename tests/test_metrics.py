@@ -90,3 +90,32 @@ def test_healthy_pixel_threshold_is_a_quantile_of_healthy_cell_pixels():
     thr = M.healthy_pixel_threshold(maps, masks, 0.01)
     assert 0.95 < thr < 1.0
     assert np.mean(maps[masks] >= thr) == pytest.approx(0.01, abs=0.005)
+
+
+def _aupro_brute_force(maps, gt, limit):
+    from scipy import ndimage as ndi
+    regions = []
+    for i in range(len(gt)):
+        lab, n = ndi.label(gt[i], structure=np.ones((3, 3)))
+        regions += [(i, lab == k) for k in range(1, n + 1)]
+    neg = ~gt
+    pts = [(0.0, 0.0)]
+    for t in np.unique(maps)[::-1]:
+        above = maps >= t
+        fpr = (above & neg).sum() / neg.sum()
+        pro = np.mean([(above[i] & r).sum() / r.sum() for i, r in regions])
+        pts.append((fpr, pro))
+    x, y = np.array(pts).T
+    xs = np.r_[x[x <= limit], limit]
+    ys = np.r_[y[x <= limit], np.interp(limit, x, y)]
+    return np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2) / limit
+
+
+def test_aupro_matches_a_brute_force_threshold_sweep():
+    rng = np.random.default_rng(7)
+    gt = np.zeros((3, 12, 12), bool)
+    gt[0, 2:5, 2:6] = True
+    gt[1, 7:9, 7:8] = True
+    gt[1, 1, 1] = True
+    maps = rng.normal(0, 1, gt.shape) + 1.5 * gt
+    assert M.aupro(maps, gt, fpr_limit=0.3) == pytest.approx(_aupro_brute_force(maps, gt, 0.3), abs=1e-9)

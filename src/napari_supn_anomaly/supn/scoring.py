@@ -32,6 +32,11 @@ SCORE_RULES = {
     "spot": ScoreRule("spot", 0, "matched", "max inside the cell of the likelihood-ratio statistic for a small "
                       "bright Gaussian spot (sigma 1 px) under the learned Gaussian; N(0, 1) per pixel for "
                       "healthy cells", spot_sigma=1.0),
+    # Stains absorb in some colours only (Giemsa purple: mostly green); summing z over channels
+    # would dilute that with the other channels' noise, so each channel's dark excess counts alone.
+    "dark-channel": ScoreRule("dark-channel", 3, "dark-channel",
+                              "max over colour channels and 3x3 windows inside the cell of summed signed -z "
+                              "(a dark excess in any one channel, e.g. a stained parasite)"),
 }
 
 
@@ -52,6 +57,9 @@ def pixel_map(z: torch.Tensor, rule: ScoreRule) -> torch.Tensor:
         stat = z.sum(1)
     elif rule.statistic == "dark":
         stat = -z.sum(1)
+    elif rule.statistic == "dark-channel":
+        b, c, h, w = z.shape
+        return box_sum(-z.reshape(b * c, h, w), rule.window).reshape(b, c, h, w).amax(1)
     else:
         raise ValueError(f"unknown statistic {rule.statistic!r}")
     return box_sum(stat, rule.window)
@@ -83,10 +91,15 @@ def whitened_residual(net: SupnVAE, x: torch.Tensor, likelihood: str, n_samples:
     return torch.stack(zs), mean
 
 
-def _gaussian_kernel(sigma: float, dtype, device) -> torch.Tensor:
+def _gaussian_1d(sigma: float, dtype, device, shift_by: int = 0, pad: int = 0) -> torch.Tensor:
+    """g(t + shift_by) for t in [-(R + pad), R + pad], with g a Gaussian truncated at R = ceil(3 sigma)."""
     radius = max(1, int(math.ceil(3.0 * sigma)))
-    u = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    g = torch.exp(-0.5 * (u / sigma) ** 2)
+    t = torch.arange(-(radius + pad), radius + pad + 1, dtype=dtype, device=device) + shift_by
+    return torch.where(t.abs() <= radius, torch.exp(-0.5 * (t / sigma) ** 2), torch.zeros_like(t))
+
+
+def _gaussian_kernel(sigma: float, dtype, device) -> torch.Tensor:
+    g = _gaussian_1d(sigma, dtype, device)
     return g[:, None] * g[None, :]
 
 
@@ -141,8 +154,6 @@ def matched_spot_map(factor: SupnFactor, residual: torch.Tensor, sigma: float) -
     # a_f = w_f, k_f(u) = k(u + o_f): a correlation of the products a_i a_j with k_i k_j.
     # With cross-channel weights, row i of U s also holds sum_{j>i} c_ij k (the template is
     # the same spot in every channel), which simply adds to the coefficient of k_0.
-    pad = radius + factor.radius
-    big = F.pad(kernel, (factor.radius,) * 4)
     centre = d
     if factor.cross is not None:
         centre = d.clone()
@@ -151,17 +162,25 @@ def matched_spot_map(factor: SupnFactor, residual: torch.Tensor, sigma: float) -
             for j in range(i + 1, c):
                 centre[:, i] = centre[:, i] + factor.cross[:, k]
                 k += 1
-    kernels, coeffs = [big], [centre]
-    for f, (dy, dx) in enumerate(offsets):
-        kernels.append(torch.roll(big, shifts=(-dy, -dx), dims=(0, 1)))
-        coeffs.append(weights[:, :, f])
-    prods, kerns = [], []
-    for i in range(len(kernels)):
-        for j in range(i, len(kernels)):
+    shifts = [(0, 0)] + offsets
+    coeffs = [centre] + [weights[:, :, f] for f in range(len(offsets))]
+    # Each product kernel k_i k_j is separable (the Gaussian is), so the 2-D correlation is a
+    # column pass and a row pass of depthwise 1-D kernels: ~10x cheaper than 2-D kernels.
+    pad = radius + factor.radius
+    prods, cols, rows = [], [], []
+    for i in range(len(shifts)):
+        for j in range(i, len(shifts)):
             prods.append((1.0 if i == j else 2.0) * coeffs[i] * coeffs[j])
-            kerns.append(kernels[i] * kernels[j])
-    prods = torch.stack(prods, 2).reshape(b * c, len(prods), h, w)
-    energy = F.conv2d(prods, torch.stack(kerns)[None], padding=pad).reshape(b, c, h, w)
+            cols.append(_gaussian_1d(sigma, residual.dtype, residual.device, shifts[i][0], factor.radius)
+                        * _gaussian_1d(sigma, residual.dtype, residual.device, shifts[j][0], factor.radius))
+            rows.append(_gaussian_1d(sigma, residual.dtype, residual.device, shifts[i][1], factor.radius)
+                        * _gaussian_1d(sigma, residual.dtype, residual.device, shifts[j][1], factor.radius))
+    n = len(prods)
+    # channels-last makes oneDNN's depthwise convolution several times faster on a CPU
+    prods = torch.stack(prods, 2).reshape(b * c, n, h, w).contiguous(memory_format=torch.channels_last)
+    smooth = F.conv2d(prods, torch.stack(cols)[:, None, :, None], padding=(pad, 0), groups=n)
+    smooth = F.conv2d(smooth, torch.stack(rows)[:, None, None, :], padding=(0, pad), groups=n)
+    energy = smooth.sum(1).reshape(b, c, h, w)
     return numerator / energy.sum(1).clamp_min(1e-12).sqrt()
 
 

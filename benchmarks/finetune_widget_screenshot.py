@@ -1,0 +1,74 @@
+"""Screenshot of the Fine-tune widget after a real run on a Remoscope field (run under xvfb-run).
+
+    xvfb-run -a python benchmarks/finetune_widget_screenshot.py --base fluorescence-rbc \
+        --minutes 0.5 --out docs/images/finetune_widget.png
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(os.environ.get("SUPN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", default="fluorescence-rbc")
+    ap.add_argument("--minutes", type=float, default=0.5)
+    ap.add_argument("--field", default="img_0385.png")
+    ap.add_argument("--out", type=Path, default=Path("docs/images/finetune_widget.png"))
+    args = ap.parse_args(argv)
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_supn_anomaly.evaluation.datasets import load_remoscope_fields
+    from napari_supn_anomaly.models import builtin_model_names, load_model
+    from napari_supn_anomaly.widgets.model_registry import register_model
+
+    field = next(f for f in load_remoscope_fields(DATA) if f.name == args.field)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    image = viewer.add_image(field.image, name=Path(field.name).stem, colormap="gray")
+    rects = [np.array([[b.y0, b.x0], [b.y0, b.x1], [b.y1, b.x1], [b.y1, b.x0]], float)
+             for b in field.boxes if b.cls == "healthy"]
+    shapes = viewer.add_shapes(rects, shape_type="rectangle", name="healthy cells", edge_color="lime",
+                               face_color="transparent", edge_width=2)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-supn-anomaly", "Fine-tune on healthy cells")
+    if args.base in builtin_model_names():
+        widget.select_base(args.base)
+    else:
+        base = load_model(args.base)
+        register_model(base.name, base)
+        widget.select_base(base.name)
+    widget._image.value = image
+    widget._healthy.reset_choices()
+    widget._healthy.value = shapes
+    widget._minutes.value = args.minutes
+    worker = widget.train()
+    if worker is None:
+        print("could not start:", widget._status.value)
+        return 1
+    app = QApplication.instance()
+    deadline = time.time() + 60 * args.minutes + 300
+    while widget._worker is not None and time.time() < deadline:
+        app.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.05)
+    print(widget.outcome, widget._status.value)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.window._qt_window.grab().save(str(args.out))
+    print(f"wrote {args.out}")
+    viewer.close()
+    return 0 if widget.outcome == "trained" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""supn-anomaly detect and demo, end to end with a tiny model."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from _tiny_models import tiny_model_file
+from napari_supn_anomaly.cli import main
+from napari_supn_anomaly.synthetic import make_field
+
+
+@pytest.fixture(scope="module")
+def model_file():
+    return tiny_model_file("fluorescence")
+
+
+@pytest.fixture(scope="module")
+def field():
+    return make_field((192, 192), "fluorescence", cell_diameter=30, infected_fraction=0.3, seed=9)
+
+
+def test_detect_writes_the_four_files(tmp_path, model_file, field, capsys):
+    tifffile.imwrite(tmp_path / "field.tif", field.image)
+    assert main(["detect", str(tmp_path / "field.tif"), "--model", model_file, "--out", str(tmp_path / "o"),
+                 "--fpr", "0.05", "--quiet"]) == 0
+    out = tmp_path / "o"
+    heat = tifffile.imread(out / "field_heatmap.tif")
+    assert heat.dtype == np.float32 and heat.shape == field.image.shape
+    cells = tifffile.imread(out / "field_cells.tif")
+    assert cells.shape == field.image.shape and cells.max() > 5
+    table = pd.read_csv(out / "field_cells.csv")
+    assert {"cell_id", "y", "x", "area", "score", "candidate"} <= set(table.columns)
+    assert len(table) == len(np.unique(cells)) - 1
+    cands = pd.read_csv(out / "field_candidates.csv")
+    assert {"y", "x", "score", "area", "cell_id"} <= set(cands.columns)
+    assert "field.tif" in capsys.readouterr().out
+
+
+def test_detect_stack_with_channel_and_labels(tmp_path, model_file, field):
+    stack = np.stack([np.stack([field.image, 255 - field.image])] * 2)  # T, C, Y, X
+    tifffile.imwrite(tmp_path / "stack.tif", stack, imagej=True, metadata={"axes": "TCYX"})
+    labels = np.stack([field.cells] * 2).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "cells.tif", labels)
+    assert main(["detect", str(tmp_path / "stack.tif"), "--model", model_file, "--out", str(tmp_path / "o"),
+                 "--channel", "0", "--cells", str(tmp_path / "cells.tif"), "--cell-diameter", "30",
+                 "--quiet"]) == 0
+    heat = tifffile.imread(tmp_path / "o" / "stack_heatmap.tif")
+    assert heat.shape == (2, 192, 192)
+    cells = pd.read_csv(tmp_path / "o" / "stack_cells.csv")
+    assert "plane" in cells.columns and sorted(cells["plane"].unique()) == [0, 1]
+    assert "plane" in pd.read_csv(tmp_path / "o" / "stack_candidates.csv").columns
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--channel", "3"], "channel 3 does not exist"),
+    (["--cell-diameter", "-4"], "positive"),
+    (["--fpr", "2"], "between 0 and 1"),
+])
+def test_detect_bad_options_exit_2_with_one_line(tmp_path, model_file, field, capsys, extra, message):
+    tifffile.imwrite(tmp_path / "f.tif", np.stack([field.image, field.image]), imagej=True,
+                     metadata={"axes": "CYX"})
+    code = main(["detect", str(tmp_path / "f.tif"), "--model", model_file, "--out", str(tmp_path / "o")] + extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and message in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_detect_bad_files_exit_2(tmp_path, model_file, field, capsys):
+    tifffile.imwrite(tmp_path / "flat.tif", np.full((64, 64), 9, np.uint8))
+    assert main(["detect", str(tmp_path / "flat.tif"), "--model", model_file, "--out", str(tmp_path)]) == 2
+    assert "constant" in capsys.readouterr().err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    tifffile.imwrite(tmp_path / "f.tif", field.image)
+    assert main(["detect", str(tmp_path / "f.tif"), "--model", str(bad), "--out", str(tmp_path)]) == 2
+    assert "bad.safetensors" in capsys.readouterr().err
+    assert main(["detect", str(tmp_path / "nope.tif"), "--model", model_file, "--out", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_demo_on_the_builtin_sample(tmp_path, model_file, capsys):
+    assert main(["demo", "--model", model_file, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "true parasites" in out and "found" in out
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "synthetic_fluorescence_stack_heatmap.tif" in names
+    assert "synthetic_fluorescence_stack_plane0_overlay.png" in names

@@ -1,0 +1,66 @@
+"""Candidate regions, the cell and candidate tables, and re-thresholding without the model."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from napari_supn_anomaly.pipeline.candidates import candidate_regions, candidate_table, cell_table
+from napari_supn_anomaly.pipeline.result import DetectionResult
+
+
+def two_cells():
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:35, 5:30] = 1
+    labels[5:35, 30:55] = 2
+    heat = np.zeros((40, 60), np.float32)
+    heat[labels > 0] = 1.0
+    heat[10:13, 10:13] = 9.0          # a strong region in cell 1
+    heat[20:22, 28:32] = 6.0          # a region across the border of cells 1 and 2
+    return heat, labels
+
+
+def test_cell_table_scores_are_the_max_inside_each_cell():
+    heat, labels = two_cells()
+    table = cell_table(heat, labels)
+    assert list(table["cell_id"]) == [1, 2]
+    assert list(table["score"]) == [9.0, 6.0]
+    assert list(table["area"]) == [750, 750]
+
+
+def test_regions_are_split_at_cell_borders():
+    heat, labels = two_cells()
+    regions = candidate_regions(heat, labels, 5.0)
+    assert regions.max() == 3
+    table = candidate_table(heat, labels, 5.0)
+    assert sorted(table["cell_id"]) == [1, 1, 2]
+    strong = table.loc[table["score"].idxmax()]
+    assert strong["area"] == 9 and strong["cell_id"] == 1 and 10 <= strong["y"] <= 12
+    assert (table["status"] == "candidate").all()
+    assert len(candidate_table(heat, labels, 5.0, min_area=5)) == 2
+
+
+def test_rethresholding_a_result_needs_no_model():
+    heat, labels = two_cells()
+    result = DetectionResult(heat, labels, cell_table(heat, labels), None, 0.0).with_threshold(5.0)
+    assert len(result.candidate_table) == 3 and result.cell_table["candidate"].tolist() == [True, True]
+    higher = result.with_threshold(7.0)
+    assert len(higher.candidate_table) == 1 and higher.cell_table["candidate"].tolist() == [True, False]
+    assert higher.provenance["threshold"] == 7.0 and result.threshold == 5.0   # the original is unchanged
+    # a cell is a candidate exactly when its score reaches the threshold
+    for thr in (0.5, 6.0, 8.0, 10.0):
+        r = result.with_threshold(thr)
+        assert (r.cell_table["candidate"] == (r.cell_table["score"] >= thr)).all()
+
+
+def test_stack_results_have_plane_columns():
+    heat, labels = two_cells()
+    heat3 = np.stack([heat, heat * 0, heat])
+    labels3 = np.stack([labels] * 3)
+    cells = pd.concat([cell_table(heat3[k], labels3[k]).assign(plane=k) for k in range(3)], ignore_index=True)
+    result = DetectionResult(heat3, labels3, cells, None, 0.0, plane_axes="T").with_threshold(5.0)
+    table = result.candidate_table
+    assert {"plane", "t"} <= set(table.columns)
+    assert sorted(set(table["plane"])) == [0, 2] and len(table) == 6
+    assert list(table["candidate_id"]) == list(range(1, 7))
+    assert result.cell_table.groupby("plane")["candidate"].sum().tolist() == [2, 0, 2]
+    assert result.candidate_mask().shape == heat3.shape

@@ -1,0 +1,65 @@
+"""The synthetic field generator and the parasite matching used to score detections."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_supn_anomaly.synthetic import MODALITIES, healthy_cell_crops, make_field, match_parasites
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_fields_have_truth_and_look_like_their_modality(modality):
+    f = make_field((256, 256), modality, cell_diameter=36, infected_fraction=0.5, seed=4)
+    assert f.image.dtype == np.uint8
+    assert f.image.shape == ((256, 256, 3) if modality == "brightfield-stained" else (256, 256))
+    assert f.cells.shape == f.parasites.shape == (256, 256)
+    assert f.cells.max() > 10 and f.parasites.max() > 0 and len(f.infected) > 0
+    # every parasite lies in an infected cell, never in the background
+    assert (f.cells[f.parasites > 0] > 0).all()
+    assert set(np.unique(f.cells[f.parasites > 0])) == set(f.infected)
+    grey = f.image.astype(float).mean(-1) if f.image.ndim == 3 else f.image.astype(float)
+    inside, outside = np.median(grey[f.cells > 0]), np.median(grey[f.cells == 0])
+    if modality == "fluorescence":
+        assert 15 < outside < 40 and 100 < inside < 170   # as the real supn_fl_cells crops
+    else:
+        assert inside < outside - 20                      # dark (or stained) cells on light
+
+
+def test_cells_cut_by_the_edge_are_never_infected():
+    f = make_field((256, 256), "fluorescence", infected_fraction=1.0, seed=1)
+    edge = np.unique(np.concatenate([f.cells[0], f.cells[-1], f.cells[:, 0], f.cells[:, -1]]))
+    assert not set(edge) & set(f.infected)
+
+
+def test_same_seed_same_field_and_other_seed_differs():
+    a = make_field((128, 128), "fluorescence", seed=7)
+    b = make_field((128, 128), "fluorescence", seed=7)
+    c = make_field((128, 128), "fluorescence", seed=8)
+    assert np.array_equal(a.image, b.image) and not np.array_equal(a.image, c.image)
+
+
+def test_fluorescence_parasites_are_brighter_than_their_cell():
+    f = make_field((256, 256), "fluorescence", infected_fraction=1.0, seed=2)
+    for cid in f.infected:
+        cell = f.image[(f.cells == cid) & (f.parasites == 0)].astype(float)
+        spot = f.image[(f.cells == cid) & (f.parasites > 0)].astype(float)
+        assert spot.max() > np.percentile(cell, 99)
+
+
+def test_match_parasites_counts_found_and_false():
+    f = make_field((256, 256), "fluorescence", infected_fraction=0.5, seed=3)
+    perfect = match_parasites(f.parasites > 0, f)
+    assert perfect.n_found == perfect.n_parasites > 0 and perfect.n_false == 0 and perfect.recall == 1.0
+    nothing = match_parasites(np.zeros_like(f.cells), f)
+    assert nothing.n_found == 0 and nothing.n_false == 0
+    healthy = f.healthy[0]
+    wrong = match_parasites(f.cells == healthy, f)
+    assert wrong.n_found == 0 and wrong.n_false == 1
+    total = perfect + wrong
+    assert total.n_parasites == 2 * perfect.n_parasites and total.n_false == 1
+
+
+def test_healthy_crops_are_whole_cells():
+    crops, masks = healthy_cell_crops("brightfield-stained", 5, cell_diameter=30, seed=0)
+    assert len(crops) == 5 and crops[0].shape == (3, 60, 60) and masks[0].shape == (60, 60)
+    assert all(m[30, 30] for m in masks)
