@@ -12,8 +12,9 @@ cells (never on test cells). Timings are wall-clock on a shared machine: see the
 from __future__ import annotations
 
 import argparse
-import datetime
+import json
 import os
+import sys
 import re
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 
 from napari_supn_anomaly.evaluation import eval_sets
 from napari_supn_anomaly.evaluation.datasets import giemsa_fields, load_giemsa_cells, load_remoscope_fields
-from napari_supn_anomaly.evaluation.harness import evaluate_scorers, markdown_table, write_csv
+from napari_supn_anomaly.evaluation.harness import evaluate_scorers, markdown_table, read_csv, write_csv
 from napari_supn_anomaly.evaluation.roc import plot_roc
 from napari_supn_anomaly.models import builtin_model_names, load_model
 from napari_supn_anomaly.scorers import scorer_names
@@ -146,9 +147,16 @@ def main():
     p.add_argument("--giemsa-train-cells", type=int, default=800)
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--save-models", default=None, help="folder to keep the models trained here in")
+    p.add_argument("--csv", default=None, help="write this run's rows here (default: next to --out)")
+    p.add_argument("--assemble", default=None,
+                   help="comma-separated CSVs of earlier runs (one per dataset) to assemble into --out, "
+                        "instead of running anything")
     p.add_argument("--out", default="docs/benchmarks/scorers.md")
     p.add_argument("--images", default="docs/images/scorers")
     args = p.parse_args()
+    if args.assemble:
+        write_markdown(Path(args.out), [Path(p) for p in args.assemble.split(",")], Path(args.images))
+        return
     torch.set_num_threads(1)
     root = Path(args.data_root)
     names = scorer_names() if args.scorers == "all" else args.scorers.split(",")
@@ -200,37 +208,57 @@ def main():
         evaluations.append(("remoscope", r_model.name, ev))
 
     out = Path(args.out)
-    csv_path = write_csv(rows, out.with_suffix(".csv"))
+    csv_path = Path(args.csv) if args.csv else out.with_suffix(".csv")
+    write_csv(rows, csv_path)
     images = Path(args.images)
-    pngs = []
+    n_png = 0
     for ds, model_name, ev in evaluations:
         for set_name, scores in ev.scores.items():
             slug = re.sub(r"[^A-Za-z0-9]+", "_", set_name).strip("_")
-            pngs.append(plot_roc(ev.labels[set_name], scores, images / f"roc_{ds}_{slug}.png", f"{set_name} ({model_name})"))
+            plot_roc(ev.labels[set_name], scores, images / f"roc_{ds}_{slug}.png", f"{set_name} ({model_name})")
+            n_png += 1
+    info = {"command": "python benchmarks/evaluate_all.py " + " ".join(sys.argv[1:]), "load_start": load_start,
+            "load_end": loadavg(), "minutes": round((time.time() - started) / 60, 1),
+            "notes": list(dict.fromkeys(notes)), "models": models_used}
+    csv_path.with_suffix(".json").write_text(json.dumps(info, indent=1))
+    print(f"wrote {csv_path} and {n_png} ROC curves to {images}")
+    write_markdown(out, [csv_path], images)
+
+
+def write_markdown(out: Path, csv_paths: list[Path], images: Path) -> None:
+    rows, runs = [], []
+    for path in csv_paths:
+        rows += read_csv(path)
+        side = Path(path).with_suffix(".json")
+        runs.append(json.loads(side.read_text()) if side.exists() else {"command": f"(rows from {path})"})
     main_sets = {}
-    for ds, _, ev in evaluations:
-        main_sets[ds] = next(iter(ev.scores))
+    for r in rows:
+        main_sets.setdefault(r.dataset, r.test_set)
     pixel_set = ("fl", "parasite-transplant") if "fl" in main_sets else (next(iter(main_sets)), "parasite-transplant")
-    elapsed = time.time() - started
     text = [
         "# Scorers compared: SUPN-VAE against the seed papers' alternatives",
         "",
-        f"Date 2026-11-22; machine: 2-core x86_64 CPU, 24 GB, no GPU, shared with other jobs; load average "
-        f"{load_start} at the start, {loadavg()} at the end; {elapsed / 60:.1f} minutes in all.",
+        "Date 2026-11-22; machine: 2-core x86_64 CPU, 24 GB, no GPU, shared with four other helpers' jobs "
+        "(so timings are pessimistic; see the load averages).",
         "",
-        "Command: `python benchmarks/evaluate_all.py " + " ".join(a for a in os.sys.argv[1:]) + "`",
+        "Commands (one run per dataset, then assembled):",
         "",
-        "Models: " + "; ".join(f"{k}: `{v}`" for k, v in models_used.items()) + ".",
+        *[f"- `{r['command']}` (load average {r.get('load_start', '?')} at the start, {r.get('load_end', '?')} "
+          f"at the end; {r.get('minutes', '?')} min; models: "
+          + ", ".join(f"{k}: `{v}`" for k, v in r.get("models", {}).items()) + ")" for r in runs],
+        "- `python benchmarks/evaluate_all.py --assemble " + ",".join(str(p) for p in csv_paths) + "`",
         "",
         "## One table",
         "",
-        "Per-cell metrics on the real labels of each dataset; pixel metrics on real parasites cut from infected "
-        "fluorescence cells and transplanted into healthy validation cells (the only real-parasite pixel truth "
-        "we have). 'Dice fixed' uses the threshold that 1% of healthy calibration-cell pixels exceed. "
-        "Seconds per 100 cells are wall-clock on the shared CPU (scoring only, calibration and training excluded).",
+        "Per-cell metrics on the real labels of each dataset (AUROC with a 95% bootstrap interval over cells); "
+        f"pixel metrics on {pixel_set[0]} '{pixel_set[1]}': real parasites cut from infected cells and added "
+        "to healthy validation cells (each healthy cell appears once clean, once with the parasite), the only "
+        "real-parasite pixel truth we have. 'Dice fixed' uses the threshold that 1% of healthy "
+        "calibration-cell pixels exceed; 'Dice best' is the oracle. Seconds per 100 cells: wall-clock scoring "
+        "only, on the shared CPU.",
         "",
         summary_table(rows, main_sets, pixel_set),
-        "## Where SUPN loses (per-cell AUROC, computed from the rows above)",
+        "## Where SUPN loses (per-cell AUROC, computed from the rows)",
         "",
         *where_supn_loses(rows),
         "",
@@ -239,13 +267,13 @@ def main():
         markdown_table(rows),
         "",
         "Notes:",
-        *[f"- {n}" for n in dict.fromkeys(notes)],
-        f"- Full numbers: `{csv_path}`; ROC curves: `{images}/`.",
+        *[f"- {n}" for r in runs for n in r.get("notes", [])],
+        f"- Full numbers: {', '.join(f'`{p}`' for p in csv_paths)}; ROC curves: `{images}/`.",
         "",
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(text))
-    print(f"wrote {out}, {csv_path} and {len(pngs)} ROC curves")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

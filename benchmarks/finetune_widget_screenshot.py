@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", default="fluorescence-rbc")
     ap.add_argument("--minutes", type=float, default=0.5)
-    ap.add_argument("--field", default="img_0385.png")
+    ap.add_argument("--field", default="img_1228.png")
     ap.add_argument("--out", type=Path, default=Path("docs/images/finetune_widget.png"))
     args = ap.parse_args(argv)
 
@@ -33,13 +33,17 @@ def main(argv=None) -> int:
 
     field = next(f for f in load_remoscope_fields(DATA) if f.name == args.field)
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(1600, 900)
     image = viewer.add_image(field.image, name=Path(field.name).stem, colormap="gray")
     rects = [np.array([[b.y0, b.x0], [b.y0, b.x1], [b.y1, b.x1], [b.y1, b.x0]], float)
-             for b in field.boxes if b.cls == "healthy"]
+             for b in field.boxes if b.cls == "healthy" and b.y0 > 2 and b.x0 > 2
+             and b.y1 < field.image.shape[0] - 2 and b.x1 < field.image.shape[1] - 2]  # no half cells at the edge
     shapes = viewer.add_shapes(rects, shape_type="rectangle", name="healthy cells", edge_color="lime",
                                face_color="transparent", edge_width=2)
-    _, widget = viewer.window.add_plugin_dock_widget("napari-supn-anomaly", "Fine-tune on healthy cells")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-supn-anomaly", "Fine-tune on healthy cells")
+    from qtpy.QtCore import Qt
+    viewer.window._qt_window.resizeDocks([dock], [560], Qt.Horizontal)
+    viewer.reset_view()
     if args.base in builtin_model_names():
         widget.select_base(args.base)
     else:
@@ -63,6 +67,7 @@ def main(argv=None) -> int:
         app.processEvents()
         time.sleep(0.05)
     print(widget.outcome, widget._status.value)
+    viewer.reset_view()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     viewer.window._qt_window.grab().save(str(args.out))
     print(f"wrote {args.out}")

@@ -132,7 +132,7 @@ def test_cancel_stops_within_a_batch_and_produces_nothing(base_model):
 
 
 def test_bad_inputs_fail_before_training(base_model):
-    with pytest.raises(ValueError, match="only 3 healthy cell"):
+    with pytest.raises(ValueError, match="only 3 healthy cell.*at least 10 are needed"):
         next(finetune(base_model, cells(3), FinetuneSettings(**SHORT)))
     rgb = cells(10)
     rgb.images = [np.repeat(i, 3, 0) for i in rgb.images]

@@ -56,7 +56,7 @@ def wait_done(qtbot, widget, worker, timeout=180_000):
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
 
 
-def test_train_cancel_train_again_and_detect(make_napari_viewer, qtbot, base_model, tmp_path):
+def test_train_cancel_train_again_and_detect(base_model, make_napari_viewer, qtbot, tmp_path):
     from napari_supn_anomaly.models import load_model
     from napari_supn_anomaly.widgets.model_registry import REGISTRY
 
@@ -108,7 +108,7 @@ def test_train_cancel_train_again_and_detect(make_napari_viewer, qtbot, base_mod
     assert f"{image.name} anomaly" in [layer.name for layer in viewer.layers]
 
 
-def test_bad_marks_notify_and_leave_layers(make_napari_viewer, qtbot, base_model, monkeypatch):
+def test_bad_marks_notify_and_leave_layers(base_model, make_napari_viewer, qtbot, monkeypatch):
     import napari_supn_anomaly.widgets.finetune_widget as fw
 
     errors = []
@@ -128,7 +128,7 @@ def test_bad_marks_notify_and_leave_layers(make_napari_viewer, qtbot, base_model
 
     shapes.data = [np.array([[0, 0], [0, 60], [40, 60], [40, 0]], float)]
     wait_done(qtbot, widget, widget.train())
-    assert ("holds no whole cell" in errors[-1] or "at least 8 are needed" in errors[-1]), errors[-1]
+    assert ("holds no whole cell" in errors[-1] or "are needed" in errors[-1]), errors[-1]
 
     lines = viewer.add_shapes([np.array([[10, 10], [100, 100]], float)], shape_type="line", name="a line")
     widget._healthy.reset_choices()

@@ -89,8 +89,6 @@ def test_labels_and_points_select_cells_but_not_edge_cells():
     img, truth = disc_field()
     plane = as_channels_first(img)
     assert len(cells_from_labels(plane, truth, "f.png")) == truth.max()
-    cut = truth.copy()
-    cut[:, :30] = np.where(cut[:, :30] > 0, cut[:, :30], 0)
     plane_cut = plane[:, :, 20:]  # the first column of cells now touches the left edge
     assert len(cells_from_labels(plane_cut, truth[:, 20:], "f.png")) < truth.max()
     got = cells_at_points(plane, np.array([[25.0, 25.0], [25.0, 65.0], [0.0, 0.0]]), "f.png", "brightfield",
@@ -117,6 +115,10 @@ def test_too_few_cells_and_wrong_channels_are_refused_before_training():
     check_training_cells(cells_from_labels(as_channels_first(img), truth, "f.png"), base_channels=1)
     with pytest.raises(ValueError, match="only 0 healthy"):
         check_training_cells(TrainingCells(), base_channels=1)
+    nine = cells_from_labels(as_channels_first(img), truth, "f.png", ids=range(1, 10))
+    check_training_cells(nine, base_channels=1)
+    with pytest.raises(ValueError, match=r"only 9 healthy cell\(s\).*at least 10 are needed \(8 to train on, 2 held back"):
+        check_training_cells(nine, base_channels=1, holdout_fraction=0.2)
 
 
 def test_shapes_that_enclose_nothing_are_refused():

@@ -159,3 +159,30 @@ def markdown_table(rows: list[ScorerRow], fprs=(0.05,)) -> str:
                   _fmt(r.seconds_per_100, 2)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _num(text: str) -> float | None:
+    return float(text) if text not in ("", None) else None
+
+
+def read_csv(path: str | Path) -> list[ScorerRow]:
+    """Rows written by :func:`write_csv` (to assemble tables from separate runs)."""
+    from .metrics import Interval
+
+    rows = []
+    with open(path, newline="") as fh:
+        for d in csv.DictReader(fh):
+            nan = float("nan")
+            iv = lambda k: Interval(*(_num(d[x]) if _num(d[x]) is not None else nan  # noqa: E731
+                                      for x in (k, f"{k}_low", f"{k}_high")))
+            tpr = {float(k[len("tpr_at_fpr_"):]): (_num(v) if _num(v) is not None else nan)
+                   for k, v in d.items() if k.startswith("tpr_at_fpr_")}
+            cells = CellMetrics(iv("auroc"), iv("auprc"), tpr, int(d["n_healthy"]), int(d["n_anomalous"]))
+            pixel = None
+            if d.get("pixel_auroc"):
+                pixel = PixelMetrics(float(d["pixel_auroc"]), float(d["pixel_ap"]), float(d["pixel_prevalence"]),
+                                     _num(d["aupro_0.3"]) or nan, _num(d["dice_best"]) or nan,
+                                     _num(d["dice_fixed"]) or nan, nan)
+            rows.append(ScorerRow(d["dataset"], d["test_set"], d["scorer"], d["cost"], cells, pixel,
+                                  _num(d["seconds_per_100_cells"]), _num(d["train_seconds"]), d.get("model", "")))
+    return rows

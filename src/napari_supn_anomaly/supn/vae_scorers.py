@@ -104,6 +104,14 @@ def projection_energy(net: SupnVAE, x: torch.Tensor, x0: torch.Tensor, lam: floa
     return (energy, mean) if return_mean else energy
 
 
+def _energy_and_gradient(net, x, x0, lam, likelihood, weight):
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        energy, mean = projection_energy(net, xg, x0, lam, likelihood, weight, return_mean=True)
+        (grad,) = torch.autograd.grad(energy.sum(), xg)
+    return energy.detach(), mean.detach(), grad
+
+
 def energy_projection(net: SupnVAE, x0: torch.Tensor, steps: int = 30, step_size: float = 1.0,
                       lam: float = 0.05, likelihood: str = "l2", weight: torch.Tensor | None = None,
                       clamp: tuple[float, float] = (-1.5, 1.5)) -> torch.Tensor:
@@ -111,31 +119,24 @@ def energy_projection(net: SupnVAE, x0: torch.Tensor, steps: int = 30, step_size
 
     x_{t+1} = x_t - step_size * dE/dx_t * (x_t - f(x_t))^2, with f(x_t) the reconstruction and
     the gradient taken through the whole network. A step that would raise an image's energy is
-    halved (up to 4 times) and, failing that, skipped for that image, so E never increases.
+    undone and that image's step size halved, so E never increases; one forward and one
+    backward pass per step.
     """
     x0 = x0.detach()
     xt = x0.clone()
-    with torch.enable_grad():
-        for _ in range(steps):
-            xg = xt.clone().requires_grad_(True)
-            energy, mean = projection_energy(net, xg, x0, lam, likelihood, weight, return_mean=True)
-            (grad,) = torch.autograd.grad(energy.sum(), xg)
-            direction = grad * (xg - mean).detach().square()
-            current = energy.detach()
-            accepted = torch.zeros(len(xt), dtype=torch.bool, device=xt.device)
-            candidate_x = xt.clone()
-            alpha = step_size
-            for _ in range(5):
-                trial = (xt - alpha * direction).clamp(*clamp)
-                with torch.no_grad():
-                    trial_energy = projection_energy(net, trial, x0, lam, likelihood, weight)
-                better = (trial_energy <= current) & ~accepted
-                candidate_x[better] = trial[better]
-                accepted |= better
-                if bool(accepted.all()):
-                    break
-                alpha *= 0.5
-            xt = candidate_x.detach()
+    view = (-1,) + (1,) * (x0.dim() - 1)
+    alpha = torch.full((len(x0),), float(step_size), dtype=x0.dtype, device=x0.device)
+    energy, mean, grad = _energy_and_gradient(net, xt, x0, lam, likelihood, weight)
+    for _ in range(steps):
+        trial = (xt - alpha.view(view) * grad * (xt - mean).square()).clamp(*clamp)
+        t_energy, t_mean, t_grad = _energy_and_gradient(net, trial, x0, lam, likelihood, weight)
+        ok = t_energy <= energy
+        okv = ok.view(view)
+        xt = torch.where(okv, trial, xt)
+        mean = torch.where(okv, t_mean, mean)
+        grad = torch.where(okv, t_grad, grad)
+        energy = torch.where(ok, t_energy, energy)
+        alpha = torch.where(ok, alpha, 0.5 * alpha)
     return xt
 
 

@@ -84,7 +84,7 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     settings = settings or FinetuneSettings()
     if settings.minutes is not None and settings.minutes <= 0:
         raise ValueError("the time budget must be more than 0 minutes")
-    check_training_cells(cells, base.channels, f"the base model {base.name!r}")
+    check_training_cells(cells, base.channels, f"the base model {base.name!r}", settings.holdout_fraction)
     device = resolve_device(settings.device)
     modality = target_modality(cells, settings.modality, base)
     invert = dark_cells(modality) != dark_cells(base.modality)

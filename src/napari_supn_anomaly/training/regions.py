@@ -18,7 +18,7 @@ from skimage import draw, measure
 
 from ..pipeline.cell_crops import DARK_CELL_MODALITIES
 from ..pipeline.segmentation import NoCellsFound, segment_cells
-from .fit import MIN_CELLS
+from .fit import MIN_CELLS, split_holdout
 
 REGION_COLUMNS = ("image", "y0", "x0", "y1", "x1")
 REGION_KINDS = ("rectangle", "polygon", "ellipse")
@@ -302,8 +302,16 @@ def cells_at_points(image: np.ndarray, points: np.ndarray, image_name: str, moda
 
 
 # -- checks before training ---------------------------------------------------------------
+def cells_needed(holdout_fraction: float = 0.0, seed: int = 0) -> int:
+    """Fewest marked cells that leave MIN_CELLS to train on after the held-back slice."""
+    n = MIN_CELLS
+    while len(split_holdout(n, holdout_fraction, seed)[0]) < MIN_CELLS:
+        n += 1
+    return n
+
+
 def check_training_cells(cells: TrainingCells, base_channels: int | None = None, base_name: str = "the base model",
-                         min_cells: int = MIN_CELLS) -> None:
+                         holdout_fraction: float = 0.0) -> None:
     """Everything that would make fine-tuning fail or mislead, as one message, before it starts."""
     if base_channels is not None and len(cells):
         c = cells.images[0].shape[0]
@@ -311,9 +319,11 @@ def check_training_cells(cells: TrainingCells, base_channels: int | None = None,
             what = {1: "1 channel (grey)", 3: "3 channels (RGB)"}
             raise ValueError(f"{base_name} works on {what.get(base_channels, f'{base_channels} channels')} but the "
                              f"image has {what.get(c, f'{c} channels')}; choose a base model made for this kind of image")
-    if len(cells) < min_cells:
-        raise ValueError(f"only {len(cells)} healthy cell(s) were found in the marked regions; at least {min_cells} "
-                         "are needed (mark more healthy cells, or larger regions)")
+    need = cells_needed(holdout_fraction)
+    if len(cells) < need:
+        why = f" ({MIN_CELLS} to train on, {need - MIN_CELLS} held back to calibrate the threshold)" if need > MIN_CELLS else ""
+        raise ValueError(f"only {len(cells)} healthy cell(s) were found in the marked regions; at least {need} "
+                         f"are needed{why}: mark more healthy cells, or larger regions")
 
 
 def _match_image(name: str, names: list[str]) -> str | None:

@@ -48,11 +48,15 @@ class DetectWidget(Container):
                                     options={"nullable": True})
         self._cells.tooltip = ("Optional: cells found by another tool (e.g. cellpose). Empty: the plugin "
                                "finds the cells itself.")
-        self._channel = ComboBox(label="channel", choices=[], tooltip="The channel the model looks at.")
+        # choices are callables: napari resets every combo box of a dock widget when layers change
+        self._channel_options: list = []
+        self._channel = ComboBox(label="channel", choices=lambda _w: self._channel_options,
+                                 tooltip="The channel the model looks at.")
         self._model = ComboBox(label="model", choices=self._model_choices,
                                tooltip="Built-in models, models of this session (e.g. fine-tuned), or a file.")
         self._model_info = Label(value="")
-        self._scorer = ComboBox(label="scorer", choices=[], tooltip="How the model's residual becomes a score.")
+        self._scorer = ComboBox(label="scorer", choices=lambda _w: self.model.scorers if self.model else [],
+                                tooltip="How the model's residual becomes a score.")
         self._device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto",
                                 tooltip="auto: an NVIDIA or Apple GPU when present, else the CPU.")
         self._device_info = Label(value="")
@@ -141,7 +145,7 @@ class DetectWidget(Container):
             return
         if choice is None:
             self._model_info.value = "no model: add one with 'Load model file…'"
-            self._scorer.choices = []
+            self._scorer.reset_choices()
             return
         if choice not in self._models:
             try:
@@ -149,14 +153,13 @@ class DetectWidget(Container):
             except (ModelFileError, OSError, ValueError) as exc:
                 show_error(f"Could not load the model {choice!r}: {exc}")
                 self._model_info.value = "this model could not be loaded"
-                self._scorer.choices = []
+                self._scorer.reset_choices()
                 return
         self._previous_model = choice
         model = self._models[choice]
         default = model.metadata.get("default_scorer")
-        self._scorer.choices = model.scorers
-        if default in model.scorers:
-            self._scorer.value = default
+        self._scorer.reset_choices()
+        self._scorer.value = default if default in model.scorers else model.scorers[0]
         self._model_info.value = (f"{model.modality}, {model.channels} channel(s), trained on cells of "
                                   f"{model.cell_diameter_px:.0f} px in {model.crop_size} px crops")
         self._update_channels()
@@ -176,7 +179,8 @@ class DetectWidget(Container):
                 choices = [(name, i) for i, name in enumerate(layer_tools.layer_channel_names(layer))]
             elif "S" in axes:
                 choices = [(GREY_FROM_RGB, -1), ("red", 0), ("green", 1), ("blue", 2)]
-        self._channel.choices = choices
+        self._channel_options = choices
+        self._channel.reset_choices()
         self._channel.visible = bool(choices)
 
     def _update_device_info(self):
@@ -280,7 +284,9 @@ class DetectWidget(Container):
                                             settings=settings, source=source)
             return result
 
-        worker = thread_worker(job, start_thread=False, progress={"desc": "Finding parasite candidates"})()
+        # errors are shown by _on_error as one line; ignore_errors stops napari re-raising them
+        worker = thread_worker(job, start_thread=False, ignore_errors=True,
+                               progress={"desc": "Finding parasite candidates"})()
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda result: self._on_result(result, layer, axes, model, settings.scorer))
         worker.errored.connect(self._on_error)

@@ -237,7 +237,7 @@ class FinetuneWidget(Container):
         def job():
             yield Progress("preparing", 0, 0, float("nan"), 0.0, "finding the healthy cells…")
             cells = self._training_cells(plane, kind, payload, image.name, modality)
-            check_training_cells(cells, base.channels, f"the base model {base.name!r}")
+            check_training_cells(cells, base.channels, f"the base model {base.name!r}", settings.holdout_fraction)
             settings.modality = modality
             try:
                 for event in finetune(base, cells, settings, name=name, base_source=self._base.value,
@@ -252,7 +252,8 @@ class FinetuneWidget(Container):
                 raise FinetuneFailed(str(exc)) from exc
             return None
 
-        worker = thread_worker(job, start_thread=False, progress={"desc": "Fine-tuning"})()
+        # errors are shown by _on_error as one notification, not re-raised in the GUI thread
+        worker = thread_worker(job, start_thread=False, ignore_errors=True, progress={"desc": "Fine-tuning"})()
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda model: self._on_result(model, name))
         worker.errored.connect(self._on_error)

@@ -60,8 +60,8 @@ class LossPlot(FigureCanvasQTAgg):
         self._pending = 0
         for stage, (xs, ys) in self.points.items():
             if stage not in self._lines:
-                (self._lines[stage],) = self.axes.plot([], [], color=STAGE_COLOURS[stage], lw=1.3,
-                                                       label=STAGE_LABELS[stage])
+                (self._lines[stage],) = self.axes.plot([], [], color=STAGE_COLOURS[stage], lw=1.3, marker=".",
+                                                       ms=4, label=STAGE_LABELS[stage])
                 self.axes.legend(fontsize=6, facecolor="#262930", labelcolor="#c8cbd0", edgecolor="#8a8f99",
                                  loc="upper right")
             self._lines[stage].set_data(xs, ys)
