@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from napari_supn_anomaly.evaluation.datasets import CellSet, giemsa_fields, load_giemsa_cells
 from napari_supn_anomaly.models import AnomalyModel
@@ -101,6 +102,22 @@ def model_crops(model: AnomalyModel, cells: CellSet):
     return crops, masks
 
 
+def per_cell_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
+    return {"auroc": float(roc_auc_score(labels, scores)), "ap": float(average_precision_score(labels, scores))}
+
+
+def validation_metrics(model: AnomalyModel, validation: CellSet) -> dict:
+    """Falciparum vs healthy per cell on the held-back fields, for each scorer with its own rule."""
+    crops, masks = model_crops(model, validation)
+    out = {"data": f"{DATASET}, validation fields (see training.data)", "n_healthy": int((validation.labels == 0).sum()),
+           "n_infected": int(validation.labels.sum())}
+    for scorer in model.scorers:
+        scores = model.score_crops(crops, masks, scorer=scorer).scores
+        out[scorer] = {k: round(v, 4) for k, v in per_cell_metrics(validation.labels, scores).items()}
+        out[scorer]["score_rule"] = model.score_rule(scorer)
+    return out
+
+
 def train_model(split: GiemsaSplit, grayscale: bool = False, train_overrides: dict | None = None,
                 log=print) -> AnomalyModel:
     """Train on the split's training cells and calibrate on its calibration cells."""
@@ -150,6 +167,10 @@ def main(argv=None) -> int:
     print(f"validation fields {split.validation_fields}; {len(split.train)} training and "
           f"{len(split.calibration)} calibration cells ({time.perf_counter() - started:.0f} s to load)")
     model = train_model(split, grayscale=args.grayscale)
+    validation = with_masks(split.validation)
+    model.metadata["metrics"] = validation_metrics(model, as_grayscale(validation) if args.grayscale else validation)
+    print(f"validation fields, per-cell AUROC: " + ", ".join(
+        f"{k} {v['auroc']:.3f}" for k, v in model.metadata["metrics"].items() if isinstance(v, dict)))
     model.metadata["training"]["build_seconds"] = round(time.perf_counter() - started, 1)
     model.metadata["training"]["command"] = "python benchmarks/build_giemsa_model.py" + (
         " --grayscale" if args.grayscale else "")

@@ -137,7 +137,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=os.environ.get("SUPN_SHARED_DATA", "../shared/data"))
     p.add_argument("--fl-model", default=None)
-    p.add_argument("--beta-model", default=None, help="a fluorescence model trained with a larger KL weight")
+    p.add_argument("--beta-model", default=None,
+                   help="comma-separated fluorescence models trained with different KL weights (beta-VAE rows)")
     p.add_argument("--giemsa-model", default=None)
     p.add_argument("--remoscope-model", default=None)
     p.add_argument("--scorers", default="all")
@@ -178,14 +179,14 @@ def main():
         ev = evaluate_scorers(fl_model, data, names, ssl_iterations=args.ssl_iterations, n_boot=args.bootstrap, log=log)
         rows += ev.rows
         evaluations.append(("fl", fl_model.name, ev))
-        if args.beta_model:
-            beta = load_model(args.beta_model)
+        for path in (args.beta_model.split(",") if args.beta_model else []):
+            beta = load_model(path)
             kl = beta.metadata.get("training", {}).get("settings", {}).get("kl_weight", "?")
             bdata = eval_sets.fl_eval_data(beta, root)
             bev = evaluate_scorers(beta, bdata, [n for n in BETA_SCORERS if n in names], n_boot=args.bootstrap,
-                                   log=log, label=f"{{name}} (beta={kl} model)")
+                                   log=log, label=f"{{name}} (beta={kl:g} model)")
             rows += [r for r in bev.rows if not r.scorer.startswith("hand-made")]
-            models_used["fl (beta)"] = beta.name
+            models_used[f"fl (beta={kl:g})"] = beta.name
     if "giemsa" in datasets:
         g_model, test_fields, train_fields = giemsa_model_and_fields(args, root, log)
         if args.save_models and g_model.name == "giemsa-eval-small":

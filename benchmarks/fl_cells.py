@@ -131,6 +131,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "fluorescence.md")
     p.add_argument("--figure", type=Path, default=REPO / "docs" / "images" / "fl_residuals.png")
+    p.add_argument("--other-seeds", nargs="*", default=[], metavar="MODEL",
+                   help="models built with other seeds (build_fluorescence_model.py --seed N --out FILE): "
+                        "their default-rule AUROC/AUPRC are tabulated to show the spread between runs")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
@@ -161,6 +164,15 @@ def main(argv=None) -> int:
             row[scorer] = auroc(yy, np.r_[a, b])
         row["hand-made"] = auroc(yy, np.r_[bright_spots(hold_images, hold_masks), bright_spots(spotted, hold_masks)])
         synth.append(row)
+
+    seeds = []
+    for other in [args.model] + list(args.other_seeds):
+        m = load_model(other)
+        oc, om = standardise(m, val.images, val.masks)
+        for scorer in m.scorers:
+            sc = m.score_crops(oc, om, scorer).scores
+            seeds.append((m.metadata["training"]["settings"]["seed"], scorer, m.score_rule(scorer),
+                          auroc(y, sc), auprc(y, sc), m.metadata["training"]["seconds"]))
 
     load_before = os.getloadavg()
     speed = {scorer: throughput(model, crops, masks, scorer) for scorer in model.scorers}
@@ -207,6 +219,9 @@ def main(argv=None) -> int:
               "| --- |" + " --- |" * (len(model.scorers) + 1)]
     lines += [f"| {r['amplitude']:.0f} | " + " | ".join(f"{r[s]:.3f}" for s in model.scorers)
               + f" | {r['hand-made']:.3f} |" for r in synth]
+    lines += ["", "## Runs with different seeds (default score rules)", "",
+              "| seed | scorer | rule | AUROC | AUPRC | training s |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {sd} | {sc} | {r} | {a:.3f} | {ap:.3f} | {t:.0f} |" for sd, sc, r, a, ap, t in seeds]
     lines += ["", f"![residuals](../images/{args.figure.name})", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))

@@ -23,12 +23,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from skimage.color import rgb2hsv  # noqa: E402
-from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_giemsa_model import (DEFAULT_DATA_ROOT, REPO, as_grayscale, load_split, model_crops,  # noqa: E402
-                                train_model, with_masks)
+                                per_cell_metrics, train_model, with_masks)
 
+from napari_supn_anomaly.evaluation.datasets import CellSet, load_giemsa_cells  # noqa: E402
 from napari_supn_anomaly.models import AnomalyModel, load_model  # noqa: E402
 from napari_supn_anomaly.pipeline.cell_crops import loss_weight  # noqa: E402
 from napari_supn_anomaly.supn import SCORE_RULES, cell_scores, pixel_map, whitened_residual  # noqa: E402
@@ -44,10 +44,6 @@ def saturation_score(image: np.ndarray) -> float:
     hsv = rgb2hsv(np.clip(image.transpose(1, 2, 0) / 255.0, 0, 1))
     centre = hsv[h // 6: h - h // 6, w // 6: w - w // 6, 1]
     return float(np.percentile(centre, 99.5))
-
-
-def metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
-    return {"auroc": float(roc_auc_score(labels, scores)), "ap": float(average_precision_score(labels, scores))}
 
 
 def threshold_rates(model: AnomalyModel, scorer: str, labels: np.ndarray, scores: np.ndarray) -> dict:
@@ -80,11 +76,11 @@ def score_model(model: AnomalyModel, crops, masks, labels, rules: list[str]) -> 
         started = time.perf_counter()
         scores = model.score_crops(crops, masks, scorer=scorer, batch_size=64).scores
         seconds = time.perf_counter() - started
-        rows[(scorer, own)] = dict(metrics(labels, scores), cells_per_s=len(scores) / seconds,
+        rows[(scorer, own)] = dict(per_cell_metrics(labels, scores), cells_per_s=len(scores) / seconds,
                                    rates=threshold_rates(model, scorer, labels, scores))
         others = other_rule_scores(model, crops, masks, scorer, [r for r in rules if r != own])
         for rule, values in others.items():
-            rows[(scorer, rule)] = metrics(labels, values)
+            rows[(scorer, rule)] = per_cell_metrics(labels, values)
     return rows
 
 
@@ -169,7 +165,15 @@ def main(argv=None) -> int:
     gcrops, gmasks = model_crops(gray, as_grayscale(validation))
     gray_rows = score_model(gray, gcrops, gmasks, labels, rules)
     saturation = np.array([saturation_score(img) for img in validation.images])
-    sat = metrics(labels, saturation)
+    sat = per_cell_metrics(labels, saturation)
+    # the cells the score rule was chosen on: training fields' infected cells vs the calibration cells
+    selection = with_masks(load_giemsa_cells(args.data_root, fields=split.training_fields, infected=True))
+    selection = CellSet(selection.images + split.calibration.images,
+                        selection.masks + with_masks(split.calibration).masks,
+                        np.concatenate([selection.labels, split.calibration.labels]), [], [])
+    scrops, smasks = model_crops(colour, selection)
+    selection_rows = {rule: per_cell_metrics(selection.labels, values) for rule, values in
+                      other_rule_scores(colour, scrops, smasks, "supn", ["dark-channel", "dark", "paper"]).items()}
     supn_scores = colour.score_crops(crops, masks, scorer="supn").scores
     residual_picture(colour, crops, masks, labels, supn_scores, PICTURE)
 
@@ -215,6 +219,15 @@ def main(argv=None) -> int:
         f"{args.threads} thread(s) (crop standardisation not included); one pass scores with every rule at "
         "once, so only each head's own rule has a timing. The grayscale model (same split, settings and "
         f"masks) trained in {gray.metadata['training']['seconds']:.0f} s.",
+        "",
+        "## Choosing the score rule without the validation fields",
+        "",
+        f"The rule was chosen on the training fields' {int(selection.labels.sum())} falciparum cells (never "
+        f"used for training) against the {len(split.calibration)} calibration cells. Colour SUPN on these cells:",
+        "",
+        "| score rule | AUROC | AP |",
+        "| --- | --- | --- |",
+        *[f"| {r} | {m['auroc']:.3f} | {m['ap']:.3f} |" for r, m in selection_rows.items()],
         "",
         "## The calibrated threshold on held-back fields",
         "",

@@ -29,9 +29,7 @@ def open_widget(viewer):
 def run_and_wait(qtbot, widget, timeout=120_000):
     worker = widget.run()
     assert worker is not None, widget._status.value
-    with qtbot.waitSignal(worker.finished, timeout=timeout):
-        pass
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
     return worker
 
 
@@ -155,17 +153,15 @@ def test_bad_input_notifies_and_leaves_layers(make_napari_viewer, qtbot, fl_mode
 
     flat = viewer.add_image(np.full((128, 128), 7.0, np.float32), name="flat")
     widget._image.value = flat
-    worker = widget.run()
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
     assert "constant" in errors[-1]
 
     nan = np.random.default_rng(0).random((128, 128)).astype(np.float32)
     nan[3, 3] = np.nan
     widget._image.value = viewer.add_image(nan, name="nan")
-    worker = widget.run()
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
     assert "NaN" in errors[-1]
     assert [layer.name for layer in viewer.layers] == ["flat", "nan"]
 
@@ -208,7 +204,7 @@ def test_open_stack_confirms_channel_axis(make_napari_viewer, tmp_path, fl_model
     widget.select_model("tiny fluorescence")
     layer = widget.open_stack(path, axes="YXC")   # read as RGB (Y, X, S); the user says: channels
     assert layer.metadata["axes"] == "CYX" and not layer.rgb and layer.data.shape == (3, 64, 80)
-    assert widget._channel.visible and len(widget._channel.choices) == 3
+    assert not widget._channel.native.isHidden() and len(widget._channel.choices) == 3
     layer_rgb = widget.open_stack(path, axes="YXS")
     assert layer_rgb.rgb
 

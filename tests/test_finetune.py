@@ -8,7 +8,7 @@ import torch
 from napari_supn_anomaly.models import AnomalyModel
 from napari_supn_anomaly.supn import ArchConfig
 from napari_supn_anomaly.training import Progress, TrainConfig, TrainingCancelled, fit_anomaly_model
-from napari_supn_anomaly.training.finetune import FinetuneSettings, finetune, finetuned_name
+from napari_supn_anomaly.training.finetune import FinetuneSettings, finetune, finetuned_name, mirrored_rule
 from napari_supn_anomaly.training.regions import TrainingCells
 
 TINY = ArchConfig(crop_size=32, channels=1, latent_dim=4, widths=(8, 16), head_widths=(4, 8))
@@ -107,8 +107,7 @@ def test_dark_cells_on_a_bright_field_base_invert_the_intensities(base_model):
     assert model.modality == "brightfield"
     assert model.metadata["training"]["finetune"]["intensity_inverted"]
     assert model.intensity.low[0] > model.intensity.high[0]
-    assert model.score_rule("supn") == {"bright": "dark", "dark": "bright", "paper": "paper"}[
-        base_model.score_rule("supn")]
+    assert model.score_rule("supn") == mirrored_rule(base_model.score_rule("supn")) != "bright"
     # a dark cell on light comes out as the base model's bright cell on dark
     x, _ = disc_crops(1, bright_cells=False, size=32)
     norm = model.normalise(np.stack(x))[0, 0]
@@ -142,6 +141,11 @@ def test_bad_inputs_fail_before_training(base_model):
         next(finetune(base_model, cells(10), FinetuneSettings(**dict(SHORT, minutes=0))))
     with pytest.raises(ValueError, match="unknown modality"):
         next(finetune(base_model, cells(10), FinetuneSettings(**dict(SHORT, modality="xray"))))
+
+
+def test_mirrored_rules_swap_signed_rules_only():
+    assert [mirrored_rule(r) for r in ("bright", "dark", "spot", "dark-spot", "paper")] == \
+        ["dark", "bright", "dark-spot", "spot", "paper"]
 
 
 def test_finetuned_names_count_up():

@@ -98,3 +98,11 @@ def test_cell_score_is_max_inside_mask_and_whole_crop_when_mask_empty():
 def test_bright_and_dark_rules_have_opposite_signs():
     z = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 1, 6, 6)).astype(np.float32))
     assert torch.allclose(pixel_map(z, SCORE_RULES["bright"]), -pixel_map(z, SCORE_RULES["dark"]))
+
+
+def test_dark_spot_is_the_mirror_of_spot():
+    torch.manual_seed(0)
+    net = SupnVAE(ArchConfig(crop_size=16, latent_dim=4, widths=(4, 8), head_widths=(4, 4))).eval()
+    x = torch.randn(2, 1, 16, 16)
+    bright = anomaly_maps(net, x, "supn", SCORE_RULES["spot"])
+    assert torch.allclose(anomaly_maps(net, x, "supn", SCORE_RULES["dark-spot"]), -bright)

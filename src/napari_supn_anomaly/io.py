@@ -194,8 +194,10 @@ def _jsonable(obj):
 
 
 def write_overlay_png(image_plane: np.ndarray, heatmap: np.ndarray, cells: np.ndarray, candidates,
-                      path: str | Path, title: str = "", truth: np.ndarray | None = None) -> Path:
-    """A picture for people: the image, cell outlines, the heatmap above threshold, candidates circled."""
+                      path: str | Path, title: str = "", truth: np.ndarray | None = None,
+                      threshold: float | None = None) -> Path:
+    """A picture for people: the image, cell outlines, the heatmap from half the threshold up
+    (all of its positive part without a threshold), candidates circled, true parasites in green."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -214,8 +216,10 @@ def write_overlay_png(image_plane: np.ndarray, heatmap: np.ndarray, cells: np.nd
     overlay = np.zeros((h, w, 4), np.float32)
     overlay[edges] = (0.2, 0.8, 1.0, 0.7)
     ax.imshow(overlay, interpolation="nearest")
-    hm = np.ma.masked_less_equal(heatmap, 0)
-    ax.imshow(hm, cmap="magma", alpha=0.6, vmin=0, vmax=float(np.nanmax(heatmap)) or 1.0, interpolation="nearest")
+    low = 0.5 * threshold if threshold is not None and threshold > 0 else 0.0
+    hm = np.ma.masked_less_equal(heatmap, low)
+    ax.imshow(hm, cmap="magma", alpha=0.7, vmin=low, vmax=max(float(np.nanmax(heatmap)), low + 1e-6),
+              interpolation="nearest")
     if truth is not None:
         ax.contour(truth > 0, levels=[0.5], colors=["lime"], linewidths=0.7)
     if len(candidates):

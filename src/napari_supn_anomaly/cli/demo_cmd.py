@@ -66,7 +66,7 @@ def run(args) -> int:
         suffix = f"_plane{plane}" if result.is_stack else ""
         write_overlay_png(image, result.heatmap[idx], result.cells[idx], cands, out / f"{stem}{suffix}_overlay.png",
                           title=f"{model.name}: {m.summary()}", truth=sample.parasites[idx] if result.is_stack
-                          else sample.parasites)
+                          else sample.parasites, threshold=result.threshold)
     print(f"{result.summary()}")
     print(f"{match.summary()}")
     print(f"results in {out}/")

@@ -16,7 +16,7 @@ from ..synthetic import SyntheticField
 SAMPLES = {
     # key: (file stem, axes, modality, display name)
     "fluorescence": ("synthetic_fluorescence_stack", "TYX", "fluorescence",
-                     "Synthetic fluorescence stack (3 fields, with true parasites)"),
+                     "Synthetic fluorescence stack (4 fields, with true parasites)"),
     "giemsa": ("synthetic_giemsa_field", "YXS", "brightfield-stained",
                "Synthetic Giemsa bright-field field (RGB, with true parasites)"),
     "brightfield": ("synthetic_brightfield_field", "YX", "brightfield",

@@ -23,8 +23,8 @@ class ArchConfig:
     crop_size: int = 64
     channels: int = 1
     latent_dim: int = 32
-    widths: tuple[int, ...] = (32, 64, 96, 128)
-    head_widths: tuple[int, ...] = (16, 32, 48, 64)
+    widths: tuple[int, ...] = (16, 32, 64, 96)
+    head_widths: tuple[int, ...] = (8, 16, 24, 32)
     radius: int = 1
     log_diag_low: float = -2.0
     log_diag_high: float = 6.0

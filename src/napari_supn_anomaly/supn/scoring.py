@@ -23,6 +23,7 @@ class ScoreRule:
     #                 "matched": signed matched-filter statistic for a bright Gaussian spot
     description: str
     spot_sigma: float = 0.0  # "matched" only: spot width in crop pixels
+    polarity: int = 1        # "matched" only: +1 looks for bright spots, -1 for dark ones
 
 
 SCORE_RULES = {
@@ -32,6 +33,8 @@ SCORE_RULES = {
     "spot": ScoreRule("spot", 0, "matched", "max inside the cell of the likelihood-ratio statistic for a small "
                       "bright Gaussian spot (sigma 1 px) under the learned Gaussian; N(0, 1) per pixel for "
                       "healthy cells", spot_sigma=1.0),
+    "dark-spot": ScoreRule("dark-spot", 0, "matched", "as 'spot', for a small dark Gaussian spot", spot_sigma=1.0,
+                           polarity=-1),
     # Stains absorb in some colours only (Giemsa purple: mostly green); summing z over channels
     # would dilute that with the other channels' noise, so each channel's dark excess counts alone.
     "dark-channel": ScoreRule("dark-channel", 3, "dark-channel",
@@ -195,7 +198,7 @@ def anomaly_maps(net: SupnVAE, x: torch.Tensor, likelihood: str, rule: ScoreRule
         mean = net.decode_mean(code)
         factor = net.factor(likelihood, code, mean)
         if rule.statistic == "matched":
-            maps.append(matched_spot_map(factor, x - mean, rule.spot_sigma))
+            maps.append(rule.polarity * matched_spot_map(factor, x - mean, rule.spot_sigma))
         else:
             maps.append(pixel_map(factor.whiten(x - mean), rule))
     return torch.stack(maps).mean(0)

@@ -24,7 +24,13 @@ from .fit import DEFAULT_SCORE_RULES, calibrate, fit_anomaly_model, split_holdou
 from .regions import TrainingCells, check_training_cells, dark_cells, guess_modality
 from .trainer import Progress, TrainConfig
 
-MIRRORED_RULES = {"bright": "dark", "dark": "bright", "paper": "paper"}
+# Inverting intensities turns a bright spot into a dark one: signed rules swap, symmetric ones
+# (e.g. "paper", summed z^2) stay.
+MIRRORED_RULES = {"bright": "dark", "dark": "bright", "spot": "dark-spot", "dark-spot": "spot"}
+
+
+def mirrored_rule(rule: str) -> str:
+    return MIRRORED_RULES.get(rule, rule)
 
 
 @dataclass
@@ -39,8 +45,8 @@ class FinetuneSettings:
     batch_size: int = 32
     mean_iters: int = 400             # iteration caps; the time budget usually ends each stage first
     precision_iters: int = 400
-    lr_mean: float = 1e-3
-    lr_precision: float = 1e-3
+    lr_mean: float = 2e-3             # few iterations fit in minutes: the base is a start, not a prior to protect
+    lr_precision: float = 2e-3
     num_threads: int | None = None
 
     def to_dict(self) -> dict:
@@ -112,7 +118,7 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
         stats = model.intensity  # fitted on negated intensities: negate back so raw images go in
         model.intensity = IntensityStats([-v for v in stats.low], [-v for v in stats.high])
         model.metadata["intensity"] = model.intensity.to_dict()
-        model.metadata["score_rules"] = {k: MIRRORED_RULES[v] for k, v in model.metadata["score_rules"].items()}
+        model.metadata["score_rules"] = {k: mirrored_rule(v) for k, v in model.metadata["score_rules"].items()}
     model.metadata["modality"] = modality
     yield Progress("calibrating", 0, 0, float("nan"), time.perf_counter() - started,
                    f"calibrating the healthy-score threshold on {len(hold)} held-back cells")

@@ -31,9 +31,9 @@ class TrainingCancelled(RuntimeError):
 @dataclass
 class TrainConfig:
     seed: int = 0
-    batch_size: int = 64
-    stage1_iters: int = 3000
-    stage2_iters: int = 2000
+    batch_size: int = 32
+    stage1_iters: int = 1500
+    stage2_iters: int = 800
     joint_iters: int = 0
     lr: float = 2e-3
     lr_stage2: float = 2e-3

@@ -78,6 +78,10 @@ class DetectWidget(Container):
                      self._scorer, self._device, self._device_info, self._diameter, self._run, self._cancel,
                      self._progress, self._sensitivity, self._threshold_info, self._status])
 
+        self.native.setMaximumWidth(480)  # leave the canvas its room
+        for info in (self._model_info, self._device_info, self._threshold_info, self._status):
+            info.native.setWordWrap(True)
+
         self._image.changed.connect(self._on_image_changed)
         self._model.changed.connect(self._on_model_changed)
         self._scorer.changed.connect(lambda _: self._update_threshold_info())
@@ -247,7 +251,7 @@ class DetectWidget(Container):
         if model is None:
             raise ValueError("choose a model first")
         axes = normalise_axes(layer_tools.layer_axes(layer), layer.data.ndim)
-        channel = self._channel.value if self._channel.visible else None
+        channel = self._channel.value if self._channel_options else None
         if channel == -1:
             channel = None  # grey from RGB
         select_channels(axes, layer.data.shape, model, channel)

@@ -77,6 +77,7 @@ class FinetuneWidget(Container):
         self._save = PushButton(text="Save model…", enabled=False)
         self.extend([self._image, self._healthy, self._base, self._load_base, self._modality, self._minutes, self._seed,
                      self._device, self._train, self._cancel, self._progress, self._status, self._save])
+        self._status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
         self.loss_plot = LossPlot()
         self.native.layout().addWidget(self.loss_plot)
 

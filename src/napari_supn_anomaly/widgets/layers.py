@@ -127,6 +127,9 @@ def show_result(viewer, result: DetectionResult, image_layer, axes: str) -> dict
                 viewer.layers.remove(layer)
             kwargs = {k: v for k, v in kwargs.items() if not (k == "features" and v is None)}
             layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
+            if role == "cells":
+                layer.contour = 2  # outlines keep the image and the heatmap visible
+                layer.opacity = 0.8
         layers[role] = layer
     return layers
 

@@ -1,0 +1,141 @@
+"""Plugin benchmark: time for a 2048x2048 fluorescence field with about 300 cells (segmentation,
+scoring, paste-back), and parasites found on the synthetic samples.
+
+    python benchmarks/field_timing.py --model fluorescence-rbc [--write docs/benchmarks/plugin.md]
+
+Everything is synthetic and seeded, so the numbers can be re-measured on a quiet machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_supn_anomaly.models import load_model
+from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
+from napari_supn_anomaly.sample_data import SAMPLES, load_sample
+from napari_supn_anomaly.synthetic import make_field, match_parasites
+
+
+def load_average() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split(" ")[:3].__str__()
+    except OSError:
+        return "n/a"
+
+
+def time_field(model, n_cells: int, size: int, diameter: float, repeats: int, batch_size: int):
+    field = make_field((size, size), "fluorescence", cell_diameter=diameter, n_cells=n_cells,
+                       infected_fraction=0.15, seed=2048)
+    rows = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = detect(field.image, "YX", model, settings=DetectSettings(device="cpu", batch_size=batch_size,
+                                                                          cell_diameter=None))
+        total = time.perf_counter() - t0
+        t = result.provenance["timings_s"]
+        rows.append({"segmentation": t["segmentation_s"], "rescale": t["rescale_s"], "scoring": t["score_s"],
+                     "paste-back": t["paste_s"], "tables": t["tables_s"], "total": total,
+                     "cells": len(result.cell_table)})
+    match = match_parasites(result.candidate_mask(), field)
+    return rows, result, match, field
+
+
+def sample_detection(model, key: str, fprs):
+    sample = load_sample(key)
+    base = detect(sample.image, sample.axes, model, settings=DetectSettings(device="cpu"))
+    out = []
+    for fpr in fprs:
+        scorer = base.provenance["scorer"]
+        result = base.with_threshold(model.threshold_for_fpr(fpr, scorer))
+        regions = result.candidate_mask()
+        total = None
+        for plane in range(sample.n_planes):
+            m = match_parasites(regions[plane] if result.is_stack else regions, sample.truth(plane))
+            total = m if total is None else total + m
+        out.append((fpr, result.threshold, total, int(result.cell_table["candidate"].sum()), len(result.cell_table)))
+    return sample, out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="fluorescence model (built-in name or file)")
+    p.add_argument("--giemsa-model", default=None, help="optional Giemsa model for the Giemsa sample")
+    p.add_argument("--cells", type=int, default=300)
+    p.add_argument("--size", type=int, default=2048)
+    p.add_argument("--diameter", type=float, default=64.0, help="cell diameter in the field, px")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--write", default=None, help="write the Markdown report here")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    load_before = load_average()
+    rows, result, match, field = time_field(model, args.cells, args.size, args.diameter, args.repeats, args.batch_size)
+    load_after = load_average()
+    best = min(rows, key=lambda r: r["total"])
+    lines = [
+        "# Plugin benchmarks: whole fields",
+        "",
+        f"Date 2026-11-22. Machine: 2-core x86_64 CPU, 24 GB, no GPU ({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} torch threads).",
+        f"Load average before / after: {load_before} / {load_after} (the machine was shared with other jobs; "
+        "re-run on a quiet machine for clean timings).",
+        "",
+        "Command:",
+        "",
+        "```bash",
+        f"python benchmarks/field_timing.py --model {args.model} --cells {args.cells} --size {args.size} "
+        f"--diameter {args.diameter:g} --repeats {args.repeats}" + (f" --giemsa-model {args.giemsa_model}" if args.giemsa_model else "")
+        + (f" --threads {args.threads}" if args.threads else "") + (f" --write {args.write}" if args.write else ""),
+        "```",
+        "",
+        f"## A {args.size}x{args.size} fluorescence field with {args.cells} cells",
+        "",
+        f"Synthetic field (`synthetic.make_field`, seed 2048, cells of {args.diameter:g} px, rescaled by "
+        f"{result.provenance['scale']:.3f} to the model's {model.cell_diameter_px:.0f} px cells in "
+        f"{model.crop_size} px crops), model `{model.name}`, scorer `{result.provenance['scorer']}`, CPU, "
+        f"batch {args.batch_size}. {best['cells']} cells were analysed (cells cut by the field edge are left out). "
+        f"Best of {args.repeats} runs, seconds:",
+        "",
+        "| step | seconds |",
+        "| --- | ---: |",
+    ]
+    for key in ("segmentation", "rescale", "scoring", "paste-back", "tables", "total"):
+        lines.append(f"| {key} | {best[key]:.2f} |")
+    totals = ", ".join(f"{r['total']:.2f}" for r in rows)
+    lines += ["", f"All runs (total s): {totals}; "
+              f"{best['cells'] / best['scoring']:.0f} cells per second in scoring.",
+              "", f"On this field: {match.summary()}.", ""]
+    lines += ["## Parasites found on the built-in synthetic samples", "",
+              "A true parasite is found when a candidate region touches it (2 px tolerance); a false candidate is "
+              "a region that touches no true parasite (extra regions inside infected cells count as false too). "
+              "Healthy cells cut by the field edge are not counted (the pipeline leaves them out).", ""]
+    targets = [("fluorescence", model)]
+    if args.giemsa_model:
+        targets.append(("giemsa", load_model(args.giemsa_model)))
+    for key, m in targets:
+        sample, out = sample_detection(m, key, (0.005, 0.01, 0.02, 0.05))
+        lines += [f"### `{sample.path.name}` ({SAMPLES[key][3]}), model `{m.name}`", "",
+                  "| target healthy FPR | threshold | parasites found | recall | false candidates | healthy cells | "
+                  "false per 20 healthy | cells flagged |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for fpr, thr, t, flagged, n_cells in out:
+            lines.append(f"| {fpr:.3f} | {thr:.3g} | {t.n_found}/{t.n_parasites} | {100 * t.recall:.0f}% | {t.n_false} | "
+                         f"{t.n_healthy_cells} | {20 * t.false_per_healthy_cell:.2f} | {flagged}/{n_cells} |")
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        Path(args.write).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.write).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Screenshots for docs/user-guide.md, taken in a real napari window (run under xvfb-run).
+
+    xvfb-run -a python benchmarks/make_screenshots.py --model fluorescence-rbc [--giemsa-model giemsa-rbc]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QApplication
+
+from napari_supn_anomaly.models import builtin_model_names, load_model
+from napari_supn_anomaly.widgets.detect_widget import DetectWidget
+from napari_supn_anomaly.widgets.model_registry import register_model
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def wait_for(widget, timeout=600):
+    start = time.time()
+    while widget._worker is not None and time.time() - start < timeout:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        QApplication.processEvents()
+
+
+def use_model(widget, name_or_path: str):
+    if name_or_path in builtin_model_names():
+        widget.select_model(name_or_path)
+    else:
+        model = load_model(name_or_path)
+        register_model(model.name, model)
+        widget.select_model(model.name)
+
+
+def shoot(sample_key: str, model: str, out_name: str, zoom_box, fpr: float = 1.0, step=None):
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1600, 950)
+    layers = viewer.open_sample("napari-supn-anomaly", sample_key)
+    image = layers[0]
+    widget = DetectWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Detect anomalies", area="right")
+    use_model(widget, model)
+    widget._image.value = image
+    widget._sensitivity.value = fpr
+    widget.run()
+    wait_for(widget)
+    if step is not None:
+        viewer.dims.set_current_step(0, step)
+    (y0, x0), (y1, x1) = zoom_box
+    viewer.camera.center = ((y0 + y1) / 2, (x0 + x1) / 2)
+    viewer.camera.zoom = min(800 / (y1 - y0), 880 / (x1 - x0))
+    viewer.layers.selection.active = image
+    for _ in range(20):
+        QApplication.processEvents()
+    path = OUT / out_name
+    viewer.screenshot(str(path), canvas_only=False)
+    print(path, widget._status.value)
+    viewer.close()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--giemsa-model", default=None)
+    args = p.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    shoot("synthetic_fluorescence", args.model, "detect_widget_fluorescence.png", ((0, 0), (512, 512)), step=0)
+    if args.giemsa_model:
+        shoot("synthetic_giemsa", args.giemsa_model, "detect_widget_giemsa.png", ((0, 0), (512, 512)))
+
+
+if __name__ == "__main__":
+    main()
