@@ -142,6 +142,7 @@ def main():
     p.add_argument("--giemsa-model", default=None)
     p.add_argument("--remoscope-model", default=None)
     p.add_argument("--scorers", default="all")
+    p.add_argument("--label", default=None, help="name the scorer rows, e.g. '{name} (beta=4 model)' (fl only)")
     p.add_argument("--datasets", default="fl,giemsa,remoscope")
     p.add_argument("--ssl-iterations", type=int, default=300)
     p.add_argument("--train-iters", type=int, default=600, help="stage-1 iterations of models trained here")
@@ -176,8 +177,9 @@ def main():
         models_used["fl"] = fl_model.name
         data = eval_sets.fl_eval_data(fl_model, root)
         notes += data.notes
-        ev = evaluate_scorers(fl_model, data, names, ssl_iterations=args.ssl_iterations, n_boot=args.bootstrap, log=log)
-        rows += ev.rows
+        ev = evaluate_scorers(fl_model, data, names, ssl_iterations=args.ssl_iterations, n_boot=args.bootstrap, log=log,
+                              label=args.label)
+        rows += [r for r in ev.rows if not (args.label and r.scorer.startswith("hand-made"))]
         evaluations.append(("fl", fl_model.name, ev))
         for path in (args.beta_model.split(",") if args.beta_model else []):
             beta = load_model(path)

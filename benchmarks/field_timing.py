@@ -13,7 +13,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from napari_supn_anomaly.models import load_model

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import napari
-import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from napari_supn_anomaly.models import builtin_model_names, load_model

@@ -208,3 +208,35 @@ def test_open_stack_confirms_channel_axis(make_napari_viewer, tmp_path, fl_model
     layer_rgb = widget.open_stack(path, axes="YXS")
     assert layer_rgb.rgb
 
+
+
+def test_find_cells_widget_segments_the_plane_on_screen(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "synthetic_fluorescence")
+    image = viewer.layers["fluorescence_stack"]
+    viewer.dims.set_current_step(0, 2)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Find red cells")
+    widget.image.value = image
+    widget.modality.value = "fluorescence"
+    widget()
+    cells = viewer.layers["fluorescence_stack cells"]
+    assert cells.data.shape == image.data.shape[1:] and cells.data.max() > 30
+    # it is the third plane's cells
+    from napari_supn_anomaly.pipeline.segmentation import segment_cells
+    expected = segment_cells(np.asarray(image.data[2]), "fluorescence").labels
+    np.testing.assert_array_equal(cells.data, expected)
+
+
+def test_demo_gui_opens_the_layers_and_the_widget(tmp_path, monkeypatch, qtbot):
+    from napari_supn_anomaly.cli import main
+    from napari_supn_anomaly.widgets.layers import find_outputs
+
+    monkeypatch.setattr(napari, "run", lambda *a, **k: None)
+    assert main(["demo", "--gui", "--model", tiny_model_file("fluorescence"), "--out", str(tmp_path)]) == 0
+    viewer = napari.current_viewer()
+    try:
+        names = [layer.name for layer in viewer.layers]
+        assert "synthetic_fluorescence_stack true parasites" in names
+        assert set(find_outputs(viewer, "synthetic_fluorescence_stack")) == {"heatmap", "cells", "candidates"}
+    finally:
+        viewer.close()

@@ -151,8 +151,8 @@ def _add_parasites(rng, modality, yy, xx, cy, cx, a, b, theta, diameter, alpha, 
             rr, ang = rng.uniform(0, 0.7), rng.uniform(0, 2 * np.pi)
             py = cy + rr * b * np.sin(ang)
             px = cx + rr * a * np.cos(ang)
-            sigma = rng.uniform(0.9, 1.5) * scale
-            amp = rng.uniform(0.45, 0.85)  # fraction of the cell brightness added
+            sigma = rng.uniform(1.1, 1.8) * scale
+            amp = np.exp(rng.uniform(np.log(0.45), np.log(3.2)))  # fraction of the cell brightness added
             d2 = (yy - py) ** 2 + (xx - px) ** 2
             spot = amp * np.exp(-d2 / (2 * sigma ** 2))
             alpha += spot.astype(np.float32)
@@ -180,10 +180,21 @@ def _render(rng, modality, body, pallor, gain, alpha, chromatin, diameter):
     texture = 1.0 + 0.05 * _smooth_noise(rng, shape, diameter / 8)
     illumination = 1.0 + 0.06 * _smooth_noise(rng, shape, max(shape) / 4)
     if modality == "fluorescence":
+        # real fluorescent cells vary more in brightness and texture than the bright-field looks,
+        # and carry a few small bright specks that are not parasites (matched to supn_fl_cells
+        # by the quantiles of a difference-of-Gaussians spot statistic inside healthy cells)
+        fl_gain = 1.0 + 2.2 * (gain - 1.025) * (gain > 0)
+        fine = 1.0 + 0.07 * _smooth_noise(rng, shape, diameter / 14)
+        cell = 130.0 * fl_gain * texture * fine * (1.0 - pallor) * body
+        spots = 130.0 * fl_gain * alpha
+        specks = np.zeros(shape, np.float32)
+        n_specks = rng.poisson(0.6 * max(1, int((body > 0.5).sum() / (np.pi * (diameter / 2) ** 2))))
+        cand = np.flatnonzero(body.ravel() > 0.5)
+        if len(cand) and n_specks:
+            specks.ravel()[rng.choice(cand, n_specks)] = rng.uniform(150, 450, n_specks)
+            specks = ndi.gaussian_filter(specks, 0.7 * diameter / 40.0)
         background = 25.0 * illumination
-        cell = 130.0 * gain * texture * (1.0 - pallor) * body
-        spots = 130.0 * gain * alpha
-        signal = ndi.gaussian_filter(background + cell + spots, 0.8)
+        signal = ndi.gaussian_filter(background + cell + spots + specks, 0.8)
         noise_sd = np.sqrt(16.0 + 0.35 * signal)
         img = signal + noise_sd * rng.standard_normal(shape)
         return np.clip(np.round(img), 0, 255).astype(np.uint8)

@@ -81,7 +81,6 @@ def show_in_napari(sample, result, model):
     except ImportError as exc:
         raise InputError("napari is not installed; pip install 'napari-supn-anomaly[napari,qt]'") from exc
     from ..widgets.detect_widget import DetectWidget
-    from ..widgets.layers import show_result
     from ..widgets.model_registry import register_model
 
     viewer = napari.Viewer(title="napari-supn-anomaly demo")

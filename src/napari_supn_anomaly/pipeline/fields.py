@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage import transform
 
 from ..models import AnomalyModel
+from .candidates import label_centroids
 
 
 @dataclass
@@ -66,8 +66,8 @@ def cell_centres(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Rounded centres of mass, [N, 2] (y, x)."""
     if len(ids) == 0:
         return np.zeros((0, 2), int)
-    centres = ndi.center_of_mass(np.ones_like(labels, np.float32), labels, ids)
-    return np.rint(np.asarray(centres, float)).astype(int).reshape(-1, 2)
+    centres, _ = label_centroids(labels, np.asarray(ids))
+    return np.rint(centres).astype(int).reshape(-1, 2)
 
 
 def cut_crops(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: np.ndarray,

@@ -20,7 +20,7 @@ from .. import __version__
 from ..models import AnomalyModel
 from ..supn.devices import describe_device, release_memory
 from .candidates import cell_table
-from .fields import BatchProgress, iter_score_field
+from .fields import iter_score_field
 from .result import DetectionResult, _with_plane_columns
 from .segmentation import check_plane, median_cell_diameter, segment_cells
 

@@ -1,12 +1,8 @@
 """Layers > Segment > Find red cells: the plugin's classical cell segmentation as a small widget."""
-from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import napari
 from magicgui import magic_factory
-
-if TYPE_CHECKING:
-    import napari
+from napari.types import LayerDataTuple
 
 
 @magic_factory(
@@ -17,8 +13,9 @@ if TYPE_CHECKING:
     exclude_edges={"label": "leave out cells cut by the edge"},
     call_button="Find cells",
 )
-def segment_cells_widget(image: "napari.layers.Image", modality: str = "fluorescence", cell_diameter: float = 0.0,
-                         exclude_edges: bool = True) -> "napari.types.LayerDataTuple | None":
+def segment_cells_widget(viewer: napari.Viewer, image: napari.layers.Image, modality: str = "fluorescence",
+                         cell_diameter: float = 0.0, exclude_edges: bool = True) -> LayerDataTuple:
+    """Cells of the plane on screen (stacks: the current plane; multi-channel: the current channel)."""
     import numpy as np
     from napari.utils.notifications import show_error
 
@@ -29,15 +26,17 @@ def segment_cells_widget(image: "napari.layers.Image", modality: str = "fluoresc
         show_error("Choose an image layer first.")
         return None
     axes = layer_axes(image)
-    data = np.asarray(image.data)
-    if axes not in ("YX", "YXS"):
-        # stacks and multi-channel layers: the plane and channel on screen
-        data = np.asarray(image._slice.image.raw) if hasattr(image, "_slice") else data
-        axes = "YXS" if data.ndim == 3 else "YX"
-    plane = np.moveaxis(data, -1, 0) if axes == "YXS" else data
+    spatial = [a for a in axes if a != "S"]
+    position = np.round(np.asarray(image.world_to_data(viewer.dims.point))).astype(int)
+    index = tuple(int(np.clip(p, 0, n - 1)) for p, n in zip(position[:-2], image.data.shape[:len(spatial) - 2]))
+    plane = np.asarray(image.data[index], np.float32)
+    if axes.endswith("S"):
+        plane = np.moveaxis(plane, -1, 0)
     try:
         seg = segment_cells(plane, modality, cell_diameter or None, exclude_edges=exclude_edges)
     except ValueError as exc:
         show_error(f"Cannot find cells: {exc}")
         return None
-    return (seg.labels, {"name": f"{image.name} cells", "metadata": {"cell_diameter_px": seg.diameter_px}}, "labels")
+    return (seg.labels, {"name": f"{image.name} cells", "scale": list(image.scale[-2:]),
+                         "translate": list(image.translate[-2:]),
+                         "metadata": {"cell_diameter_px": seg.diameter_px, "modality": modality}}, "labels")
