@@ -39,10 +39,11 @@ SPLIT_SEED = 6
 N_VALIDATION_FIELDS = 6
 CALIBRATION_FRACTION = 0.1
 CALIBRATION_SEED = 0
-# Parasites in Giemsa are dark purple: a cell is flagged by a dark excess in one colour channel
-# (Giemsa absorbs mostly green). Chosen on the training fields' cells (infected cells and the
+# Parasites in Giemsa are dark purple: darker in green than in blue (rule "purple"); the
+# grayscale comparison model can only use a dark excess ("dark-channel" = "dark" in 3x3 windows
+# for one channel). Both were chosen on the training fields' cells (their infected cells and the
 # calibration cells), never on the validation fields.
-SCORE_RULE = "dark-channel"
+SCORE_RULE = {"rgb": "purple", "gray": "dark-channel"}
 
 # 48x48 crops with the cell at 36 px (source cells are ~70 px at ~10 px/um): ring stages stay
 # 4-5 px wide, and a 2-core CPU trains the model in minutes.
@@ -135,7 +136,7 @@ def train_model(split: GiemsaSplit, grayscale: bool = False, train_overrides: di
     for event in fit_anomaly_model(train.images, train.masks, name=name, modality=MODALITY,
                                    channel_names=["gray"] if grayscale else RGB_NAMES, arch=arch, cfg=cfg,
                                    cell_diameter_px=CELL_DIAMETER_PX, holdout_fraction=0.0,
-                                   score_rule=SCORE_RULE, description=description,
+                                   score_rule=SCORE_RULE["gray" if grayscale else "rgb"], description=description,
                                    training_data=split.describe()):
         if isinstance(event, Progress):
             if event.iteration % 100 == 0 or event.stage == "done":

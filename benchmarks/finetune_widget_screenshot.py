@@ -68,6 +68,12 @@ def main(argv=None) -> int:
         time.sleep(0.05)
     print(widget.outcome, widget._status.value)
     viewer.reset_view()
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()  # pop-ups would hide the field
+    for _ in range(10):
+        app.processEvents()
+        time.sleep(0.05)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     viewer.window._qt_window.grab().save(str(args.out))
     print(f"wrote {args.out}")

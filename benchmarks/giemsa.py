@@ -159,11 +159,11 @@ def main(argv=None) -> int:
         gray.save(args.gray_model)
 
     rule = colour.score_rule("supn")
-    rules = [rule] + [r for r in ("dark", "paper") if r != rule]
+    rules = [rule] + [r for r in ("dark-channel", "dark", "paper") if r != rule]
     crops, masks = model_crops(colour, validation)
     colour_rows = score_model(colour, crops, masks, labels, rules)
     gcrops, gmasks = model_crops(gray, as_grayscale(validation))
-    gray_rows = score_model(gray, gcrops, gmasks, labels, rules)
+    gray_rows = score_model(gray, gcrops, gmasks, labels, [r for r in rules if r != "purple"])
     saturation = np.array([saturation_score(img) for img in validation.images])
     sat = per_cell_metrics(labels, saturation)
     # the cells the score rule was chosen on: training fields' infected cells vs the calibration cells
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
                         np.concatenate([selection.labels, split.calibration.labels]), [], [])
     scrops, smasks = model_crops(colour, selection)
     selection_rows = {rule: per_cell_metrics(selection.labels, values) for rule, values in
-                      other_rule_scores(colour, scrops, smasks, "supn", ["dark-channel", "dark", "paper"]).items()}
+                      other_rule_scores(colour, scrops, smasks, "supn", ["purple", "dark-channel", "dark", "paper"]).items()}
     supn_scores = colour.score_crops(crops, masks, scorer="supn").scores
     residual_picture(colour, crops, masks, labels, supn_scores, PICTURE)
 
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
                  f"{sat['auroc']:.3f} | {sat['ap']:.3f} | |")
     lines += [
         "",
-        f"Score rules: `{rule}` = {SCORE_RULES[rule].description}; `paper` = {SCORE_RULES['paper'].description}.",
+        "Score rules: " + "; ".join(f"`{r}` = {SCORE_RULES[r].description}" for r in rules) + ".",
         "cells/s: scoring throughput of the standardised crops, one pass at the encoder mean, batch 64, "
         f"{args.threads} thread(s) (crop standardisation not included); one pass scores with every rule at "
         "once, so only each head's own rule has a timing. The grayscale model (same split, settings and "
@@ -237,9 +237,10 @@ def main(argv=None) -> int:
         "| detector | target FPR | healthy flagged | falciparum flagged |",
         "| --- | --- | --- | --- |",
     ]
-    for tag, rows in (("colour SUPN", colour_rows), ("colour diagonal", colour_rows), ("grayscale SUPN", gray_rows)):
+    for tag, model, rows in (("colour SUPN", colour, colour_rows), ("colour diagonal", colour, colour_rows),
+                             ("grayscale SUPN", gray, gray_rows)):
         scorer = "diag" if "diagonal" in tag else "supn"
-        rates = rows[(scorer, rule)]["rates"]
+        rates = rows[(scorer, model.score_rule(scorer))]["rates"]
         for fpr, (h, i) in rates.items():
             lines.append(f"| {tag} | {fpr:.0%} | {h:.1%} | {i:.1%} |")
     lines += [

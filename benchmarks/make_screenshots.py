@@ -37,6 +37,7 @@ def use_model(widget, name_or_path: str):
 
 
 def shoot(sample_key: str, model: str, out_name: str, zoom_box, fpr: float = 1.0, step=None):
+    """``fpr``: the sensitivity slider, in percent of healthy cells."""
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 950)
     layers = viewer.open_sample("napari-supn-anomaly", sample_key)
@@ -68,7 +69,8 @@ def main():
     p.add_argument("--giemsa-model", default=None)
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    shoot("synthetic_fluorescence", args.model, "detect_widget_fluorescence.png", ((0, 0), (512, 512)), step=0)
+    shoot("synthetic_fluorescence", args.model, "detect_widget_fluorescence.png", ((0, 0), (512, 512)), fpr=5.0,
+          step=0)
     if args.giemsa_model:
         shoot("synthetic_giemsa", args.giemsa_model, "detect_widget_giemsa.png", ((0, 0), (512, 512)))
 

@@ -101,6 +101,19 @@ def test_dark_channel_rule_scores_the_darkest_channel_alone():
     assert torch.allclose(pixel_map(single, rule), expected, atol=1e-5)
 
 
+def test_purple_rule_ignores_grey_darkening_and_needs_rgb():
+    from napari_supn_anomaly.supn import SCORE_RULES, pixel_map
+
+    rule = SCORE_RULES["purple"]
+    z = torch.zeros(2, 3, 9, 9)
+    z[0, :, 4, 4] = -6.0                   # grey-black debris: every channel darker alike
+    z[1, 1, 4, 4], z[1, 2, 4, 4] = -5.0, -1.0  # purple: green much darker than blue
+    m = pixel_map(z, rule)
+    assert m[0].abs().max() == 0 and m[1, 4, 4] == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="RGB"):
+        pixel_map(torch.zeros(1, 1, 9, 9), rule)
+
+
 def shipped():
     if "giemsa-rbc" not in builtin_model_names():
         pytest.fail("the built-in model giemsa-rbc is missing (run benchmarks/build_giemsa_model.py)")
@@ -111,7 +124,7 @@ def test_shipped_giemsa_model_describes_itself():
     model = shipped()
     assert model.channels == 3 and model.channel_names == ["red", "green", "blue"]
     assert model.modality == "brightfield-stained"
-    assert model.score_rule("supn") == "dark-channel"
+    assert model.score_rule("supn") == "purple"
     healthy = model.healthy_scores("supn")
     assert len(healthy) >= 100
     t1, t5 = model.threshold_for_fpr(0.01), model.threshold_for_fpr(0.05)

@@ -119,3 +119,14 @@ def test_aupro_matches_a_brute_force_threshold_sweep():
     gt[1, 1, 1] = True
     maps = rng.normal(0, 1, gt.shape) + 1.5 * gt
     assert M.aupro(maps, gt, fpr_limit=0.3) == pytest.approx(_aupro_brute_force(maps, gt, 0.3), abs=1e-9)
+
+
+def test_fast_auroc_and_ap_equal_sklearn_with_ties():
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        labels = rng.integers(0, 2, 60)
+        if labels.min() == labels.max():
+            continue
+        scores = rng.integers(0, 8, 60).astype(float)  # many ties
+        assert M.auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert M.auprc(labels, scores) == pytest.approx(average_precision_score(labels, scores), abs=1e-12)

@@ -18,6 +18,7 @@ from ..training.fit import DEFAULT_SCORE_RULES
 from ..training.trainer import Progress
 from .errors import InputError
 from .progress import ProgressLine
+from .train_fields import add_field_options, run_fields
 
 
 def add_input_options(p):
@@ -26,6 +27,7 @@ def add_input_options(p):
     source.add_argument("--images", metavar="DIR", help="folder of single-cell crops of healthy cells (PNG, JPEG, TIFF)")
     p.add_argument("--masks", metavar="DIR",
                    help="folder of cell masks matched to --images by file name; without it the cell is found in each crop")
+    add_field_options(source, p)  # --fields IMAGE... --regions REGIONS.csv (fine-tuning on whole fields)
     return source
 
 
@@ -72,6 +74,8 @@ def _train_config(args, init: AnomalyModel | None) -> TrainConfig:
 
 
 def run(args) -> int:
+    if getattr(args, "fields", None):
+        return run_fields(args)
     if args.minutes is not None and args.minutes <= 0:
         raise InputError("--minutes must be positive")
     if args.iterations is not None and args.iterations < 1:

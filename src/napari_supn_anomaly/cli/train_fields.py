@@ -45,6 +45,10 @@ def run_fields(args) -> int:
         raise InputError("--fields needs --regions REGIONS.csv (columns image,y0,x0,y1,x1) saying where healthy cells are")
     if args.minutes is not None and args.minutes <= 0:
         raise InputError("--minutes must be positive")
+    if args.iterations is not None and args.iterations < 1:
+        raise InputError("--iterations must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise InputError("--threads must be at least 1")
     out = Path(args.out).expanduser()
     if out.is_dir() or not out.parent.exists():
         raise InputError(f"--out {out} must be a model file name in an existing folder")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from scipy.stats import rankdata
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 
 @dataclass
@@ -39,14 +40,34 @@ def _both_classes(labels: np.ndarray) -> bool:
     return 0 < labels.sum() < len(labels)
 
 
+def _fast_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mann-Whitney U with mid-ranks for ties (equals sklearn's roc_auc_score, far cheaper to bootstrap)."""
+    ranks = rankdata(scores)
+    n_pos = labels.sum()
+    n_neg = len(labels) - n_pos
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _fast_ap(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Step-wise average precision over distinct thresholds (as sklearn's average_precision_score)."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    last = np.r_[s[1:] != s[:-1], True]
+    tps = np.cumsum(y)[last]
+    fps = np.cumsum(1 - y)[last]
+    precision = tps / (tps + fps)
+    recall = tps / y.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
 def auroc(labels, scores) -> float:
     labels = _check_binary(labels)
-    return float(roc_auc_score(labels, np.ravel(scores))) if _both_classes(labels) else float("nan")
+    return _fast_auroc(labels, np.asarray(scores, np.float64).ravel()) if _both_classes(labels) else float("nan")
 
 
 def auprc(labels, scores) -> float:
     labels = _check_binary(labels)
-    return float(average_precision_score(labels, np.ravel(scores))) if _both_classes(labels) else float("nan")
+    return _fast_ap(labels, np.asarray(scores, np.float64).ravel()) if _both_classes(labels) else float("nan")
 
 
 def bootstrap_interval(metric, labels, scores, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:

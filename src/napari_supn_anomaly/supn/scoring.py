@@ -40,6 +40,11 @@ SCORE_RULES = {
     "dark-channel": ScoreRule("dark-channel", 3, "dark-channel",
                               "max over colour channels and 3x3 windows inside the cell of summed signed -z "
                               "(a dark excess in any one channel, e.g. a stained parasite)"),
+    # Romanowsky stains (Giemsa, Wright, Field) colour chromatin purple: darker in green than in blue.
+    # The contrast ignores what darkens every channel alike (thicker cells, focus, grey debris).
+    "purple": ScoreRule("purple", 3, "purple",
+                        "max over 3x3 windows inside the cell of summed z_blue - z_green (RGB only): darker "
+                        "in green than in blue, the purple of Giemsa-stained parasites"),
 }
 
 
@@ -63,6 +68,10 @@ def pixel_map(z: torch.Tensor, rule: ScoreRule) -> torch.Tensor:
     elif rule.statistic == "dark-channel":
         b, c, h, w = z.shape
         return box_sum(-z.reshape(b * c, h, w), rule.window).reshape(b, c, h, w).amax(1)
+    elif rule.statistic == "purple":
+        if z.shape[1] != 3:
+            raise ValueError(f"the score rule 'purple' needs RGB images, not {z.shape[1]} channel(s)")
+        stat = z[:, 2] - z[:, 1]
     else:
         raise ValueError(f"unknown statistic {rule.statistic!r}")
     return box_sum(stat, rule.window)

@@ -276,8 +276,10 @@ def cells_in_regions(image: np.ndarray, regions: list[Region], modality: str,
             continue
         if len(ids) == 0:
             y0, x0, y1, x1 = r.bbox
+            hint = ("the cells it touches lie mostly outside it (touching cells may be found as one object): "
+                    "draw it around whole cells" if frac.max() > 0 else "draw it around at least one healthy cell")
             raise ValueError(f"{r.source or 'a region'} (y {y0:.0f}-{y1:.0f}, x {x0:.0f}-{x1:.0f}) on {r.image!r} "
-                             "holds no whole cell; draw it around at least one healthy cell")
+                             f"holds no whole cell; {hint}")
         chosen += [int(i) for i in ids if i not in chosen]
     out = cells_from_labels(image, labels, regions[0].image, chosen, how="region")
     out.regions = [r.describe() for r in regions]
