@@ -147,17 +147,20 @@ def main():
     p.add_argument("--ssl-iterations", type=int, default=300)
     p.add_argument("--train-iters", type=int, default=600, help="stage-1 iterations of models trained here")
     p.add_argument("--giemsa-train-cells", type=int, default=800)
+    p.add_argument("--giemsa-max-healthy", type=int, default=300, help="healthy test cells drawn from the held-back fields")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--save-models", default=None, help="folder to keep the models trained here in")
     p.add_argument("--csv", default=None, help="write this run's rows here (default: next to --out)")
     p.add_argument("--assemble", default=None,
                    help="comma-separated CSVs of earlier runs (one per dataset) to assemble into --out, "
                         "instead of running anything")
+    p.add_argument("--preface", default=None, help="markdown file (findings, figures) placed after the title")
     p.add_argument("--out", default="docs/benchmarks/scorers.md")
     p.add_argument("--images", default="docs/images/scorers")
     args = p.parse_args()
     if args.assemble:
-        write_markdown(Path(args.out), [Path(p) for p in args.assemble.split(",")], Path(args.images))
+        preface = Path(args.preface).read_text() if args.preface else ""
+        write_markdown(Path(args.out), [Path(p) for p in args.assemble.split(",")], Path(args.images), preface)
         return
     torch.set_num_threads(1)
     root = Path(args.data_root)
@@ -194,7 +197,8 @@ def main():
         if args.save_models and g_model.name == "giemsa-eval-small":
             g_model.save(Path(args.save_models) / g_model.name)
         models_used["giemsa"] = g_model.name
-        data = eval_sets.giemsa_eval_data(g_model, root, test_fields, train_fields)
+        data = eval_sets.giemsa_eval_data(g_model, root, test_fields, train_fields,
+                                          max_healthy_test=args.giemsa_max_healthy)
         ev = evaluate_scorers(g_model, data, names, ssl_iterations=args.ssl_iterations, n_boot=args.bootstrap, log=log)
         rows += ev.rows
         evaluations.append(("giemsa", g_model.name, ev))
@@ -228,7 +232,7 @@ def main():
     write_markdown(out, [csv_path], images)
 
 
-def write_markdown(out: Path, csv_paths: list[Path], images: Path) -> None:
+def write_markdown(out: Path, csv_paths: list[Path], images: Path, preface: str = "") -> None:
     rows, runs = [], []
     for path in csv_paths:
         rows += read_csv(path)
@@ -241,6 +245,8 @@ def write_markdown(out: Path, csv_paths: list[Path], images: Path) -> None:
     text = [
         "# Scorers compared: SUPN-VAE against the seed papers' alternatives",
         "",
+        preface,
+        "",
         "Date 2026-11-22; machine: 2-core x86_64 CPU, 24 GB, no GPU, shared with four other helpers' jobs "
         "(so timings are pessimistic; see the load averages).",
         "",
@@ -249,7 +255,8 @@ def write_markdown(out: Path, csv_paths: list[Path], images: Path) -> None:
         *[f"- `{r['command']}` (load average {r.get('load_start', '?')} at the start, {r.get('load_end', '?')} "
           f"at the end; {r.get('minutes', '?')} min; models: "
           + ", ".join(f"{k}: `{v}`" for k, v in r.get("models", {}).items()) + ")" for r in runs],
-        "- `python benchmarks/evaluate_all.py --assemble " + ",".join(str(p) for p in csv_paths) + "`",
+        "- `python benchmarks/evaluate_all.py --assemble " + ",".join(str(p) for p in csv_paths)
+        + (" --preface FILE" if preface else "") + "`",
         "",
         "## One table",
         "",

@@ -65,6 +65,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="fluorescence model (built-in name or file)")
     p.add_argument("--giemsa-model", default=None, help="optional Giemsa model for the Giemsa sample")
+    p.add_argument("--also-model", default=None, help="a second fluorescence model for the sample table")
     p.add_argument("--cells", type=int, default=300)
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--diameter", type=float, default=64.0, help="cell diameter in the field, px")
@@ -93,6 +94,7 @@ def main(argv=None):
         "```bash",
         f"python benchmarks/field_timing.py --model {args.model} --cells {args.cells} --size {args.size} "
         f"--diameter {args.diameter:g} --repeats {args.repeats}" + (f" --giemsa-model {args.giemsa_model}" if args.giemsa_model else "")
+        + (f" --also-model {args.also_model}" if args.also_model else "")
         + (f" --threads {args.threads}" if args.threads else "") + (f" --write {args.write}" if args.write else ""),
         "```",
         "",
@@ -118,10 +120,12 @@ def main(argv=None):
               "a region that touches no true parasite (extra regions inside infected cells count as false too). "
               "Healthy cells cut by the field edge are not counted (the pipeline leaves them out).", ""]
     targets = [("fluorescence", model)]
+    if args.also_model:
+        targets.append(("fluorescence", load_model(args.also_model)))
     if args.giemsa_model:
         targets.append(("giemsa", load_model(args.giemsa_model)))
     for key, m in targets:
-        sample, out = sample_detection(m, key, (0.005, 0.01, 0.02, 0.05))
+        sample, out = sample_detection(m, key, (0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3))
         lines += [f"### `{sample.path.name}` ({SAMPLES[key][3]}), model `{m.name}`", "",
                   "| target healthy FPR | threshold | parasites found | recall | false candidates | healthy cells | "
                   "false per 20 healthy | cells flagged |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]

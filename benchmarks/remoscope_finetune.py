@@ -60,13 +60,14 @@ def match_boxes(field, labels: np.ndarray, score_of: dict[int, float]):
     return np.asarray(y_true), np.asarray(scores, float), missed, matched
 
 
-def evaluate_model(model, fields, scorer: str):
+def evaluate_model(model, fields, scorer: str, score_edge_cells: bool = False):
     """Detection as a user runs it (plugin defaults), then box matching. Returns (y, scores, n unmatched,
     seconds, {field name: matched boxes})."""
     y, s, missed, matched = [], [], 0, {}
     t0 = time.perf_counter()
     for f in fields:
-        result = detect(f.image, "YX", model, settings=DetectSettings(scorer=scorer, device="cpu"))
+        result = detect(f.image, "YX", model, settings=DetectSettings(scorer=scorer, device="cpu",
+                                                                       exclude_edge_cells=not score_edge_cells))
         table = result.cell_table
         yy, ss, mm, boxes = match_boxes(f, result.cells, dict(zip(table["cell_id"].astype(int), table["score"])))
         y.append(yy)
@@ -118,6 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--scratch", action="store_true",
                     help="also train the same architecture from scratch on the same cells for the same time")
+    ap.add_argument("--score-edge-cells", action="store_true",
+                    help="also score cells cut by the field's edge (detection leaves them out by default)")
     ap.add_argument("--save", type=Path, default=None, help="also write the fine-tuned model here")
     ap.add_argument("--out", type=Path, default=None, help="markdown report (default: print only)")
     args = ap.parse_args(argv)
@@ -153,7 +156,7 @@ def main(argv=None) -> int:
 
     lines, matched = [], None
     for scorer in model.scorers:
-        y, s, missed, det_s, matched = evaluate_model(model, test_fields, scorer)
+        y, s, missed, det_s, matched = evaluate_model(model, test_fields, scorer, args.score_edge_cells)
         lines.append(row(f"fine-tuned `{args.base}`, scorer `{scorer}` (rule `{model.score_rule(scorer)}`)", y, s,
                          f"cells found by segmentation; {missed} boxes unmatched; detection {det_s:.1f} s"))
         print(lines[-1], flush=True)
