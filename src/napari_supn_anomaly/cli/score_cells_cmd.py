@@ -10,6 +10,7 @@ import numpy as np
 from ..crop_folders import match_channels, read_crop_folder
 from ..models import load_model
 from ..pipeline.cell_crops import equivalent_diameter, standardise_crops
+from ..scorers import scorer_names
 from ..supn.networks import LIKELIHOODS
 from .errors import InputError
 from .progress import ProgressLine
@@ -29,8 +30,15 @@ def add_parser(sub, name):
     p.add_argument("--masks", metavar="DIR",
                    help="folder of cell masks matched by file name; without it the cell is found in each crop")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
-    p.add_argument("--scorer", default="supn", choices=LIKELIHOODS,
-                   help="supn: learned sparse precision (default); diag, l2: the paper's baselines")
+    p.add_argument("--scorer", default="supn", choices=scorer_names(), metavar="NAME",
+                   help="supn: learned sparse precision (default); diag, l2: the paper's baselines; or one of "
+                        "the seed papers' scorers: " + ", ".join(n for n in scorer_names() if n not in LIKELIHOODS))
+    p.add_argument("--healthy", metavar="DIR",
+                   help="folder of healthy single-cell crops, to calibrate a scorer the model has no healthy "
+                        "calibration for (needed by the seed papers' scorers)")
+    p.add_argument("--segmenter", metavar="FILE",
+                   help="trained network of a self-supervised (ssl-*) scorer, as saved by "
+                        "'supn-anomaly evaluate --save-segmenters'")
     p.add_argument("--fpr", type=float, default=0.01, metavar="F",
                    help="a cell is a candidate when at most this fraction of healthy cells scores as high (default 0.01)")
     p.add_argument("--cell-diameter", type=float, metavar="PX",
@@ -53,6 +61,8 @@ def run(args) -> int:
     if not out.parent.exists():
         raise InputError(f"the folder for --out does not exist: {out.parent}")
     model = load_model(args.model)
+    if args.scorer not in LIKELIHOODS:
+        return _run_registry_scorer(args, model, out)
     if args.scorer not in model.scorers:
         raise InputError(f"model {model.name!r} has no scorer {args.scorer!r} (it has {', '.join(model.scorers)})")
     folder = read_crop_folder(args.images, args.masks, progress=ProgressLine("reading crops"))
@@ -93,4 +103,56 @@ def run(args) -> int:
     if (~found).any():
         print(f"warning: no cell found in {int((~found).sum())} crop(s); they were scored over the whole crop "
               f"(column mask = none)", file=sys.stderr)
+    return 0
+
+
+def _read_standardised(model, images_dir, masks_dir, scale, label):
+    folder = read_crop_folder(images_dir, masks_dir, progress=_progress(label))
+    images = match_channels(folder.images, model.channels, model.channel_names, model.name)
+    try:
+        crops, masks, scale = standardise_crops(images, folder.masks, model.crop_size, model.cell_diameter_px,
+                                                model.modality, scale=scale)
+    except ValueError as exc:
+        raise InputError(f"{exc}; give --masks or --cell-diameter") from exc
+    return folder, crops, masks, scale
+
+
+def _run_registry_scorer(args, model, out) -> int:
+    """The seed papers' scorers (scorers.py): calibrated on --healthy cells when the model has no calibration."""
+    from ..scorers import calibrate_scorer, load_segmenter, score_cells_with, scorer_info
+
+    info = scorer_info(args.scorer)
+    segmenter = None
+    if info.segmenter is not None:
+        if not args.segmenter:
+            raise InputError(f"scorer {args.scorer!r} needs its trained network: give --segmenter FILE "
+                             f"(made by 'supn-anomaly evaluate --scorers {args.scorer} --save-segmenters DIR')")
+        segmenter = load_segmenter(args.segmenter)
+    scale = None if args.cell_diameter is None else model.cell_diameter_px / args.cell_diameter
+    folder, crops, masks, scale = _read_standardised(model, args.images, args.masks, scale, "reading crops")
+    model.to(args.device)
+    if args.scorer not in model.metadata.get("calibration", {}):
+        if not args.healthy:
+            raise InputError(f"model {model.name!r} has no healthy calibration for scorer {args.scorer!r}; "
+                             f"give --healthy DIR with healthy single-cell crops")
+        _, h_crops, h_masks, _ = _read_standardised(model, args.healthy, None, scale, "reading healthy crops")
+        calibrate_scorer(args.scorer, model, h_crops, h_masks, segmenter=segmenter, batch_size=args.batch_size)
+    result = score_cells_with(args.scorer, model, crops, masks, segmenter=segmenter, batch_size=args.batch_size,
+                              on_progress=_progress(f"scoring with {model.name} ({args.scorer})"))
+    scores = result.scores.astype(np.float64)
+    found = masks.reshape(len(masks), -1).any(1)
+    given = [m is not None for m in folder.masks]
+    threshold = model.threshold_for_fpr(args.fpr, args.scorer)
+    tmp = out.with_name(out.name + ".partial")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(COLUMNS)
+        for i, name in enumerate(folder.names):
+            mask_source = "given" if given[i] else ("found" if found[i] else "none")
+            writer.writerow([name, f"{scores[i]:.6g}", f"{model.healthy_fpr(scores[i], args.scorer):.4g}",
+                             int(scores[i] > threshold), mask_source,
+                             f"{equivalent_diameter(masks[i]) / scale:.1f}" if found[i] else ""])
+    tmp.replace(out)
+    print(f"{len(crops)} cells scored, {int((scores > threshold).sum())} candidate(s) at healthy false-positive "
+          f"rate {args.fpr:g}; wrote {out}", file=sys.stderr)
     return 0
