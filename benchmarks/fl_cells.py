@@ -217,8 +217,10 @@ def main(argv=None) -> int:
         "# Fluorescence cells (supn_fl_cells/validation)", "",
         "Date 2026-11-22; machine: 2-core x86_64 CPU, 24 GB, no GPU "
         f"({platform.processor() or platform.machine()}); torch {torch.__version__}.", "",
-        f"Command: `python benchmarks/fl_cells.py --model {args.model} --threads {args.threads}` "
-        f"(model built by `python benchmarks/build_fluorescence_model.py`).", "",
+        f"Command: `python benchmarks/fl_cells.py --model {args.model} --threads {args.threads}"
+        + "".join(f" --other-seeds {o}" if i == 0 else f" {o}" for i, o in enumerate(args.other_seeds)) + "` "
+        "(the model built by `python benchmarks/build_fluorescence_model.py`; other seeds by "
+        "`python benchmarks/build_fluorescence_model.py --threads 1 --seed N --out FILE`).", "",
         f"Model `{model.name}`: crop {model.crop_size} px, cell diameter {model.cell_diameter_px:.0f} px, "
         f"stencil radius {model.net.cfg.radius}, latent {model.net.cfg.latent_dim}, "
         f"{sum(p.numel() for p in model.net.parameters()) / 1e6:.2f} M parameters; trained from scratch on "

@@ -250,9 +250,7 @@ def main(argv=None) -> int:
         "Picture: validation cells (rows) with the image, the VAE mean, one sample from the learned "
         "Gaussian (mean + U^-1 eps), the whitened residual z of each channel (blue = darker than the model "
         "expects), and the per-pixel score map inside the cell. Rows: the two best-scoring and the median "
-        "falciparum cell, a median and the best-scoring healthy cell of the validation fields. The latter, "
-        "labelled healthy, holds a dark, grey-black blob (debris, a platelet on top, or a missed parasite): "
-        "the score rule flags any dark excess, not only purple.",
+        "falciparum cell, a median and the best-scoring healthy cell of the validation fields.",
     ]
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text("\n".join(lines) + "\n")

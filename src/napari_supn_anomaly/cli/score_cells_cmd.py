@@ -107,7 +107,7 @@ def run(args) -> int:
 
 
 def _read_standardised(model, images_dir, masks_dir, scale, label):
-    folder = read_crop_folder(images_dir, masks_dir, progress=_progress(label))
+    folder = read_crop_folder(images_dir, masks_dir, progress=ProgressLine(label))
     images = match_channels(folder.images, model.channels, model.channel_names, model.name)
     try:
         crops, masks, scale = standardise_crops(images, folder.masks, model.crop_size, model.cell_diameter_px,
@@ -138,7 +138,7 @@ def _run_registry_scorer(args, model, out) -> int:
         _, h_crops, h_masks, _ = _read_standardised(model, args.healthy, None, scale, "reading healthy crops")
         calibrate_scorer(args.scorer, model, h_crops, h_masks, segmenter=segmenter, batch_size=args.batch_size)
     result = score_cells_with(args.scorer, model, crops, masks, segmenter=segmenter, batch_size=args.batch_size,
-                              on_progress=_progress(f"scoring with {model.name} ({args.scorer})"))
+                              on_progress=ProgressLine(f"scoring with {model.name} ({args.scorer})"))
     scores = result.scores.astype(np.float64)
     found = masks.reshape(len(masks), -1).any(1)
     given = [m is not None for m in folder.masks]

@@ -21,7 +21,7 @@ from .trainer import Progress, TrainConfig, train_supn_vae
 # "spot" (matched filter for a small bright spot under the learned Gaussian) beat the window
 # rules on the fluorescence cells for SUPN (docs/benchmarks/fluorescence.md); the other
 # modalities keep the rules their benchmarks chose.
-DEFAULT_SCORE_RULES = {"fluorescence": "spot", "brightfield": "bright", "brightfield-stained": "paper"}
+DEFAULT_SCORE_RULES = {"fluorescence": "spot", "brightfield": "bright", "brightfield-stained": "dark-channel"}
 MIN_CELLS = 8
 
 

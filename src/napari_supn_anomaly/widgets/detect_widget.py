@@ -23,7 +23,6 @@ from .model_registry import REGISTRY
 if TYPE_CHECKING:
     import napari
 
-LOAD_FILE = "Load model file…"
 GREY_FROM_RGB = "grey (mean of R, G, B)"
 
 
@@ -34,7 +33,6 @@ class DetectWidget(Container):
         super().__init__(labels=True)
         self.viewer = viewer
         self._models: dict = {}          # choice -> loaded AnomalyModel
-        self._previous_model = None
         self._worker = None
         self._result: DetectionResult | None = None   # the last result, at its first threshold
         self._result_source = None                     # (image layer, axes, model, scorer)
@@ -54,6 +52,7 @@ class DetectWidget(Container):
                                  tooltip="The channel the model looks at.")
         self._model = ComboBox(label="model", choices=self._model_choices,
                                tooltip="Built-in models, models of this session (e.g. fine-tuned), or a file.")
+        self._load_model = PushButton(text="Load model file…", tooltip="Use a model saved to a file (.safetensors).")
         self._model_info = Label(value="")
         self._scorer = ComboBox(label="scorer", choices=lambda _w: self.model.scorers if self.model else [],
                                 tooltip="How the model's residual becomes a score.")
@@ -74,7 +73,7 @@ class DetectWidget(Container):
                                                 "it re-thresholds the candidates without running the model.")
         self._threshold_info = Label(value="")
         self._status = Label(value="")
-        self.extend([self._image, self._open, self._cells, self._channel, self._model, self._model_info,
+        self.extend([self._image, self._open, self._cells, self._channel, self._model, self._load_model, self._model_info,
                      self._scorer, self._device, self._device_info, self._diameter, self._run, self._cancel,
                      self._progress, self._sensitivity, self._threshold_info, self._status])
 
@@ -90,6 +89,7 @@ class DetectWidget(Container):
         self._run.changed.connect(self.run)
         self._cancel.changed.connect(self.cancel)
         self._open.changed.connect(self._on_open_clicked)
+        self._load_model.changed.connect(self._on_load_model_clicked)
         REGISTRY.changed.connect(self._on_registry_changed)
         self.native.destroyed.connect(self._disconnect)  # no callbacks into a closed widget
 
@@ -101,7 +101,7 @@ class DetectWidget(Container):
     def _model_choices(self, _widget=None) -> list[str]:
         names = builtin_model_names() + [n for n in REGISTRY.names() if n not in builtin_model_names()]
         extra = [c for c in self._models if c not in names]  # files loaded through this widget
-        return names + extra + [LOAD_FILE]
+        return names + extra
 
     def _disconnect(self, *_):
         try:
@@ -138,17 +138,17 @@ class DetectWidget(Container):
         self._model.value = name
         return True
 
-    def _on_model_changed(self, choice):
-        if choice == LOAD_FILE:
-            from qtpy.QtWidgets import QFileDialog
+    def _on_load_model_clicked(self, _=None):
+        from qtpy.QtWidgets import QFileDialog
 
-            path, _ = QFileDialog.getOpenFileName(self.native, "Load a model file", "",
-                                                  "Model files (*.safetensors);;All files (*)")
-            if not (path and self.load_model_file(path)):
-                self._model.value = self._previous_model if self._previous_model in self._model.choices else None
-            return
+        path, _ = QFileDialog.getOpenFileName(self.native, "Load a model file", "",
+                                              "Model files (*.safetensors);;All files (*)")
+        if path:
+            self.load_model_file(path)
+
+    def _on_model_changed(self, choice):
         if choice is None:
-            self._model_info.value = "no model: add one with 'Load model file…'"
+            self._model_info.value = "no model: load one with 'Load model file…'"
             self._scorer.reset_choices()
             return
         if choice not in self._models:
@@ -159,7 +159,6 @@ class DetectWidget(Container):
                 self._model_info.value = "this model could not be loaded"
                 self._scorer.reset_choices()
                 return
-        self._previous_model = choice
         model = self._models[choice]
         default = model.metadata.get("default_scorer")
         self._scorer.reset_choices()
