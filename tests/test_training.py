@@ -144,3 +144,22 @@ def test_fit_refuses_too_few_cells_and_mixed_channels():
     images[3] = np.repeat(images[3], 3, axis=0)
     with pytest.raises(ValueError, match="same number of channels"):
         next(fit_anomaly_model(images, masks, name="toy", modality="fluorescence", arch=TINY))
+
+
+def test_held_back_cells_stop_a_stage_early_and_keep_its_best_weights():
+    import numpy as np
+    from napari_supn_anomaly.supn import ArchConfig
+    from napari_supn_anomaly.training import Progress, TrainConfig, train_supn_vae
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.3, (24, 1, 16, 16)).astype(np.float32)
+    w = np.ones((24, 1, 16, 16), np.float32)
+    arch = ArchConfig(crop_size=16, widths=(8, 8), head_widths=(4, 4), latent_dim=4)
+    # pure noise cannot be learned: the held-back loss stops improving and the stage ends early
+    cfg = TrainConfig(stage1_iters=400, stage2_iters=0, batch_size=8, early_stop_every=5, early_stop_patience=2,
+                      lr=5e-3)
+    events = list(train_supn_vae(x[:16], w[:16], arch, cfg, x_held_back=x[16:], weight_held_back=w[16:]))
+    checks = [e for e in events if isinstance(e, Progress) and e.held_back_loss is not None]
+    assert checks, "the held-back loss was never measured"
+    assert any("stopped improving" in e.message for e in checks)
+    assert checks[-1].iteration < 400

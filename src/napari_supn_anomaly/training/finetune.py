@@ -106,7 +106,9 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     try:
         for event in fit_anomaly_model(images, train.masks, name=name or finetuned_name(base.name),
                                        modality=base.modality, init=base, cfg=settings.train_config(),
-                                       holdout_fraction=0.0, device=device, should_stop=should_stop):
+                                       holdout_fraction=0.0, device=device, should_stop=should_stop,
+                                       early_stopping=True, early_stop_masks=hold.masks,
+                                       early_stop_images=[-img for img in hold.images] if invert else hold.images):
             if isinstance(event, Progress):
                 yield event
             else:

@@ -49,12 +49,16 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
                       init: AnomalyModel | None = None, holdout_fraction: float = 0.1,
                       score_rule: str | None = None, description: str = "", training_data: dict | None = None,
                       device="cpu", should_stop: Callable[[], bool] | None = None,
+                      early_stopping: bool = False, early_stop_images: list[np.ndarray] | None = None,
+                      early_stop_masks: list[np.ndarray | None] | None = None,
                       ) -> Iterator[Progress | AnomalyModel]:
     """Generator: yields training Progress, then the calibrated AnomalyModel (on the CPU).
 
     ``images`` are raw crops [C, H, W] (any size); ``masks`` the cell masks or None to find them.
     With ``init`` the base model's architecture, cell size and score rules are kept and its weights
-    are the starting point; the base model itself is never changed.
+    are the starting point; the base model itself is never changed. With ``early_stopping`` the
+    held-back cells (or ``early_stop_images`` when given) stop each training stage when their loss
+    stops improving.
     """
     cfg = cfg or TrainConfig()
     if len(images) < MIN_CELLS:
@@ -91,8 +95,17 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
 
     started = time.perf_counter()
     net = None
+    held_back = {}
+    if early_stopping:
+        if early_stop_images:
+            stop_crops, stop_masks, _ = standardise_crops(early_stop_images, early_stop_masks or [None] * len(early_stop_images),
+                                                          arch.crop_size, cell_diameter_px, modality, scale=scale)
+        else:
+            stop_crops, stop_masks = crops[hold_idx], cell_masks[hold_idx]
+        if len(stop_crops):
+            held_back = {"x_held_back": stats.apply(stop_crops), "weight_held_back": loss_weight(stop_masks)}
     for event in train_supn_vae(x, weight, arch, cfg, init=None if init is None else init.net,
-                                device=device, should_stop=should_stop):
+                                device=device, should_stop=should_stop, **held_back):
         if isinstance(event, Progress):
             yield event
         else:

@@ -46,6 +46,8 @@ class TrainConfig:
     max_minutes: float | None = None
     collapse_ratio: float = 0.02
     max_restarts: int = 2
+    early_stop_every: int = 25      # iterations between checks of the held-back loss (if cells are held back)
+    early_stop_patience: int = 4    # checks without improvement before a stage stops early
     num_threads: int | None = None
 
     def to_dict(self) -> dict:
@@ -60,6 +62,7 @@ class Progress:
     loss: float
     elapsed_s: float
     message: str = ""
+    held_back_loss: float | None = None
 
 
 def augment_batch(x: torch.Tensor, w: torch.Tensor, generator: torch.Generator):
@@ -96,6 +99,40 @@ def estimate_l2_sigma(net: SupnVAE, x: torch.Tensor, weight: torch.Tensor, batch
     return torch.sqrt(sq / count.clamp_min(1.0)).clamp_min(1e-3)
 
 
+def stage_loss(net: SupnVAE, stage: str, xb, wb, cfg: TrainConfig, code=None, mu_z=None, logvar=None):
+    """Loss per pixel of the cell, averaged over the batch, for one training stage."""
+    if mu_z is None:
+        mu_z, logvar = net.encode(xb)
+    code = mu_z if code is None else code
+    kl = kl_divergence(mu_z, logvar)
+    mean = net.decode_mean(code)
+    n_pix = wb.flatten(1).sum(1).clamp_min(1.0)
+    if stage == "mean":
+        nll = fixed_variance_nll(xb, mean, wb, cfg.fixed_sigma)
+        return ((nll + cfg.kl_weight * kl) / n_pix).mean()
+    loss = 0.0
+    for name in ("supn", "diag"):
+        factor = net.factor(name, code, mean)
+        nll = factor.nll(xb - mean, wb)
+        loss = loss + ((nll + cfg.kl_weight * kl) / n_pix).mean()
+        if factor.off_diag.numel():
+            l1 = (factor.off_diag.abs().mean(2, keepdim=True)[:, :, 0] * wb).sum() / wb.sum().clamp_min(1.0)
+            loss = loss + cfg.l1_off_diag * l1
+    return loss
+
+
+@torch.no_grad()
+def held_back_loss(net: SupnVAE, stage: str, x: torch.Tensor, w: torch.Tensor, cfg: TrainConfig) -> float:
+    """The stage's loss on held-back cells at the encoder mean (deterministic)."""
+    was_training = net.training
+    net.eval()
+    total = 0.0
+    for s in range(0, len(x), 64):
+        total += float(stage_loss(net, stage, x[s:s + 64], w[s:s + 64], cfg)) * len(x[s:s + 64])
+    net.train(was_training)
+    return total / len(x)
+
+
 def _cosine(lr: float, frac: float) -> float:
     return lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac))))
 
@@ -103,11 +140,13 @@ def _cosine(lr: float, frac: float) -> float:
 def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = None,
                    cfg: TrainConfig | None = None, init: SupnVAE | None = None, in_place: bool = False,
                    device: torch.device | str = "cpu", should_stop: Callable[[], bool] | None = None,
-                   report_every: int = 10) -> Iterator[Progress | SupnVAE]:
+                   report_every: int = 10, x_held_back: np.ndarray | None = None,
+                   weight_held_back: np.ndarray | None = None) -> Iterator[Progress | SupnVAE]:
     """Train on normalised crops ``x`` [N, C, S, S] with loss weights ``weight`` [N, 1, S, S].
 
     Yields Progress events and, last, the trained SupnVAE. ``init`` starts from an existing
-    network (fine-tuning); it is copied unless ``in_place``.
+    network (fine-tuning); it is copied unless ``in_place``. With held-back cells, every stage
+    stops early when their loss stops improving and keeps its best weights.
     """
     cfg = cfg or TrainConfig()
     device = torch.device(device)
@@ -123,6 +162,10 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
     xs = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device)
     ws = torch.from_numpy(np.ascontiguousarray(weight, np.float32)).to(device)
     batch = min(cfg.batch_size, len(xs))
+    xv = wv = None
+    if x_held_back is not None and len(x_held_back):
+        xv = torch.from_numpy(np.ascontiguousarray(x_held_back, np.float32)).to(device)
+        wv = torch.from_numpy(np.ascontiguousarray(weight_held_back, np.float32)).to(device)
     budget_s = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
     stages = [("mean", cfg.stage1_iters, 0.5), ("precision", cfg.stage2_iters, 0.4), ("joint", cfg.joint_iters, 0.1)]
     stages = [s for s in stages if s[1] > 0]
@@ -160,6 +203,7 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
                 p.requires_grad_(True)
             opt = torch.optim.Adam(params, lr=lr0)
             running = None
+            best_loss, best_params, checks_without_gain = math.inf, None, 0
             for it in range(iters):
                 if should_stop is not None and should_stop():
                     raise TrainingCancelled("training was cancelled")
@@ -179,20 +223,7 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
                     xb = xb + cfg.dequantise * (torch.rand(xb.shape, generator=gen).to(device) - 0.5)
                 mu_z, logvar = net.encode(xb)
                 code = net.sample_latent(mu_z, logvar, gen if device.type == "cpu" else None)
-                kl = kl_divergence(mu_z, logvar)
-                mean = net.decode_mean(code)
-                n_pix = wb.flatten(1).sum(1).clamp_min(1.0)
-                if stage == "mean":
-                    nll = fixed_variance_nll(xb, mean, wb, cfg.fixed_sigma)
-                    loss = ((nll + cfg.kl_weight * kl) / n_pix).mean()
-                else:
-                    loss = 0.0
-                    for name in ("supn", "diag"):
-                        factor = net.factor(name, code, mean)
-                        nll = factor.nll(xb - mean, wb)
-                        loss = loss + ((nll + cfg.kl_weight * kl) / n_pix).mean()
-                        if factor.off_diag.numel():
-                            loss = loss + cfg.l1_off_diag * (factor.off_diag.abs().mean(2, keepdim=True)[:, :, 0] * wb).sum() / wb.sum().clamp_min(1.0)
+                loss = stage_loss(net, stage, xb, wb, cfg, code, mu_z, logvar)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -211,8 +242,24 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
                         break
                 if done % report_every == 0:
                     yield Progress(stage, done, total, running, time.perf_counter() - start)
+                if xv is not None and (it + 1) % cfg.early_stop_every == 0:
+                    val = held_back_loss(net, stage, xv, wv, cfg)
+                    if val < best_loss - 1e-4:
+                        best_loss, checks_without_gain = val, 0
+                        best_params = [p.detach().clone() for p in params]
+                    else:
+                        checks_without_gain += 1
+                    stop = checks_without_gain >= cfg.early_stop_patience
+                    yield Progress(stage, done, total, running, time.perf_counter() - start,
+                                   "held-back loss stopped improving; next stage" if stop else "", val)
+                    if stop:
+                        break
             if collapsed:
                 break
+            if best_params is not None:  # keep the weights that did best on the held-back cells
+                with torch.no_grad():
+                    for p, best in zip(params, best_params):
+                        p.copy_(best)
             if stage == "mean":
                 net.eval()
                 net.l2_log_sigma.copy_(torch.log(estimate_l2_sigma(net, xs, ws, 256)))
