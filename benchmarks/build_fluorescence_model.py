@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from napari_supn_anomaly.evaluation.datasets import load_fl_cells

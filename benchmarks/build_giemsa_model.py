@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     model = train_model(split, grayscale=args.grayscale)
     validation = with_masks(split.validation)
     model.metadata["metrics"] = validation_metrics(model, as_grayscale(validation) if args.grayscale else validation)
-    print(f"validation fields, per-cell AUROC: " + ", ".join(
+    print("validation fields, per-cell AUROC: " + ", ".join(
         f"{k} {v['auroc']:.3f}" for k, v in model.metadata["metrics"].items() if isinstance(v, dict)))
     model.metadata["training"]["build_seconds"] = round(time.perf_counter() - started, 1)
     model.metadata["training"]["command"] = "python benchmarks/build_giemsa_model.py" + (

@@ -200,7 +200,7 @@ def main(argv=None) -> int:
         f"{tr['settings']['batch_size']}) in {tr['seconds']:.0f} s (whole build {tr.get('build_seconds', '?')} s). "
         "Score = max inside the cell of the pixel map; per-cell AUROC and average precision (AP).",
         "",
-        f"| detector | score rule | AUROC | AP | cells/s |",
+        "| detector | score rule | AUROC | AP | cells/s |",
         "| --- | --- | --- | --- | --- |",
     ]
     names = {"supn": "SUPN", "diag": "diagonal", "l2": "L2 (fixed variance)"}

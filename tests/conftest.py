@@ -19,3 +19,14 @@ def require_data(*parts: str) -> Path:
 @pytest.fixture
 def shared_data() -> Path:
     return require_data()
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny test models run fastest on one thread, and much slower with more on a busy 2-core CPU."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

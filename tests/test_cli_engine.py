@@ -18,12 +18,6 @@ from napari_supn_anomaly.supn import ArchConfig, SupnVAE
 from conftest import require_data
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def cell_image(rng, size=40, spot=False, rgb=False, bits=8):

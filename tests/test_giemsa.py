@@ -15,12 +15,6 @@ WHITE = np.array([250.0, 252.0, 251.0])
 LILAC = np.array([190.0, 190.0, 225.0])
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def stained_crop(h, w, cy, cx, r, neighbour=None):

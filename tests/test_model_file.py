@@ -12,13 +12,6 @@ from napari_supn_anomaly.supn import ArchConfig, SupnVAE
 
 TINY = ArchConfig(crop_size=16, latent_dim=4, widths=(4, 8), head_widths=(4, 4))
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and much slower on a shared, busy CPU with more."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 

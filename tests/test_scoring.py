@@ -10,13 +10,6 @@ from napari_supn_anomaly.supn.scoring import (
     SCORE_RULES, _gaussian_kernel, anomaly_maps, cell_scores, matched_spot_map, pixel_map,
 )
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and much slower on a shared, busy CPU with more."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 

@@ -18,7 +18,7 @@ from ..training.fit import DEFAULT_SCORE_RULES
 from ..training.trainer import Progress
 from .errors import InputError
 from .progress import ProgressLine
-from .train_fields import add_field_options, run_fields
+from .train_fields import add_field_options, check_budget_options, run_fields
 
 
 def add_input_options(p):
@@ -76,12 +76,7 @@ def _train_config(args, init: AnomalyModel | None) -> TrainConfig:
 def run(args) -> int:
     if getattr(args, "fields", None):
         return run_fields(args)
-    if args.minutes is not None and args.minutes <= 0:
-        raise InputError("--minutes must be positive")
-    if args.iterations is not None and args.iterations < 1:
-        raise InputError("--iterations must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise InputError("--threads must be at least 1")
+    check_budget_options(args)
     out = Path(args.out).expanduser()
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a model file name")

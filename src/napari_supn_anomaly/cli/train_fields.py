@@ -20,6 +20,16 @@ from .errors import InputError
 from .progress import ProgressLine
 
 
+
+def check_budget_options(args) -> None:
+    """The time, iteration and thread options shared by both ways of training."""
+    if args.minutes is not None and args.minutes <= 0:
+        raise InputError("--minutes must be positive")
+    if args.iterations is not None and args.iterations < 1:
+        raise InputError("--iterations must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise InputError("--threads must be at least 1")
+
 def add_field_options(source, p) -> None:
     """Add --fields to the mutually exclusive input group and --regions beside it."""
     source.add_argument("--fields", nargs="+", metavar="IMAGE",
@@ -43,12 +53,7 @@ def run_fields(args) -> int:
         raise InputError("--fields fine-tunes a model: give the base model with --init MODEL")
     if not args.regions:
         raise InputError("--fields needs --regions REGIONS.csv (columns image,y0,x0,y1,x1) saying where healthy cells are")
-    if args.minutes is not None and args.minutes <= 0:
-        raise InputError("--minutes must be positive")
-    if args.iterations is not None and args.iterations < 1:
-        raise InputError("--iterations must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise InputError("--threads must be at least 1")
+    check_budget_options(args)
     out = Path(args.out).expanduser()
     if out.is_dir() or not out.parent.exists():
         raise InputError(f"--out {out} must be a model file name in an existing folder")

@@ -122,8 +122,8 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
         model.metadata["intensity"] = model.intensity.to_dict()
         model.metadata["score_rules"] = {k: mirrored_rule(v) for k, v in model.metadata["score_rules"].items()}
     model.metadata["modality"] = modality
-    few = (f" (few: thresholds for small false-positive rates are rough; mark more cells for a "
-           f"sharper threshold)" if len(hold) < 20 else "")
+    few = (" (few: thresholds for small false-positive rates are rough; mark more cells for a "
+           "sharper threshold)" if len(hold) < 20 else "")
     yield Progress("calibrating", 0, 0, float("nan"), time.perf_counter() - started,
                    f"calibrating the healthy-score threshold on {len(hold)} held-back cells{few}")
     scale = model.metadata["training"]["crop_scale"]
