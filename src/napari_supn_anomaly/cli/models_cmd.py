@@ -13,7 +13,7 @@ def run(args) -> int:
     if not rows:
         print("no built-in models are installed")
         return 0
-    width = max(len(r["name"]) for r in rows)
+    widths = {key: max(len(r[key]) for r in rows) for key in ("name", "modality", "channels")}
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['modality']:<12}  {r['channels']:<20}  {r['description']}")
+        print("  ".join(f"{r[key]:<{widths[key]}}" for key in widths) + "  " + r["description"])
     return 0
