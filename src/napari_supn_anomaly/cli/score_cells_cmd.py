@@ -65,27 +65,20 @@ def run(args) -> int:
         return _run_registry_scorer(args, model, out)
     if args.scorer not in model.scorers:
         raise InputError(f"model {model.name!r} has no scorer {args.scorer!r} (it has {', '.join(model.scorers)})")
-    folder = read_crop_folder(args.images, args.masks, progress=ProgressLine("reading crops"))
-    images = match_channels(folder.images, model.channels, model.channel_names, model.name)
-
-    scale = None
-    if args.cell_diameter is not None:
-        scale = model.cell_diameter_px / args.cell_diameter
-    try:
-        crops, masks, scale = standardise_crops(images, folder.masks, model.crop_size, model.cell_diameter_px,
-                                                model.modality, scale=scale)
-    except ValueError as exc:
-        raise InputError(f"{exc}; give --masks or --cell-diameter") from exc
-    given = [m is not None for m in folder.masks]
-    found = masks.reshape(len(masks), -1).any(1)
-
+    scale = None if args.cell_diameter is None else model.cell_diameter_px / args.cell_diameter
+    folder, crops, masks, scale = _read_standardised(model, args.images, args.masks, scale, "reading crops")
     model.to(args.device)
     report = ProgressLine(f"scoring with {model.name} ({args.scorer})")
     scores = np.zeros(len(crops), np.float64)
     for start, part in model.iter_score_batches(crops, masks, args.scorer, args.batch_size):
         scores[start:start + len(part.scores)] = part.scores
         report(start + len(part.scores), len(crops))
+    return _write_scores(args, model, out, folder, masks, scores, scale)
 
+
+def _write_scores(args, model, out, folder, masks, scores, scale) -> int:
+    """One CSV row per crop, written under a temporary name first; a summary line on stderr."""
+    found = masks.reshape(len(masks), -1).any(1)
     threshold = model.threshold_for_fpr(args.fpr, args.scorer)
     tmp = out.with_name(out.name + ".partial")
     with open(tmp, "w", newline="") as fh:
@@ -93,12 +86,12 @@ def run(args) -> int:
         writer.writerow(COLUMNS)
         for i, name in enumerate(folder.names):
             fpr = model.healthy_fpr(scores[i], args.scorer)
-            mask_source = "given" if given[i] else ("found" if found[i] else "none")
+            mask_source = "given" if folder.masks[i] is not None else ("found" if found[i] else "none")
             writer.writerow([name, f"{scores[i]:.6g}", f"{fpr:.4g}", int(scores[i] > threshold), mask_source,
                              f"{equivalent_diameter(masks[i]) / scale:.1f}" if found[i] else ""])
     tmp.replace(out)
     n_cand = int((scores > threshold).sum())
-    print(f"{len(crops)} cells scored, {n_cand} candidate(s) at healthy false-positive rate {args.fpr:g}; "
+    print(f"{len(scores)} cells scored, {n_cand} candidate(s) at healthy false-positive rate {args.fpr:g}; "
           f"wrote {out}", file=sys.stderr)
     if (~found).any():
         print(f"warning: no cell found in {int((~found).sum())} crop(s); they were scored over the whole crop "
@@ -139,20 +132,4 @@ def _run_registry_scorer(args, model, out) -> int:
         calibrate_scorer(args.scorer, model, h_crops, h_masks, segmenter=segmenter, batch_size=args.batch_size)
     result = score_cells_with(args.scorer, model, crops, masks, segmenter=segmenter, batch_size=args.batch_size,
                               on_progress=ProgressLine(f"scoring with {model.name} ({args.scorer})"))
-    scores = result.scores.astype(np.float64)
-    found = masks.reshape(len(masks), -1).any(1)
-    given = [m is not None for m in folder.masks]
-    threshold = model.threshold_for_fpr(args.fpr, args.scorer)
-    tmp = out.with_name(out.name + ".partial")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(COLUMNS)
-        for i, name in enumerate(folder.names):
-            mask_source = "given" if given[i] else ("found" if found[i] else "none")
-            writer.writerow([name, f"{scores[i]:.6g}", f"{model.healthy_fpr(scores[i], args.scorer):.4g}",
-                             int(scores[i] > threshold), mask_source,
-                             f"{equivalent_diameter(masks[i]) / scale:.1f}" if found[i] else ""])
-    tmp.replace(out)
-    print(f"{len(crops)} cells scored, {int((scores > threshold).sum())} candidate(s) at healthy false-positive "
-          f"rate {args.fpr:g}; wrote {out}", file=sys.stderr)
-    return 0
+    return _write_scores(args, model, out, folder, masks, result.scores.astype(np.float64), scale)
