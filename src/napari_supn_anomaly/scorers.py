@@ -82,6 +82,15 @@ def scorer_info(name: str) -> ScorerInfo:
     return SCORERS[name]
 
 
+def available_scorers(model: AnomalyModel) -> list[str]:
+    """Scorers that can run on whole fields with this model as it is: its own likelihoods plus the
+    registry's scorers it holds a healthy calibration for (no separately trained network needed)."""
+    calibrated = model.metadata.get("calibration", {})
+    extra = [n for n, info in SCORERS.items()
+             if n not in model.scorers and n in calibrated and info.segmenter is None]
+    return list(model.scorers) + extra
+
+
 def describe_scorers() -> list[dict]:
     return [{"name": s.name, "cost": s.cost, "family": s.family, "description": s.description,
              "needs_calibration": s.needs_calibration} for s in SCORERS.values()]

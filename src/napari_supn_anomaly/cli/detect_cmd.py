@@ -67,8 +67,11 @@ def resolve_scorer(model, scorer: str | None) -> str:
     if scorer is None:
         return model.metadata.get("default_scorer", model.scorers[0]) if model.metadata.get(
             "default_scorer") in model.scorers else model.scorers[0]
-    if scorer not in model.scorers:
-        raise InputError(f"the model {model.name!r} has no scorer {scorer!r}; it has {', '.join(model.scorers)}")
+    from ..scorers import available_scorers
+
+    usable = available_scorers(model)
+    if scorer not in usable:
+        raise InputError(f"the model {model.name!r} has no scorer {scorer!r}; it has {', '.join(usable)}")
     return scorer
 
 

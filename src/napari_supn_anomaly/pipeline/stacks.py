@@ -168,9 +168,12 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
     settings = settings or DetectSettings()
     axes = normalise_axes(axes, np.ndim(data))
     shape = tuple(np.shape(data))
+    from ..scorers import available_scorers
+
     scorer = settings.scorer or model.scorers[0]
-    if scorer not in model.scorers:
-        raise ValueError(f"the model {model.name!r} has no scorer {scorer!r}; it has {', '.join(model.scorers)}")
+    usable = available_scorers(model)
+    if scorer not in usable:
+        raise ValueError(f"the model {model.name!r} has no scorer {scorer!r}; it has {', '.join(usable)}")
     threshold, fpr = resolve_threshold(model, scorer, settings)
     chan_axis, channels = select_channels(axes, shape, model, channel)
     plane_axes = plane_axes_of(axes)

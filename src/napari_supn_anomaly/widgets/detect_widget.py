@@ -15,6 +15,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..models import ModelFileError, builtin_model_names, load_model
 from ..pipeline.result import DetectionResult
+from ..scorers import available_scorers
 from ..pipeline.stacks import DEFAULT_FPR, DetectSettings, iter_detect, normalise_axes, select_channels
 from ..supn.devices import DEVICE_CHOICES, describe_device, resolve_device
 from . import layers as layer_tools
@@ -54,7 +55,7 @@ class DetectWidget(Container):
                                tooltip="Built-in models, models of this session (e.g. fine-tuned), or a file.")
         self._load_model = PushButton(text="Load model file…", tooltip="Use a model saved to a file (.safetensors).")
         self._model_info = Label(value="")
-        self._scorer = ComboBox(label="scorer", choices=lambda _w: self.model.scorers if self.model else [],
+        self._scorer = ComboBox(label="scorer", choices=lambda _w: available_scorers(self.model) if self.model else [],
                                 tooltip="How the model's residual becomes a score.")
         self._device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto",
                                 tooltip="auto: an NVIDIA or Apple GPU when present, else the CPU.")
