@@ -12,7 +12,8 @@ from scipy import ndimage as ndi
 from skimage import measure
 
 CELL_COLUMNS = ["cell_id", "y", "x", "area", "score", "candidate"]
-CANDIDATE_COLUMNS = ["candidate_id", "y", "x", "area", "score", "mean_score", "cell_id", "status"]
+CANDIDATE_DTYPES = {"candidate_id": np.int64, "y": float, "x": float, "area": np.int64, "score": np.float32,
+                    "mean_score": np.float32, "cell_id": np.int64, "status": object}
 
 
 def label_centroids(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,10 +86,7 @@ def candidate_table(heatmap: np.ndarray, labels: np.ndarray, threshold: float, m
 
 
 def empty_candidate_table() -> pd.DataFrame:
-    return pd.DataFrame({"candidate_id": pd.Series(dtype=np.int64), "y": pd.Series(dtype=float),
-                         "x": pd.Series(dtype=float), "area": pd.Series(dtype=np.int64),
-                         "score": pd.Series(dtype=np.float32), "mean_score": pd.Series(dtype=np.float32),
-                         "cell_id": pd.Series(dtype=np.int64), "status": pd.Series(dtype=object)})
+    return pd.DataFrame({c: pd.Series(dtype=d) for c, d in CANDIDATE_DTYPES.items()})
 
 
 def mark_candidate_cells(cells: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from ..scorers import available_scorers
 from ..pipeline.stacks import DEFAULT_FPR, DetectSettings, iter_detect, normalise_axes, select_channels
 from ..supn.devices import DEVICE_CHOICES, describe_device, resolve_device
 from . import layers as layer_tools
+from .jobs import start_job
 from .model_registry import REGISTRY
 
 if TYPE_CHECKING:
@@ -279,8 +280,6 @@ class DetectWidget(Container):
         except ValueError as exc:
             show_error(f"Cannot run: {exc}")
             return None
-        from napari.qt.threading import thread_worker
-
         source = {"image_layer": layer.name}
 
         def job():
@@ -288,22 +287,13 @@ class DetectWidget(Container):
                                             settings=settings, source=source)
             return result
 
-        # errors are shown by _on_error as one line; ignore_errors stops napari re-raising them
-        worker = thread_worker(job, start_thread=False, ignore_errors=True,
-                               progress={"desc": "Finding parasite candidates"})()
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda result: self._on_result(result, layer, axes, model, settings.scorer))
-        worker.errored.connect(self._on_error)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
         self.model_runs += 1
-        self._run.enabled = False
-        self._cancel.enabled = True
-        self._progress.value = 0
-        self._status.value = "starting…"
-        worker.start()
-        return worker
+        self._worker = start_job(
+            job, "Finding parasite candidates", run_button=self._run, cancel_button=self._cancel,
+            progress_bar=self._progress, status=self._status, on_progress=self._on_progress,
+            on_returned=lambda result: self._on_result(result, layer, axes, model, settings.scorer),
+            on_error=self._on_error, on_finished=self._on_finished, on_aborted=self._on_aborted)
+        return self._worker
 
     def cancel(self, _=None):
         """Stop after the current batch of cells (or plane)."""

@@ -24,6 +24,7 @@ from ..training.regions import (cells_at_points, cells_from_labels, cells_in_reg
                                 regions_from_shapes)
 from ..training.trainer import Progress, TrainingCancelled
 from . import layers as layer_tools
+from .jobs import start_job
 from .loss_plot import LossPlot
 from .model_registry import REGISTRY, register_model
 
@@ -227,7 +228,6 @@ class FinetuneWidget(Container):
         except (ValueError, ModelFileError) as exc:
             show_error(f"Cannot fine-tune: {exc}")
             return None
-        from napari.qt.threading import thread_worker
 
         from ..training.regions import guess_modality
         taken = set(builtin_model_names()) | set(REGISTRY.names())
@@ -253,21 +253,14 @@ class FinetuneWidget(Container):
                 raise FinetuneFailed(str(exc)) from exc
             return None
 
-        # errors are shown by _on_error as one notification, not re-raised in the GUI thread
-        worker = thread_worker(job, start_thread=False, ignore_errors=True, progress={"desc": "Fine-tuning"})()
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda model: self._on_result(model, name))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
         self.outcome = ""
         self.loss_plot.clear()
-        self._train.enabled = False
-        self._cancel.enabled = True
-        self._progress.value = 0
-        self._status.value = "starting…"
-        worker.start()
-        return worker
+        self._worker = start_job(
+            job, "Fine-tuning", run_button=self._train, cancel_button=self._cancel, progress_bar=self._progress,
+            status=self._status, on_progress=self._on_progress,
+            on_returned=lambda model: self._on_result(model, name), on_error=self._on_error,
+            on_finished=self._on_finished)
+        return self._worker
 
     def cancel(self, _=None):
         """Stop after the current batch: no new model; the base model stays as it was."""
