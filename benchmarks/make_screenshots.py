@@ -69,7 +69,7 @@ def main():
     p.add_argument("--giemsa-model", default=None)
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    shoot("synthetic_fluorescence", args.model, "detect_widget_fluorescence.png", ((0, 0), (512, 512)), fpr=5.0,
+    shoot("synthetic_fluorescence", args.model, "detect_widget_fluorescence.png", ((0, 0), (512, 512)), fpr=10.0,
           step=0)
     if args.giemsa_model:
         shoot("synthetic_giemsa", args.giemsa_model, "detect_widget_giemsa.png", ((0, 0), (512, 512)))

@@ -53,10 +53,26 @@ def test_detect_stack_with_channel_and_labels(tmp_path, model_file, field):
     assert "plane" in pd.read_csv(tmp_path / "o" / "stack_candidates.csv").columns
 
 
+def test_detect_on_a_12_bit_image_matches_intensities_and_honours_min_area(tmp_path, model_file, field):
+    tifffile.imwrite(tmp_path / "f8.tif", field.image)
+    tifffile.imwrite(tmp_path / "f12.tif", field.image.astype(np.uint16) * 16 + 300)
+    runs = {}
+    for name, extra in (("f8", ["--intensity", "match"]), ("f12", []), ("f12", ["--min-area", "4"])):
+        out = tmp_path / f"{name}{len(extra)}"
+        assert main(["detect", str(tmp_path / f"{name}.tif"), "--model", model_file, "--out", str(out),
+                     "--fpr", "0.2", "--quiet"] + extra) == 0
+        runs[(name, len(extra))] = (pd.read_csv(out / f"{name}_cells.csv"), pd.read_csv(out / f"{name}_candidates.csv"))
+    np.testing.assert_allclose(runs[("f12", 0)][0]["score"], runs[("f8", 2)][0]["score"], rtol=1e-3, atol=1e-3)
+    all_regions, big_regions = runs[("f12", 0)][1], runs[("f12", 2)][1]
+    assert (big_regions["area"] >= 4).all()
+    assert len(big_regions) == (all_regions["area"] >= 4).sum()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--channel", "3"], "channel 3 does not exist"),
     (["--cell-diameter", "-4"], "positive"),
     (["--fpr", "2"], "between 0 and 1"),
+    (["--min-area", "0"], "--min-area"),
 ])
 def test_detect_bad_options_exit_2_with_one_line(tmp_path, model_file, field, capsys, extra, message):
     tifffile.imwrite(tmp_path / "f.tif", np.stack([field.image, field.image]), imagej=True,

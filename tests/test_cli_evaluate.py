@@ -63,3 +63,20 @@ def test_evaluate_bad_input_is_one_clear_message(model_file, tmp_path):
 def test_evaluate_is_a_registered_subcommand():
     from napari_supn_anomaly.cli import COMMANDS
     assert COMMANDS["evaluate"] == "evaluate_cmd"
+
+
+def test_saved_self_supervised_networks_carry_their_calibration(model_file, tmp_path):
+    from napari_supn_anomaly.models import load_model
+    from napari_supn_anomaly.scorers import attach_segmenter_file, available_scorers
+
+    data = tmp_path / "cells"
+    _write_folder(data, n_healthy=12)
+    nets = tmp_path / "nets"
+    assert _run(["--model", str(model_file), "--dataset", str(data), "--scorers", "ssl-fpi", "--out",
+                 str(tmp_path / "out"), "--bootstrap", "20", "--ssl-iterations", "3", "--no-perturbations",
+                 "--save-segmenters", str(nets)]) == 0
+    saved = list(nets.glob("*.safetensors"))
+    assert len(saved) == 1
+    model = load_model(model_file)
+    assert attach_segmenter_file(model, saved[0], require_calibration=True) == "ssl-fpi"
+    assert "ssl-fpi" in available_scorers(model)

@@ -96,6 +96,11 @@ def test_slider_rethresholds_without_running_the_model(make_napari_viewer, qtbot
     assert (points.features["score"] >= thr - 1e-5).all()
     widget._sensitivity.value = 1.0
     assert len(points.data) == n_low
+    widget._sensitivity.value = 20.0
+    widget._min_area.value = 6
+    assert len(points.data) < n_high and (points.features["area"] >= 6).all()
+    widget._min_area.value = 1
+    assert len(points.data) == n_high
     assert calls == [] and widget.model_runs == 1
 
 

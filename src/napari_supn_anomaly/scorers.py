@@ -8,10 +8,17 @@ cost class: "instant" (one forward/backward pass), "slow" (an optimisation per c
 :func:`train_scorer`). Scorers that combine several maps need healthy calibration cells first
 (:func:`calibrate_scorer`); their calibration is stored in the model's metadata next to the
 SUPN scorers' own, so ``model.threshold_for_fpr(fpr, scorer=name)`` works for every scorer.
+
+A "needs training" scorer runs wherever its network is at hand: shipped next to a built-in model
+(``models/weights/<model>.<scorer>.safetensors``, calibrated in the model's metadata) or loaded
+from a file and attached to the model for the session (:func:`attach_segmenter_file`); such a
+file carries its own healthy calibration. :func:`segmenter_for` finds it, :func:`available_scorers`
+lists it.
 """
 from __future__ import annotations
 
 import copy
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,7 +27,8 @@ import numpy as np
 import torch
 
 from .models import AnomalyModel, CropScores
-from .models.model_file import ModelFileError, load_model_file, save_model_file
+from .models.builtin import builtin_model_names, builtin_segmenter_path
+from .models.model_file import ModelFileError, load_model_file, read_metadata, save_model_file
 from .pipeline.cell_crops import loss_weight
 from .supn import cell_scores
 from .supn.ensemble import MemberScale, combine_calibrated
@@ -84,11 +92,20 @@ def scorer_info(name: str) -> ScorerInfo:
 
 def available_scorers(model: AnomalyModel) -> list[str]:
     """Scorers that can run on whole fields with this model as it is: its own likelihoods plus the
-    registry's scorers it holds a healthy calibration for (no separately trained network needed)."""
+    registry's scorers it holds a healthy calibration for, the self-supervised ones only where their
+    network is at hand (shipped with the built-in model, or attached from a file)."""
     calibrated = model.metadata.get("calibration", {})
-    extra = [n for n, info in SCORERS.items()
-             if n not in model.scorers and n in calibrated and info.segmenter is None]
+    extra = [n for n, info in SCORERS.items() if n not in model.scorers and n in calibrated
+             and (info.segmenter is None or has_segmenter(model, n))]
     return list(model.scorers) + extra
+
+
+def describe_cost(name: str) -> str:
+    """The cost class of a scorer in words, for a label beside a scorer menu."""
+    cost = scorer_info(name).cost
+    return {INSTANT: "instant: one pass of the network per batch of cells",
+            SLOW: "slow: an optimisation per cell (tens of times slower than instant scorers)",
+            NEEDS_TRAINING: "needs training: a segmentation network of its own, trained on healthy cells"}[cost]
 
 
 def describe_scorers() -> list[dict]:
@@ -272,17 +289,178 @@ def train_scorer(name: str, model: AnomalyModel, healthy_crops: np.ndarray, heal
     yield from train_segmenter(x, np.asarray(healthy_masks, bool), cfg, device=device, should_stop=should_stop)
 
 
-def save_segmenter(path: str | Path, segmenter: TrainedSegmenter, model: AnomalyModel) -> Path:
+def train_calibrated_scorer(name: str, model: AnomalyModel, train_crops: np.ndarray, train_masks: np.ndarray,
+                            calibration_crops: np.ndarray, calibration_masks: np.ndarray, *,
+                            iterations: int | None = None, pool_size: int | None = None, seed: int = 0,
+                            device="cpu", should_stop: Callable[[], bool] | None = None):
+    """Generator: :func:`train_scorer` on the training cells, then :func:`calibrate_scorer` on other
+    healthy cells (never the ones it trained on). Yields (stage, step, total, loss) as training goes,
+    ("calibration", 0, 1, nan) before calibrating, and finally (TrainedSegmenter, calibration entry).
+    The calibration is also stored in ``model.metadata`` (see :func:`calibrate_scorer`).
+    """
+    segmenter = None
+    for event in train_scorer(name, model, train_crops, train_masks, iterations=iterations, pool_size=pool_size,
+                              seed=seed, device=device, should_stop=should_stop):
+        if isinstance(event, tuple):
+            yield event
+        else:
+            segmenter = event
+    yield ("calibration", 0, 1, float("nan"))
+    entry = calibrate_scorer(name, model, calibration_crops, calibration_masks, segmenter=segmenter)
+    yield segmenter, entry
+
+
+def segmenter_scorer(segmenter: TrainedSegmenter) -> str:
+    """The scorer a trained network belongs to (by its synthetic anomaly and equalisation)."""
+    for name, info in SCORERS.items():
+        if info.segmenter is not None and (info.segmenter.generator, info.segmenter.equalise) == (
+                segmenter.config.generator, segmenter.config.equalise):
+            return name
+    raise ValueError(f"no scorer uses networks trained with {segmenter.config.generator!r}")  # pragma: no cover
+
+
+def save_segmenter(path: str | Path, segmenter: TrainedSegmenter, model: AnomalyModel,
+                   calibration: dict | None = None) -> Path:
+    """Save a trained network (safetensors) with what ties it to ``model``.
+
+    ``calibration`` is its healthy calibration entry (what :func:`calibrate_scorer` returns); a
+    file that carries one can run in the Detect widget and ``supn-anomaly detect`` as it is.
+    """
     tensors, meta = segmenter_state(segmenter)
-    meta.update(base_model=model.name, crop_size=model.crop_size, intensity=model.intensity.to_dict())
+    meta.update(scorer=segmenter_scorer(segmenter), base_model=model.name, crop_size=model.crop_size,
+                cell_diameter_px=model.cell_diameter_px, intensity=model.intensity.to_dict())
+    if calibration is not None:
+        meta["calibration"] = {k: v for k, v in calibration.items() if k != "normalisation"}
     return save_model_file(path, tensors, meta)
 
 
-def load_segmenter(path: str | Path) -> TrainedSegmenter:
-    tensors, meta = load_model_file(path)
-    if meta.get("kind") != SEGMENTER_KIND:
-        raise ModelFileError(f"{Path(path).name} is not a self-supervised scorer network")
+def _check_fits(meta: dict, model: AnomalyModel, filename: str) -> None:
+    """One clear error when a network was trained on another model's crops (size, channels, intensities)."""
+    intensity = meta.get("intensity") or {}
+    fits = (int(meta.get("crop_size", -1)) == model.crop_size and int(meta.get("channels", -1)) == model.channels
+            and _close(intensity.get("low"), model.intensity.to_dict()["low"])
+            and _close(intensity.get("high"), model.intensity.to_dict()["high"])
+            and ("cell_diameter_px" not in meta or _close(meta["cell_diameter_px"], model.cell_diameter_px)))
+    if not fits:
+        raise ModelFileError(
+            f"{filename} was trained for the model {meta.get('base_model', '?')!r} "
+            f"({meta.get('crop_size', '?')} px crops, {meta.get('channels', '?')} channel(s)); it does not fit the "
+            f"model {model.name!r} ({model.crop_size} px crops, {model.channels} channel(s), other intensities "
+            f"or cell size): train one for this model")
+
+
+def _close(a, b) -> bool:
     try:
-        return segmenter_from_state(tensors, meta)
+        return np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-4, atol=1e-6)
+    except (TypeError, ValueError):
+        return False
+
+
+def _read_segmenter(path: str | Path, model: AnomalyModel | None) -> tuple[TrainedSegmenter, dict]:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelFileError(f"scorer network file not found: {path}")
+    meta = read_metadata(path)
+    if meta.get("kind") != SEGMENTER_KIND:
+        what = "an anomaly model" if "arch" in meta or "score_rules" in meta else "not a network of this plugin"
+        raise ModelFileError(f"{path.name} is {what}, not a self-supervised scorer network (ssl-*)")
+    if model is not None:
+        _check_fits(meta, model, path.name)
+    tensors, meta = load_model_file(path)
+    try:
+        return segmenter_from_state(tensors, meta), meta
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"{Path(path).name} is damaged: {str(exc).splitlines()[0]}") from exc
+        raise ModelFileError(f"{path.name} is damaged: {str(exc).splitlines()[0]}") from exc
+
+
+def load_segmenter(path: str | Path, model: AnomalyModel | None = None) -> TrainedSegmenter:
+    """A trained network from a safetensors file; with ``model``, checked to have been made for it.
+
+    Raises ModelFileError (one line for people) for a missing, foreign or damaged file.
+    """
+    return _read_segmenter(path, model)[0]
+
+
+# networks attached to a model object for this session: model -> {scorer: TrainedSegmenter}
+_ATTACHED: "weakref.WeakKeyDictionary[AnomalyModel, dict[str, TrainedSegmenter]]" = weakref.WeakKeyDictionary()
+
+
+def attach_segmenter(model: AnomalyModel, segmenter: TrainedSegmenter, calibration: dict | None) -> str:
+    """Let ``model`` run the segmenter's scorer from now on; returns the scorer's name.
+
+    The network's own healthy calibration replaces the model's entry for that scorer (an entry
+    made with another network would give wrong thresholds); without one the scorer needs a
+    threshold or a calibration (:func:`calibrate_scorer`) before it can flag cells.
+    """
+    name = segmenter_scorer(segmenter)
+    table = model.metadata.setdefault("calibration", {})
+    if calibration and calibration.get("healthy_scores"):
+        table[name] = copy.deepcopy(calibration)
+    else:
+        table.pop(name, None)
+    _ATTACHED.setdefault(model, {})[name] = segmenter
+    return name
+
+
+def attach_segmenter_file(model: AnomalyModel, path: str | Path, require_calibration: bool = False) -> str:
+    """Load a network file made for ``model`` and attach it (:func:`attach_segmenter`); its scorer's name.
+
+    ``require_calibration``: refuse a file without a healthy calibration (nothing is attached then).
+    """
+    segmenter, meta = _read_segmenter(path, model)
+    calibration = meta.get("calibration")
+    if require_calibration and not (calibration and calibration.get("healthy_scores")):
+        raise ModelFileError(f"{Path(path).name} carries no healthy calibration, so no threshold can be set; "
+                             f"make it with `supn-anomaly train-scorer`, which calibrates it on held-back healthy cells")
+    return attach_segmenter(model, segmenter, calibration)
+
+
+def shipped_segmenter_path(model: AnomalyModel, name: str) -> Path | None:
+    """The network file of ``name`` shipped with a built-in model, or None."""
+    if model.name not in builtin_model_names():
+        return None
+    path = builtin_segmenter_path(model.name, name)
+    return path if path.is_file() else None
+
+
+def has_segmenter(model: AnomalyModel, name: str) -> bool:
+    return name in _ATTACHED.get(model, {}) or shipped_segmenter_path(model, name) is not None
+
+
+def segmenter_for(model: AnomalyModel, name: str) -> TrainedSegmenter | None:
+    """The network of scorer ``name`` for ``model``: attached to it, else shipped with it, else None."""
+    attached = _ATTACHED.get(model, {}).get(name)
+    if attached is not None:
+        return attached
+    path = shipped_segmenter_path(model, name)
+    if path is None:
+        return None
+    segmenter = load_segmenter(path, model)
+    _ATTACHED.setdefault(model, {})[name] = segmenter  # load once; the model's own calibration stays
+    return segmenter
+
+
+def network_for_run(model: AnomalyModel, name: str, segmenter: TrainedSegmenter | None = None
+                    ) -> TrainedSegmenter | None:
+    """Check that ``model`` can run scorer ``name`` on fields; the network it needs (None if none).
+
+    ``segmenter`` is a network given for this run; otherwise the attached or shipped one is used.
+    Raises ValueError with a message for people.
+    """
+    if name in model.scorers:
+        return None
+    info = SCORERS.get(name)
+    if info is None or info.segmenter is None:
+        if name not in available_scorers(model):
+            raise ValueError(f"the model {model.name!r} has no scorer {name!r}; it has "
+                             f"{', '.join(available_scorers(model))}")
+        return None
+    if segmenter is not None:
+        if segmenter_scorer(segmenter) != name:
+            raise ValueError(f"the network given was trained for {segmenter_scorer(segmenter)!r}, not {name!r}")
+        return segmenter
+    segmenter = segmenter_for(model, name)
+    if segmenter is None:
+        raise ValueError(f"scorer {name!r} needs its trained network and none ships with the model "
+                         f"{model.name!r}: load one (--segmenter FILE, or 'Scorer network…' in the Detect widget)")
+    return segmenter

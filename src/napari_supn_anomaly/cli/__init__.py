@@ -17,6 +17,7 @@ COMMANDS = {
     "detect": "detect_cmd",
     "demo": "demo_cmd",
     "evaluate": "evaluate_cmd",
+    "train-scorer": "train_scorer_cmd",
 }
 
 

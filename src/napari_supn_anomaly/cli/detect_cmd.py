@@ -8,6 +8,7 @@ import numpy as np
 
 from ..io import open_image, with_axes, write_result
 from ..models import load_model
+from ..pipeline.intensity import MODES as INTENSITY_MODES
 from ..pipeline.stacks import DEFAULT_FPR, DetectSettings, iter_detect, run_to_end
 from ..supn.devices import DEVICE_CHOICES
 from .errors import InputError
@@ -29,11 +30,22 @@ def add_parser(sub, name):
     p.add_argument("--axes", default=None,
                    help="name the image axes when the file gets them wrong, e.g. CYX for a (3, Y, X) TIFF of "
                         "three channels (read as RGB otherwise) or ZYX for three focal planes")
-    p.add_argument("--scorer", default=None, help="which of the model's scorers to use (default: the model's own)")
+    p.add_argument("--scorer", default=None,
+                   help="which scorer to use (default: the model's own); the seed papers' scorers the model is "
+                        "calibrated for, and ssl-* scorers whose network ships with the model or is given by "
+                        "--segmenter (see 'supn-anomaly models')")
+    p.add_argument("--segmenter", default=None, metavar="FILE",
+                   help="trained network of a self-supervised scorer (ssl-*) made for this model, e.g. by "
+                        "'supn-anomaly train-scorer'; --scorer defaults to its scorer")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--fpr", type=float, default=DEFAULT_FPR,
                        help=f"target fraction of healthy cells flagged; sets the threshold (default {DEFAULT_FPR})")
     group.add_argument("--threshold", type=float, default=None, help="score threshold (overrides --fpr)")
+    p.add_argument("--min-area", type=int, default=1, metavar="PX",
+                   help="drop candidate regions smaller than this many pixels (default 1: keep all)")
+    p.add_argument("--intensity", choices=INTENSITY_MODES, default="auto",
+                   help="bring the image's intensities to the model's range: auto (only when they are clearly "
+                        "off, e.g. a 12/16-bit camera), match (always) or off (default auto)")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where the model runs (default auto)")
     p.add_argument("--batch-size", type=int, default=32, help="cells scored at once (default 32)")
     p.add_argument("--quiet", action="store_true", help="print only the summary per input")
@@ -63,15 +75,22 @@ def read_labels(path: str) -> np.ndarray:
     return labels
 
 
-def resolve_scorer(model, scorer: str | None) -> str:
+def resolve_scorer(model, scorer: str | None, segmenter_file: str | None = None) -> str:
+    """The scorer to run; ``segmenter_file`` is attached to the model first (its scorer is the default)."""
+    from ..scorers import attach_segmenter_file, network_for_run
+
+    if segmenter_file:
+        attached = attach_segmenter_file(model, segmenter_file)
+        if scorer is not None and scorer != attached:
+            raise InputError(f"{Path(segmenter_file).name} is the network of {attached!r}, not of {scorer!r}")
+        scorer = attached
     if scorer is None:
         return model.metadata.get("default_scorer", model.scorers[0]) if model.metadata.get(
             "default_scorer") in model.scorers else model.scorers[0]
-    from ..scorers import available_scorers
-
-    usable = available_scorers(model)
-    if scorer not in usable:
-        raise InputError(f"the model {model.name!r} has no scorer {scorer!r}; it has {', '.join(usable)}")
+    try:
+        network_for_run(model, scorer)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
     return scorer
 
 
@@ -84,6 +103,8 @@ def validate(args) -> None:
         raise InputError("--fpr must lie between 0 and 1, e.g. 0.01 for one healthy cell in a hundred")
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
+    if args.min_area < 1:
+        raise InputError("--min-area must be at least 1 pixel")
     missing = [p for p in args.inputs if not Path(p).exists()]
     if missing:
         raise InputError(f"input not found: {missing[0]}")
@@ -92,8 +113,10 @@ def validate(args) -> None:
 def run(args) -> int:
     validate(args)
     model = load_model(args.model)
-    settings = DetectSettings(scorer=resolve_scorer(model, args.scorer), fpr=args.fpr, threshold=args.threshold,
-                              cell_diameter=args.cell_diameter, batch_size=args.batch_size, device=args.device)
+    settings = DetectSettings(scorer=resolve_scorer(model, args.scorer, args.segmenter), fpr=args.fpr,
+                              threshold=args.threshold,
+                              cell_diameter=args.cell_diameter, batch_size=args.batch_size, device=args.device,
+                              min_area=args.min_area, intensity=args.intensity)
     labels = read_labels(args.cells) if args.cells else None
     for text in args.inputs:
         path = Path(text)

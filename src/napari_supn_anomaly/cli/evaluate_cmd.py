@@ -98,9 +98,9 @@ def run(args) -> int:
     data = build_eval_data(model, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    segmenters = {}
+    segmenters, calibrations = {}, {}
     result = evaluate_scorers(model, data, names, ssl_iterations=args.ssl_iterations, n_boot=args.bootstrap,
-                              segmenters=segmenters)
+                              segmenters=segmenters, calibrations=calibrations)
     write_csv(result.rows, out / "results.csv")
     notes = "".join(f"\n- {n}" for n in data.notes)
     (out / "results.md").write_text(f"# Scorers on {data.dataset} with model {model.name}\n\n"
@@ -110,7 +110,7 @@ def run(args) -> int:
         plot_roc(result.labels[set_name], scores, out / f"roc_{slug}.png", f"{set_name} ({model.name})")
     if args.save_segmenters:
         for name, seg in segmenters.items():
-            save_segmenter(Path(args.save_segmenters) / f"{model.name}-{name}", seg, model)
+            save_segmenter(Path(args.save_segmenters) / f"{model.name}-{name}", seg, model, calibrations.get(name))
     print(markdown_table(result.rows), end="")
     print(f"wrote {out / 'results.csv'}, {out / 'results.md'} and ROC curves to {out}")
     return 0

@@ -37,8 +37,9 @@ def add_parser(sub, name):
                    help="folder of healthy single-cell crops, to calibrate a scorer the model has no healthy "
                         "calibration for (needed by the seed papers' scorers)")
     p.add_argument("--segmenter", metavar="FILE",
-                   help="trained network of a self-supervised (ssl-*) scorer, as saved by "
-                        "'supn-anomaly evaluate --save-segmenters'")
+                   help="trained network of a self-supervised (ssl-*) scorer made for this model, as saved by "
+                        "'supn-anomaly train-scorer' or 'supn-anomaly evaluate --save-segmenters' (default: the "
+                        "network shipped with a built-in model)")
     p.add_argument("--fpr", type=float, default=0.01, metavar="F",
                    help="a cell is a candidate when at most this fraction of healthy cells scores as high (default 0.01)")
     p.add_argument("--cell-diameter", type=float, metavar="PX",
@@ -112,15 +113,21 @@ def _read_standardised(model, images_dir, masks_dir, scale, label):
 
 def _run_registry_scorer(args, model, out) -> int:
     """The seed papers' scorers (scorers.py): calibrated on --healthy cells when the model has no calibration."""
-    from ..scorers import calibrate_scorer, load_segmenter, score_cells_with, scorer_info
+    from ..scorers import attach_segmenter_file, calibrate_scorer, score_cells_with, scorer_info, segmenter_for
 
     info = scorer_info(args.scorer)
     segmenter = None
+    if args.segmenter and info.segmenter is None:
+        raise InputError(f"scorer {args.scorer!r} has no network of its own; leave out --segmenter")
     if info.segmenter is not None:
-        if not args.segmenter:
-            raise InputError(f"scorer {args.scorer!r} needs its trained network: give --segmenter FILE "
-                             f"(made by 'supn-anomaly evaluate --scorers {args.scorer} --save-segmenters DIR')")
-        segmenter = load_segmenter(args.segmenter)
+        if args.segmenter:  # its own calibration (if it carries one) replaces the model's
+            attached = attach_segmenter_file(model, args.segmenter)
+            if attached != args.scorer:
+                raise InputError(f"{Path(args.segmenter).name} is the network of {attached!r}, not of {args.scorer!r}")
+        segmenter = segmenter_for(model, args.scorer)
+        if segmenter is None:
+            raise InputError(f"scorer {args.scorer!r} needs its trained network and none ships with {model.name!r}: "
+                             f"give --segmenter FILE (made by 'supn-anomaly train-scorer --scorer {args.scorer}')")
     scale = None if args.cell_diameter is None else model.cell_diameter_px / args.cell_diameter
     folder, crops, masks, scale = _read_standardised(model, args.images, args.masks, scale, "reading crops")
     model.to(args.device)

@@ -8,12 +8,18 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
+def bright_spot_map(image: np.ndarray, small: float = 1.0, large: float = 4.0) -> np.ndarray:
+    """gaussian(x, small) - gaussian(x, large) of a [Y, X] image: bright spots stand out."""
+    g = np.asarray(image, np.float64)
+    return ndi.gaussian_filter(g, small) - ndi.gaussian_filter(g, large)
+
+
 def bright_spots(images: list[np.ndarray], masks: list[np.ndarray], small: float = 1.0, large: float = 4.0) -> np.ndarray:
     """Max inside the cell mask of gaussian(x, small) - gaussian(x, large) (fluorescence parasites)."""
     out = []
     for img, mask in zip(images, masks):
         g = np.asarray(img, np.float64).mean(0)
-        dog = ndi.gaussian_filter(g, small) - ndi.gaussian_filter(g, large)
+        dog = bright_spot_map(g, small, large)
         m = np.asarray(mask, bool) if mask is not None and np.any(mask) else np.ones(g.shape, bool)
         out.append(dog[m].max())
     return np.asarray(out)

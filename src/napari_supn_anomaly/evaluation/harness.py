@@ -59,13 +59,16 @@ def _train(name, model, data, iterations, pool_size, log, should_stop):
 
 def evaluate_scorers(model: AnomalyModel, data: EvalData, names: list[str], *, ssl_iterations: int = 300,
                      ssl_pool: int = 512, n_boot: int = 1000, fprs=(0.05, 0.1), batch_size: int = 32,
-                     segmenters: dict | None = None, log: Callable[[str], None] = print,
+                     segmenters: dict | None = None, calibrations: dict | None = None,
+                     log: Callable[[str], None] = print,
                      should_stop: Callable[[], bool] | None = None, scorer_options: dict | None = None,
                      label: str | None = None) -> Evaluation:
     """Every scorer in ``names`` on every set of ``data``; the model itself is left unchanged.
 
     ``segmenters`` (name -> TrainedSegmenter) re-uses trained self-supervised networks and is
-    filled with the ones trained here. ``label`` names the scorer rows (default: the scorer name).
+    filled with the ones trained here; ``calibrations`` (name -> entry) receives their healthy
+    calibrations, so a network can be saved with its thresholds. ``label`` names the scorer rows
+    (default: the scorer name).
     """
     for name in names:
         registry.scorer_info(name)
@@ -92,8 +95,10 @@ def evaluate_scorers(model: AnomalyModel, data: EvalData, names: list[str], *, s
             segmenter, train_seconds = _train(name, model, data, ssl_iterations, ssl_pool, log, should_stop)
             segmenters[name] = segmenter
         run = dict(batch_size=batch_size, segmenter=segmenter, should_stop=should_stop, **options)
-        if info.needs_calibration:
-            registry.calibrate_scorer(name, model, cal_crops, cal_masks, **run)
+        if info.needs_calibration or info.segmenter is not None:
+            entry = registry.calibrate_scorer(name, model, cal_crops, cal_masks, **run)
+            if info.segmenter is not None and calibrations is not None:
+                calibrations[name] = entry
         needs_pixels = any(s.truth is not None for s in data.sets)
         threshold = float("nan")
         if needs_pixels:

@@ -1,4 +1,8 @@
-"""Built-in models shipped inside the package, and loading a model by name or path."""
+"""Built-in models shipped inside the package, and loading a model by name or path.
+
+``weights/<model>.safetensors`` is a built-in model; ``weights/<model>.<scorer>.safetensors`` is
+the trained network of one of its self-supervised scorers (``scorers.segmenter_for``), not a model.
+"""
 from __future__ import annotations
 
 from importlib import resources
@@ -16,11 +20,19 @@ def _weights_dir() -> Path:
 
 def builtin_model_names() -> list[str]:
     folder = _weights_dir()
-    return sorted(p.name[: -len(MODEL_SUFFIX)] for p in folder.glob("*" + MODEL_SUFFIX)) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    stems = (p.name[: -len(MODEL_SUFFIX)] for p in folder.glob("*" + MODEL_SUFFIX))
+    return sorted(s for s in stems if "." not in s)  # "<model>.<scorer>" files are scorer networks
 
 
 def builtin_model_path(name: str) -> Path:
     return _weights_dir() / (name + MODEL_SUFFIX)
+
+
+def builtin_segmenter_path(model_name: str, scorer: str) -> Path:
+    """Where the network of ``scorer`` shipped with the built-in ``model_name`` lives (may not exist)."""
+    return _weights_dir() / f"{model_name}.{scorer}{MODEL_SUFFIX}"
 
 
 def describe_builtin_models() -> list[dict]:

@@ -30,6 +30,7 @@ def save_model_file(path: str | Path, state_dict: dict[str, torch.Tensor], metad
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
     tmp = path.with_name(path.name + ".partial")
     save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(header)})
+    tmp.chmod(0o644)  # safetensors writes owner-only files; a model is meant to be shared
     tmp.replace(path)  # never leave a half-written model under the real name
     return path
 

@@ -105,18 +105,19 @@ def paste_maps(heatmap: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres
         window[inside] = np.maximum(window[inside], piece[inside])
 
 
-def score_batch(model: AnomalyModel, scorer: str, crops: np.ndarray, masks: np.ndarray):
-    """One batch of crops through the model's own likelihood, or through a registry scorer."""
+def score_batch(model: AnomalyModel, scorer: str, crops: np.ndarray, masks: np.ndarray, segmenter=None):
+    """One batch of crops through the model's own likelihood, or through a registry scorer
+    (``segmenter``: the trained network of a self-supervised one)."""
     if scorer in model.scorers:
         (_, scored), = list(model.iter_score_batches(crops, masks, scorer, batch_size=len(crops)))
         return scored
     from ..scorers import score_cells_with
 
-    return score_cells_with(scorer, model, crops, masks, batch_size=len(crops))
+    return score_cells_with(scorer, model, crops, masks, batch_size=len(crops), segmenter=segmenter)
 
 
 def iter_score_field(plane: np.ndarray, labels: np.ndarray, model: AnomalyModel, scorer: str,
-                     field_cell_diameter: float, batch_size: int = 32) -> Iterator[BatchProgress]:
+                     field_cell_diameter: float, batch_size: int = 32, segmenter=None) -> Iterator[BatchProgress]:
     """Score every cell of one plane [C, Y, X] with labels [Y, X]; returns FieldScores.
 
     Yields a :class:`BatchProgress` after each batch. Close the generator to stop.
@@ -138,7 +139,7 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, model: AnomalyModel,
         sl = slice(start, start + batch_size)
         t1 = time.perf_counter()
         crops, masks = cut_crops(plane_s, labels_s, ids[sl], centres[sl], model.crop_size, fill)
-        scored = score_batch(model, scorer, crops, masks)
+        scored = score_batch(model, scorer, crops, masks, segmenter)
         t2 = time.perf_counter()
         paste_maps(heatmap_s, labels_s, ids[sl], centres[sl], scored.maps)
         model_scores[sl] = scored.scores

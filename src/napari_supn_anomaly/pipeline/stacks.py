@@ -21,6 +21,8 @@ from ..models import AnomalyModel
 from ..supn.devices import describe_device, release_memory
 from .candidates import cell_table
 from .fields import iter_score_field
+from .intensity import apply_match, check_mode, plan_match
+from .memory import check_plane_fits
 from .result import DetectionResult, _with_plane_columns
 from .segmentation import check_plane, median_cell_diameter, segment_cells
 
@@ -43,6 +45,8 @@ class DetectSettings:
     min_area: int = 1
     device: str = "auto"
     exclude_edge_cells: bool = True     # segmentation leaves out cells cut by the field's edge
+    intensity: str = "auto"             # match the field's intensities to the model's: auto / match / off
+    segmenter: object | None = None     # trained network of an ssl-* scorer; None: attached to / shipped with the model
 
 
 @dataclass
@@ -168,12 +172,10 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
     settings = settings or DetectSettings()
     axes = normalise_axes(axes, np.ndim(data))
     shape = tuple(np.shape(data))
-    from ..scorers import available_scorers
+    from ..scorers import network_for_run
 
     scorer = settings.scorer or model.scorers[0]
-    usable = available_scorers(model)
-    if scorer not in usable:
-        raise ValueError(f"the model {model.name!r} has no scorer {scorer!r}; it has {', '.join(usable)}")
+    segmenter = network_for_run(model, scorer, settings.segmenter)  # ValueError if the model cannot run it
     threshold, fpr = resolve_threshold(model, scorer, settings)
     chan_axis, channels = select_channels(axes, shape, model, channel)
     plane_axes = plane_axes_of(axes)
@@ -183,11 +185,13 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
     n_planes = int(np.prod(plane_shape)) if plane_shape else 1
     if settings.cell_diameter is not None and settings.cell_diameter <= 0:
         raise ValueError("the cell diameter must be a positive number of pixels")
+    check_mode(settings.intensity)
+    check_plane_fits(*yx, 1 if channels is None else len(channels))
 
     model.to(settings.device)
     heatmap = np.zeros(plane_shape + yx, np.float32)
     cells = np.zeros(plane_shape + yx, np.int32)
-    cell_tables, diameters, scales = [], [], []
+    cell_tables, diameters, scales, matches = [], [], [], []
     timings = {"segmentation_s": 0.0, "rescale_s": 0.0, "score_s": 0.0, "paste_s": 0.0, "tables_s": 0.0}
     started = time.perf_counter()
     try:
@@ -208,7 +212,11 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
                 raise ValueError(f"no cells in plane {flat + 1}" if n_planes > 1 else "no cells were found")
             diameter = settings.cell_diameter or median_cell_diameter(plane_labels)
             timings["segmentation_s"] += time.perf_counter() - t0
-            scoring = iter_score_field(plane, plane_labels, model, scorer, diameter, settings.batch_size)
+            window = model.crop_size * diameter / model.cell_diameter_px
+            match = plan_match(plane, plane_labels, model.intensity, window, settings.intensity)
+            matches.append(match)
+            scoring = iter_score_field(apply_match(plane, match), plane_labels, model, scorer, diameter,
+                                       settings.batch_size, segmenter)
             while True:
                 try:
                     step = next(scoring)
@@ -254,6 +262,8 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
         "axes": axes,
         "channel": None if channels is None else (channels[0] if len(channels) == 1 else channels),
         "cells_from": "labels" if labels is not None else "segmentation",
+        "intensity_matching": dict({"mode": settings.intensity}, **(
+            {"planes": [m.to_dict() for m in matches]} if n_planes > 1 else matches[0].to_dict())),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "total_s": round(time.perf_counter() - started, 4),
     }

@@ -5,18 +5,20 @@ the pipeline generator in a ``thread_worker`` and turns the result into layers (
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import (ComboBox, Container, FloatSlider, FloatSpinBox, Label, ProgressBar, PushButton,
+from magicgui.widgets import (ComboBox, Container, FloatSlider, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox,
                               create_widget)
 from napari.utils.notifications import show_error, show_info
 
 from ..models import ModelFileError, builtin_model_names, load_model
+from ..pipeline.intensity import MODES as INTENSITY_MODES
 from ..pipeline.result import DetectionResult
-from ..scorers import available_scorers
 from ..pipeline.stacks import DEFAULT_FPR, DetectSettings, iter_detect, normalise_axes, select_channels
+from ..scorers import SCORERS, attach_segmenter_file, available_scorers, describe_cost, shipped_segmenter_path
 from ..supn.devices import DEVICE_CHOICES, describe_device, resolve_device
 from . import layers as layer_tools
 from .jobs import start_job
@@ -57,7 +59,13 @@ class DetectWidget(Container):
         self._load_model = PushButton(text="Load model file…", tooltip="Use a model saved to a file (.safetensors).")
         self._model_info = Label(value="")
         self._scorer = ComboBox(label="scorer", choices=lambda _w: available_scorers(self.model) if self.model else [],
-                                tooltip="How the model's residual becomes a score.")
+                                tooltip="How a cell's anomaly score is made: the model's own residual, or one of "
+                                        "the seed papers' scorers this model is calibrated for.")
+        self._scorer_info = Label(value="")
+        self._load_network = PushButton(text="Scorer network…",
+                                        tooltip="Add a self-supervised scorer (ssl-*): load its trained network, "
+                                                "made for this model by 'supn-anomaly train-scorer'.")
+        self._network_files: dict = {}   # (id(model), scorer) -> file name of a network loaded here
         self._device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto",
                                 tooltip="auto: an NVIDIA or Apple GPU when present, else the CPU.")
         self._device_info = Label(value="")
@@ -65,6 +73,9 @@ class DetectWidget(Container):
                                       tooltip="Diameter of the cells in this image, in pixels. 0: measure it "
                                               "from the cells found. The field is rescaled so cells match "
                                               "the size the model was trained on.")
+        self._intensity = ComboBox(label="intensity", choices=list(INTENSITY_MODES), value="auto",
+                                   tooltip="auto: bring the image to the model's intensity range only when it is "
+                                           "clearly off (e.g. a 12- or 16-bit camera); match: always; off: never.")
         self._run = PushButton(text="Run")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", min=0, max=1000, value=0)
@@ -73,21 +84,27 @@ class DetectWidget(Container):
                                         tooltip="Sensitivity: the share of healthy cells that would be flagged "
                                                 "(measured on healthy cells when the model was trained). Moving "
                                                 "it re-thresholds the candidates without running the model.")
+        self._min_area = SpinBox(label="smallest region (px)", value=1, min=1, max=100000,
+                                 tooltip="Candidate regions smaller than this are dropped (re-cut without "
+                                         "running the model).")
         self._threshold_info = Label(value="")
         self._status = Label(value="")
         self.extend([self._image, self._open, self._cells, self._channel, self._model, self._load_model, self._model_info,
-                     self._scorer, self._device, self._device_info, self._diameter, self._run, self._cancel,
-                     self._progress, self._sensitivity, self._threshold_info, self._status])
+                     self._scorer, self._scorer_info, self._load_network, self._device, self._device_info, self._diameter, self._intensity, self._run,
+                     self._cancel, self._progress, self._sensitivity, self._min_area, self._threshold_info,
+                     self._status])
 
         self.native.setMaximumWidth(480)  # leave the canvas its room
-        for info in (self._model_info, self._device_info, self._threshold_info, self._status):
+        for info in (self._model_info, self._scorer_info, self._device_info, self._threshold_info, self._status):
             info.native.setWordWrap(True)
 
         self._image.changed.connect(self._on_image_changed)
         self._model.changed.connect(self._on_model_changed)
-        self._scorer.changed.connect(lambda _: self._update_threshold_info())
+        self._scorer.changed.connect(lambda _: self._on_scorer_changed())
+        self._load_network.changed.connect(self._on_load_network_clicked)
         self._device.changed.connect(lambda _: self._update_device_info())
         self._sensitivity.changed.connect(self._on_sensitivity)
+        self._min_area.changed.connect(self._on_sensitivity)
         self._run.changed.connect(self.run)
         self._cancel.changed.connect(self.cancel)
         self._open.changed.connect(self._on_open_clicked)
@@ -148,6 +165,52 @@ class DetectWidget(Container):
         if path:
             self.load_model_file(path)
 
+    # -- scorers -------------------------------------------------------------------------------
+    def load_scorer_network(self, path: str | Path) -> bool:
+        """Attach a self-supervised scorer's network file to the chosen model and select its scorer.
+
+        False (and a notification) for a missing, foreign or damaged file, a network made for
+        another model or one without a healthy calibration; nothing changes then.
+        """
+        model = self.model
+        if model is None:
+            show_error("Choose a model first: a scorer network belongs to one model.")
+            return False
+        if self._worker is not None:
+            show_info("Detection is running; load the scorer network when it has finished.")
+            return False
+        try:
+            name = attach_segmenter_file(model, path, require_calibration=True)
+        except (ModelFileError, OSError, ValueError) as exc:
+            show_error(f"Could not load the scorer network: {exc}")
+            return False
+        self._network_files[(id(model), name)] = Path(path).name
+        self._scorer.reset_choices()
+        self._scorer.value = name
+        self._on_scorer_changed()
+        return True
+
+    def _on_load_network_clicked(self, _=None):
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self.native, "Load a scorer network", "",
+                                              "Scorer networks (*.safetensors);;All files (*)")
+        if path:
+            self.load_scorer_network(path)
+
+    def _on_scorer_changed(self):
+        self._update_threshold_info()
+        model, name = self.model, self._scorer.value
+        if model is None or name not in SCORERS:
+            self._scorer_info.value = ""
+            return
+        text = describe_cost(name)
+        if SCORERS[name].segmenter is not None:
+            loaded = self._network_files.get((id(model), name))
+            text += f" (network: {loaded})" if loaded else (
+                f" (network shipped with {model.name})" if shipped_segmenter_path(model, name) else "")
+        self._scorer_info.value = text
+
     def _on_model_changed(self, choice):
         if choice is None:
             self._model_info.value = "no model: load one with 'Load model file…'"
@@ -168,7 +231,7 @@ class DetectWidget(Container):
         self._model_info.value = (f"{model.modality}, {model.channels} channel(s), trained on cells of "
                                   f"{model.cell_diameter_px:.0f} px in {model.crop_size} px crops")
         self._update_channels()
-        self._update_threshold_info()
+        self._on_scorer_changed()
 
     # -- image and channels --------------------------------------------------------------------
     def _on_image_changed(self, layer):
@@ -222,7 +285,8 @@ class DetectWidget(Container):
         except ValueError:
             return
         self._threshold_info.value = f"score threshold {thr:.3g}"
-        rethresholded = self._result.with_threshold(thr, target_fpr=self._sensitivity.value / 100.0)
+        base = dataclasses.replace(self._result, min_area=int(self._min_area.value))
+        rethresholded = base.with_threshold(thr, target_fpr=self._sensitivity.value / 100.0)
         self._apply_threshold(rethresholded)
 
     def _apply_threshold(self, result: DetectionResult):
@@ -267,7 +331,8 @@ class DetectWidget(Container):
                 raise ValueError(f"the cell labels ({cells.shape}) do not match the image planes {yx}")
         resolve_device(self._device.value)
         settings = DetectSettings(scorer=self._scorer.value, fpr=self._sensitivity.value / 100.0,
-                                  cell_diameter=self._diameter.value or None, device=self._device.value)
+                                  cell_diameter=self._diameter.value or None, device=self._device.value,
+                                  min_area=int(self._min_area.value), intensity=self._intensity.value)
         return layer, axes, model, channel, cells, settings
 
     def run(self, _=None):

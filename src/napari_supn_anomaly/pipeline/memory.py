@@ -1,0 +1,43 @@
+"""Refuse a plane that would not fit in memory, before anything is read or allocated.
+
+Segmentation works on the whole plane at full resolution (smoothing, distance transform,
+watershed), so its peak memory grows with the plane's pixel count: about 80 bytes per pixel was
+measured on a 4096x4096 fluorescence field (1.3 GB). Running out of memory would kill napari with
+the user's unsaved layers, so a plane that needs more than most of the free memory is refused
+with a message that says what to do.
+"""
+from __future__ import annotations
+
+import os
+
+BYTES_PER_PIXEL = 100        # measured peak ~80, plus room
+BYTES_PER_CHANNEL_PIXEL = 8  # the plane as float32, and its rescaled copy
+USABLE_SHARE = 0.8
+
+
+class PlaneTooLarge(ValueError):
+    """The plane would not fit in the free memory."""
+
+
+def available_memory_bytes() -> int | None:
+    """Free physical memory (Linux and macOS through sysconf); None where it cannot be read."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def plane_memory_bytes(height: int, width: int, channels: int = 1) -> int:
+    return int(height) * int(width) * (BYTES_PER_PIXEL + BYTES_PER_CHANNEL_PIXEL * max(1, int(channels)))
+
+
+def check_plane_fits(height: int, width: int, channels: int = 1, available: int | None = None) -> None:
+    available = available_memory_bytes() if available is None else available
+    if available is None:
+        return
+    need = plane_memory_bytes(height, width, channels)
+    if need > USABLE_SHARE * available:
+        raise PlaneTooLarge(
+            f"a plane of {height} x {width} pixels needs about {need / 2**30:.1f} GB of memory to analyse and "
+            f"only {available / 2**30:.1f} GB is free: crop the image into smaller fields (or bin it 2x2 and "
+            "halve the cell diameter) and run each one")

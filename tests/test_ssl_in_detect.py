@@ -1,0 +1,190 @@
+"""Self-supervised (ssl-*) scorers in whole-field detection: a trained network travels with the run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from _tiny_models import tiny_model
+from napari_supn_anomaly import scorers as R
+from napari_supn_anomaly.cli import main
+from napari_supn_anomaly.models import ModelFileError, builtin_model_names, load_model
+from napari_supn_anomaly.pipeline.cell_crops import standardise_crops
+from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
+from napari_supn_anomaly.synthetic import make_field
+
+FIELD_CELL_DIAMETER = 30
+
+
+def field_cell_crops(model, seed: int, infected_fraction: float = 0.0):
+    """Crops of every cell of a synthetic field, at the model's scale as detection makes them."""
+    field = make_field((192, 192), "fluorescence", cell_diameter=FIELD_CELL_DIAMETER,
+                       infected_fraction=infected_fraction, seed=seed)
+    images, masks = [], []
+    for i in [i for i in np.unique(field.cells) if i]:
+        ys, xs = np.nonzero(field.cells == i)
+        y0, y1, x0, x1 = max(0, ys.min() - 8), ys.max() + 9, max(0, xs.min() - 8), xs.max() + 9
+        images.append(field.image[None, y0:y1, x0:x1].astype(np.float32))
+        masks.append(field.cells[y0:y1, x0:x1] == i)
+    crops, crop_masks, _ = standardise_crops(images, masks, model.crop_size, model.cell_diameter_px,
+                                             model.modality, scale=model.cell_diameter_px / FIELD_CELL_DIAMETER)
+    return crops, crop_masks
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny model and an ssl-ppii network trained (seconds) and calibrated on its healthy cells."""
+    torch.set_num_threads(1)
+    model = tiny_model("fluorescence").copy()
+    train_crops, train_masks = field_cell_crops(model, seed=4)
+    cal_crops, cal_masks = field_cell_crops(model, seed=5)
+    events = list(R.train_calibrated_scorer("ssl-ppii", model, train_crops, train_masks, cal_crops, cal_masks,
+                                            iterations=20, pool_size=24))
+    segmenter, calibration = events[-1]
+    model.metadata["calibration"].pop("ssl-ppii")  # the bare model: the network and calibration come separately
+    return model, segmenter, calibration
+
+
+@pytest.fixture
+def network_file(trained, tmp_path):
+    model, segmenter, calibration = trained
+    return R.save_segmenter(tmp_path / "tiny.ssl-ppii", segmenter, model, calibration)
+
+
+def test_detection_runs_an_ssl_scorer_with_its_network(trained):
+    model, segmenter, calibration = trained
+    model = model.copy()
+    field = make_field((192, 192), "fluorescence", cell_diameter=FIELD_CELL_DIAMETER, infected_fraction=0.3, seed=3)
+    with pytest.raises(ValueError, match="needs its trained network"):
+        detect(field.image, "YX", model, settings=DetectSettings(scorer="ssl-ppii", fpr=0.05))
+    assert "ssl-ppii" not in R.available_scorers(model)
+
+    # a network given for the run, with a threshold (no calibration in the model)
+    given = detect(field.image, "YX", model, settings=DetectSettings(scorer="ssl-ppii", threshold=0.5,
+                                                                      segmenter=segmenter))
+    assert given.provenance["scorer"] == "ssl-ppii"
+    assert given.heatmap.shape == field.image.shape
+    inside = given.cells > 0
+    assert 0.0 <= given.heatmap.min() and given.heatmap.max() <= 1.0 and given.heatmap[inside].max() > 0
+    assert (given.heatmap[~inside] == 0).all()
+
+    # attached to the model with its calibration: listed, thresholded by healthy FPR, same maps
+    assert R.attach_segmenter(model, segmenter, calibration) == "ssl-ppii"
+    assert "ssl-ppii" in R.available_scorers(model)
+    attached = detect(field.image, "YX", model, settings=DetectSettings(scorer="ssl-ppii", fpr=0.05))
+    np.testing.assert_allclose(attached.heatmap, given.heatmap, atol=1e-6)
+    assert attached.provenance["threshold"] == pytest.approx(model.threshold_for_fpr(0.05, "ssl-ppii"))
+    assert attached.provenance["target_fpr"] == 0.05
+
+
+def test_a_network_for_another_scorer_is_refused(trained):
+    model, segmenter, _ = trained
+    field = make_field((128, 128), "fluorescence", cell_diameter=FIELD_CELL_DIAMETER, seed=3)
+    with pytest.raises(ValueError, match="trained for 'ssl-ppii', not 'ssl-fpi'"):
+        detect(field.image, "YX", model, settings=DetectSettings(scorer="ssl-fpi", threshold=0.5, segmenter=segmenter))
+
+
+def test_network_file_round_trip_and_clear_errors(trained, network_file, tmp_path):
+    model, segmenter, calibration = trained
+    fresh = model.copy()
+    assert R.attach_segmenter_file(fresh, network_file, require_calibration=True) == "ssl-ppii"
+    assert fresh.metadata["calibration"]["ssl-ppii"]["healthy_scores"] == calibration["healthy_scores"]
+    assert "ssl-ppii" in R.available_scorers(fresh)
+
+    # made for another model (other crop size and intensities)
+    with pytest.raises(ModelFileError, match="does not fit the model 'fluorescence-rbc'"):
+        R.attach_segmenter_file(load_model("fluorescence-rbc"), network_file)
+    # an anomaly model is not a network; junk is not a network; a cut file is damaged; a missing one is missing
+    with pytest.raises(ModelFileError, match="anomaly model, not a self-supervised scorer network"):
+        R.load_segmenter(model.save(tmp_path / "model"), model)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a network at all" * 10)
+    with pytest.raises(ModelFileError, match="not a napari-supn-anomaly model file"):
+        R.load_segmenter(junk, model)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(network_file.read_bytes()[:-5000])
+    with pytest.raises(ModelFileError, match="damaged"):
+        R.load_segmenter(cut, model)
+    with pytest.raises(ModelFileError, match="not found"):
+        R.load_segmenter(tmp_path / "nothing.safetensors", model)
+
+    # without a calibration: attached, but the stale entry of the model is dropped and the widget path refuses
+    bare = R.save_segmenter(tmp_path / "bare", segmenter, model)
+    stale = model.copy()
+    R.attach_segmenter(stale, segmenter, calibration)
+    with pytest.raises(ModelFileError, match="no healthy calibration"):
+        R.attach_segmenter_file(stale.copy(), bare, require_calibration=True)
+    R.attach_segmenter_file(stale, bare)
+    assert "ssl-ppii" not in stale.metadata["calibration"] and "ssl-ppii" not in R.available_scorers(stale)
+
+
+def test_detect_command_with_a_segmenter_file(trained, network_file, tmp_path, capsys):
+    model, _, _ = trained
+    model_file = model.save(tmp_path / "tiny-model")
+    field = make_field((160, 160), "fluorescence", cell_diameter=FIELD_CELL_DIAMETER, infected_fraction=0.3, seed=8)
+    image = tmp_path / "field.tif"
+    tifffile.imwrite(image, field.image)
+    out = tmp_path / "out"
+    base = ["detect", str(image), "--model", str(model_file), "--out", str(out), "--quiet"]
+    assert main(base + ["--scorer", "ssl-ppii"]) == 2
+    assert "needs its trained network" in capsys.readouterr().err
+    assert main(base + ["--segmenter", str(network_file)]) == 0, capsys.readouterr().err
+    assert (out / "field_heatmap.tif").exists() and (out / "field_candidates.csv").exists()
+    heat = tifffile.imread(out / "field_heatmap.tif")
+    assert heat.max() <= 1.0 and heat.max() > 0
+    assert main(base + ["--segmenter", str(model_file)]) == 2
+    err = capsys.readouterr().err
+    assert "not a self-supervised scorer network" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_scorer_command_makes_a_calibrated_network_for_score_cells(tmp_path, capsys):
+    from PIL import Image
+
+    model = tiny_model("fluorescence")
+    model_file = model.save(tmp_path / "tiny-model")
+    crops, masks = field_cell_crops(model, seed=11)
+    folder = tmp_path / "healthy"
+    folder.mkdir()
+    for i, (c, m) in enumerate(zip(crops, masks)):
+        Image.fromarray(np.clip(c[0], 0, 255).astype(np.uint8)).save(folder / f"c{i:02d}.png")
+    net = tmp_path / "net.safetensors"
+    code = main(["train-scorer", "--model", str(model_file), "--scorer", "ssl-fpi", "--images", str(folder),
+                 "--out", str(net), "--iterations", "10", "--pool", "16", "--holdout", "0.25"])
+    assert code == 0, capsys.readouterr().err
+    assert R.read_metadata(net)["calibration"]["n_cells"] >= 2
+    out = tmp_path / "scores.csv"
+    code = main(["score-cells", "--model", str(model_file), "--images", str(folder), "--out", str(out),
+                 "--scorer", "ssl-fpi", "--segmenter", str(net)])
+    assert code == 0, capsys.readouterr().err  # no --healthy needed: the network carries its calibration
+    assert len(out.read_text().strip().splitlines()) == len(crops) + 1
+    code = main(["score-cells", "--model", str(model_file), "--images", str(folder), "--out", str(out),
+                 "--scorer", "ssl-ppii", "--segmenter", str(net)])
+    assert code == 2 and "network of 'ssl-fpi', not of 'ssl-ppii'" in capsys.readouterr().err
+
+
+def test_builtin_fluorescence_model_ships_a_calibrated_ssl_ppii_network():
+    assert all("." not in n for n in builtin_model_names())  # shipped networks are not listed as models
+    model = load_model("fluorescence-rbc")
+    path = R.shipped_segmenter_path(model, "ssl-ppii")
+    assert path is not None and path.stat().st_size < 2_000_000
+    assert "ssl-ppii" in R.available_scorers(model)
+    assert model.threshold_for_fpr(0.01, "ssl-ppii") > 0
+    segmenter = R.network_for_run(model, "ssl-ppii")
+    assert R.segmenter_scorer(segmenter) == "ssl-ppii"
+    assert R.segmenter_for(model, "ssl-ppii") is segmenter  # loaded once
+    # a copy (e.g. a fine-tuned model under another name) has no network unless one is attached
+    other = model.copy()
+    other.metadata["name"] = "fluorescence-rbc-finetuned"
+    assert "ssl-ppii" not in R.available_scorers(other)
+
+
+def test_builtin_giemsa_model_offers_its_calibrated_instant_scorers():
+    model = load_model("giemsa-rbc")
+    usable = R.available_scorers(model)
+    assert {"recon", "grad-kl", "grad-rec", "grad-elbo", "combi", "combi-add", "ensemble"} <= set(usable)
+    held_back = model.metadata["training"]["n_held_back"]
+    for name in ("recon", "combi", "ensemble"):
+        assert model.metadata["calibration"][name]["n_cells"] == held_back
+        assert np.isfinite(model.threshold_for_fpr(0.01, name))
+    assert not any(R.has_segmenter(model, n) for n in R.SCORERS if R.SCORERS[n].segmenter is not None)
