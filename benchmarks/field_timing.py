@@ -83,6 +83,29 @@ def sample_detection(model, key: str, fprs):
     return sample, out, base
 
 
+def large_plane_lines(model, size: int, fpr: float = 0.10) -> list[str]:
+    """One plane above the tiling limit: time, peak memory (ru_maxrss) and parasites found."""
+    import resource
+
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1) as pool:  # the generator's own peak memory stays in its process
+        field = pool.submit(make_field, (size, size), "fluorescence", cell_diameter=40,
+                            n_cells=int(6500 * (size / 6144) ** 2), seed=5).result()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    result = detect(field.image, "YX", model, settings=DetectSettings(device="cpu", fpr=fpr))
+    seconds = time.perf_counter() - t0
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    m = match_parasites(result.candidate_mask(), field)
+    t = result.provenance["timings_s"]
+    return [f"## A {size}x{size} plane (processed in tiles)", "",
+            f"`synthetic.make_field` seed 5, cells of 40 px, model `{model.name}`, target healthy FPR {fpr:g}: "
+            f"{len(result.cell_table)} cells in {seconds:.1f} s (segmentation {t['segmentation_s']:.1f} s, scoring "
+            f"{t['score_s']:.1f} s, tables {t['tables_s']:.1f} s); peak memory of the process "
+            f"{rss_after / 2**20:.2f} GB (it held {rss_before / 2**20:.2f} GB before detection); {m.summary()}.", ""]
+
+
 def other_camera_lines(model, fpr: float = 0.10) -> list[str]:
     """The fluorescence sample as a 12-bit camera would record it (x16 + 300), with and without
     intensity matching, against the 8-bit original."""
@@ -133,6 +156,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--large-size", type=int, default=0,
+                   help="also time one plane of this size, processed in tiles (e.g. 6144; 0: skip)")
     p.add_argument("--write", default=None, help="write the Markdown report here")
     args = p.parse_args(argv)
     if args.threads:
@@ -157,6 +182,7 @@ def main(argv=None):
         f"python benchmarks/field_timing.py --model {args.model} --cells {args.cells} --size {args.size} "
         f"--diameter {args.diameter:g} --repeats {args.repeats}" + (f" --giemsa-model {args.giemsa_model}" if args.giemsa_model else "")
         + (f" --also-model {args.also_model}" if args.also_model else "")
+        + (f" --large-size {args.large_size}" if args.large_size else "")
         + (f" --threads {args.threads}" if args.threads else "") + (f" --write {args.write}" if args.write else ""),
         "```",
         "",
@@ -177,6 +203,8 @@ def main(argv=None):
     lines += ["", f"All runs (total s): {totals}; "
               f"{best['cells'] / best['scoring']:.0f} cells per second in scoring.",
               "", f"On this field: {match.summary()}.", ""]
+    if args.large_size:
+        lines += large_plane_lines(model, args.large_size)
     lines += ["## Parasites found on the built-in synthetic samples", "",
               "A true parasite is found when a candidate region touches it (2 px tolerance); a false candidate is "
               "a region that touches no true parasite (extra regions inside infected cells count as false too). "

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from skimage import measure
 
 CELL_COLUMNS = ["cell_id", "y", "x", "area", "score", "candidate"]
 CANDIDATE_DTYPES = {"candidate_id": np.int64, "y": float, "x": float, "area": np.int64, "score": np.float32,
@@ -55,14 +54,16 @@ def cell_table(heatmap: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
 def candidate_regions(heatmap: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
     """Label image of the candidate regions: heatmap >= threshold inside cells, split at cell borders."""
     above = (heatmap >= threshold) & (labels > 0)
+    out = np.zeros(labels.shape, np.int32)
     if not above.any():
-        return np.zeros(labels.shape, np.int32)
-    components = measure.label(above, connectivity=2)
-    # a region that crosses from one touching cell into the next becomes one region per cell
-    key = components.astype(np.int64) * (int(labels.max()) + 1) + labels
-    key[~above] = 0
+        return out
+    components, _ = ndi.label(above, structure=np.ones((3, 3), bool), output=np.int32)
+    # a region that crosses from one touching cell into the next becomes one region per cell;
+    # only the pixels above threshold are keyed, so a huge plane costs a few bytes per pixel
+    key = components[above].astype(np.int64) * (int(labels.max()) + 1) + labels[above]
     _, inverse = np.unique(key, return_inverse=True)
-    return inverse.reshape(labels.shape).astype(np.int32)
+    out[above] = inverse.astype(np.int32) + 1
+    return out
 
 
 def candidate_table(heatmap: np.ndarray, labels: np.ndarray, threshold: float, min_area: int = 1) -> pd.DataFrame:

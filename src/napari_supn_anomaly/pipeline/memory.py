@@ -2,9 +2,10 @@
 
 Segmentation works on the whole plane at full resolution (smoothing, distance transform,
 watershed), so its peak memory grows with the plane's pixel count: about 80 bytes per pixel was
-measured on a 4096x4096 fluorescence field (1.3 GB). Running out of memory would kill napari with
-the user's unsaved layers, so a plane that needs more than most of the free memory is refused
-with a message that says what to do.
+measured on a 4096x4096 fluorescence field (1.3 GB). Planes above ``tiles.AUTO_TILE_PIXELS`` are processed
+in tiles, so only a tile's working memory and the results (8 bytes per pixel) count for them.
+Running out of memory would kill napari with the user's unsaved layers, so what needs more than
+most of the free memory is refused with a message that says what to do.
 """
 from __future__ import annotations
 
@@ -31,13 +32,17 @@ def plane_memory_bytes(height: int, width: int, channels: int = 1) -> int:
     return int(height) * int(width) * (BYTES_PER_PIXEL + BYTES_PER_CHANNEL_PIXEL * max(1, int(channels)))
 
 
-def check_plane_fits(height: int, width: int, channels: int = 1, available: int | None = None) -> None:
+def check_plane_fits(height: int, width: int, channels: int = 1, available: int | None = None,
+                     extra_bytes: int = 0, plane_shape: tuple[int, int] | None = None) -> None:
+    """Refuse when processing a ``height`` x ``width`` window (a whole plane, or one tile of a very
+    large plane) plus ``extra_bytes`` of results would not fit in the free memory."""
     available = available_memory_bytes() if available is None else available
     if available is None:
         return
-    need = plane_memory_bytes(height, width, channels)
+    need = plane_memory_bytes(height, width, channels) + int(extra_bytes)
     if need > USABLE_SHARE * available:
+        ph, pw = plane_shape or (height, width)
         raise PlaneTooLarge(
-            f"a plane of {height} x {width} pixels needs about {need / 2**30:.1f} GB of memory to analyse and "
+            f"a plane of {ph} x {pw} pixels needs about {need / 2**30:.1f} GB of memory to analyse and "
             f"only {available / 2**30:.1f} GB is free: crop the image into smaller fields (or bin it 2x2 and "
             "halve the cell diameter) and run each one")

@@ -20,9 +20,10 @@ from .. import __version__
 from ..models import AnomalyModel
 from ..supn.devices import describe_device, release_memory
 from .candidates import cell_table
-from .fields import iter_score_field
+from .fields import BatchProgress, iter_score_field
 from .intensity import apply_match, check_mode, plan_match
 from .memory import check_plane_fits
+from .tiles import CORE_PX, PlaneOutcome, TileProgress, iter_plane_in_tiles, needs_tiles
 from .result import DetectionResult, _with_plane_columns
 from .segmentation import check_plane, median_cell_diameter, segment_cells
 
@@ -164,6 +165,23 @@ def _plane_labels(labels, plane_shape, idx, yx_shape) -> np.ndarray | None:
     return out.astype(np.int32, copy=False)
 
 
+def _iter_whole_plane(plane: np.ndarray, plane_labels: np.ndarray | None, model: AnomalyModel, scorer: str,
+                      settings: DetectSettings, segmenter) -> Iterator[BatchProgress]:
+    """Segment (unless labels are given) and score one plane [C, Y, X] at once; returns a PlaneOutcome."""
+    t0 = time.perf_counter()
+    if plane_labels is None:
+        plane_labels = segment_cells(plane, model.modality, settings.cell_diameter,
+                                     exclude_edges=settings.exclude_edge_cells).labels
+    diameter = settings.cell_diameter or median_cell_diameter(plane_labels)
+    seg_s = time.perf_counter() - t0
+    window = model.crop_size * diameter / model.cell_diameter_px
+    match = plan_match(plane, plane_labels, model.intensity, window, settings.intensity)
+    scores = yield from iter_score_field(apply_match(plane, match), plane_labels, model, scorer, diameter,
+                                         settings.batch_size, segmenter)
+    return PlaneOutcome(scores.heatmap, plane_labels, float(diameter), scores.scale, match,
+                        dict(scores.timings, segmentation_s=seg_s))
+
+
 def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence[int] | None = None,
                 labels=None, settings: DetectSettings | None = None,
                 should_stop: Callable[[], bool] | None = None,
@@ -186,12 +204,16 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
     if settings.cell_diameter is not None and settings.cell_diameter <= 0:
         raise ValueError("the cell diameter must be a positive number of pixels")
     check_mode(settings.intensity)
-    check_plane_fits(*yx, 1 if channels is None else len(channels))
+    n_channels = 1 if channels is None else len(channels)
+    # heatmap + labels of every plane, one plane read as float32, and the candidate regions of one plane
+    outputs = n_planes * yx[0] * yx[1] * 8 + yx[0] * yx[1] * (4 * n_channels + 12)
+    work = (min(yx[0], 2 * CORE_PX), min(yx[1], 2 * CORE_PX)) if needs_tiles(*yx) else yx
+    check_plane_fits(*work, n_channels, extra_bytes=outputs, plane_shape=yx)
 
     model.to(settings.device)
     heatmap = np.zeros(plane_shape + yx, np.float32)
     cells = np.zeros(plane_shape + yx, np.int32)
-    cell_tables, diameters, scales, matches = [], [], [], []
+    cell_tables, diameters, scales, matches, tiles_per_plane = [], [], [], [], []
     timings = {"segmentation_s": 0.0, "rescale_s": 0.0, "score_s": 0.0, "paste_s": 0.0, "tables_s": 0.0}
     started = time.perf_counter()
     try:
@@ -202,41 +224,45 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
             yield DetectProgress(flat, n_planes, 0, 0, "segmenting", f"plane {flat + 1} of {n_planes}: finding cells")
             plane = read_plane(data, axes, idx, chan_axis, channels)
             check_plane(plane)
-            t0 = time.perf_counter()
             plane_labels = _plane_labels(labels, plane_shape, idx, yx)
-            if plane_labels is None:
-                seg = segment_cells(plane, model.modality, settings.cell_diameter,
-                                    exclude_edges=settings.exclude_edge_cells)
-                plane_labels = seg.labels
-            if not plane_labels.any():
+            if plane_labels is not None and not plane_labels.any():
                 raise ValueError(f"no cells in plane {flat + 1}" if n_planes > 1 else "no cells were found")
-            diameter = settings.cell_diameter or median_cell_diameter(plane_labels)
-            timings["segmentation_s"] += time.perf_counter() - t0
-            window = model.crop_size * diameter / model.cell_diameter_px
-            match = plan_match(plane, plane_labels, model.intensity, window, settings.intensity)
-            matches.append(match)
-            scoring = iter_score_field(apply_match(plane, match), plane_labels, model, scorer, diameter,
-                                       settings.batch_size, segmenter)
+            if needs_tiles(*yx):
+                job = iter_plane_in_tiles(plane, model, scorer, labels=plane_labels,
+                                          cell_diameter=settings.cell_diameter, intensity=settings.intensity,
+                                          batch_size=settings.batch_size, exclude_edges=settings.exclude_edge_cells,
+                                          segmenter=segmenter)
+            else:
+                job = _iter_whole_plane(plane, plane_labels, model, scorer, settings, segmenter)
             while True:
                 try:
-                    step = next(scoring)
+                    step = next(job)
                 except StopIteration as done:
-                    field = done.value
+                    outcome = done.value
                     break
                 if should_stop is not None and should_stop():
-                    scoring.close()
+                    job.close()
                     raise DetectionCancelled("detection was cancelled")
-                yield DetectProgress(flat, n_planes, step.done, step.total, "scoring",
-                                     f"plane {flat + 1} of {n_planes}: scored {step.done} of {step.total} cells")
-            for key in ("rescale_s", "score_s", "paste_s"):
-                timings[key] += field.timings[key]
+                where = f"plane {flat + 1} of {n_planes}"
+                if isinstance(step, TileProgress):
+                    yield DetectProgress(flat, n_planes, step.tiles_done, step.n_tiles, "scoring",
+                                         f"{where}: tile {step.tiles_done} of {step.n_tiles}, {step.cells} cells scored")
+                else:
+                    yield DetectProgress(flat, n_planes, step.done, step.total, "scoring",
+                                         f"{where}: scored {step.done} of {step.total} cells")
+            if not outcome.labels.any():
+                raise ValueError(f"no cells in plane {flat + 1}" if n_planes > 1 else "no cells were found")
+            for key in ("segmentation_s", "rescale_s", "score_s", "paste_s"):
+                timings[key] += outcome.timings[key]
+            matches.append(outcome.match)
+            tiles_per_plane.append(outcome.n_tiles)
             t1 = time.perf_counter()
-            heatmap[idx] = field.heatmap
-            cells[idx] = plane_labels
-            table = cell_table(field.heatmap, plane_labels)
+            heatmap[idx] = outcome.heatmap
+            cells[idx] = outcome.labels
+            table = cell_table(outcome.heatmap, outcome.labels)
             cell_tables.append(_with_plane_columns(table, flat, idx, plane_axes))
-            diameters.append(float(diameter))
-            scales.append(field.scale)
+            diameters.append(outcome.diameter)
+            scales.append(outcome.scale)
             timings["tables_s"] += time.perf_counter() - t1
             yield DetectProgress(flat, n_planes, len(table), len(table), "plane done",
                                  f"plane {flat + 1} of {n_planes}: {len(table)} cells")
@@ -262,6 +288,7 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
         "axes": axes,
         "channel": None if channels is None else (channels[0] if len(channels) == 1 else channels),
         "cells_from": "labels" if labels is not None else "segmentation",
+        "tiles": tiles_per_plane[0] if n_planes == 1 else tiles_per_plane,
         "intensity_matching": dict({"mode": settings.intensity}, **(
             {"planes": [m.to_dict() for m in matches]} if n_planes > 1 else matches[0].to_dict())),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},

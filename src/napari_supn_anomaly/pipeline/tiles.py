@@ -1,0 +1,174 @@
+"""Very large planes (slide scans, stitched mosaics) in overlapping tiles.
+
+Segmentation needs about 80 bytes per pixel of the whole plane (``pipeline/memory.py``), so a plane
+above ``AUTO_TILE_PIXELS`` is cut into square cores of ``core`` pixels, each processed with a halo
+of a few cell diameters around it. A cell belongs to the tile whose core holds its centre, so every
+cell is segmented and scored once, with all of its surroundings, and tiles meet without seams.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from ..models import AnomalyModel
+from .candidates import label_centroids
+from .fields import iter_score_field
+from .intensity import IntensityMatch, apply_match, plan_match
+from .segmentation import NoCellsFound, median_cell_diameter, segment_cells
+
+AUTO_TILE_PIXELS = 4096 * 4096
+CORE_PX = 2048
+HALO_DIAMETERS = 2.0
+
+
+@dataclass
+class Tile:
+    outer: tuple[slice, slice]  # the window that is read and segmented
+    core: tuple[slice, slice]   # the cells whose centre lies here belong to this tile
+
+
+@dataclass
+class TileProgress:
+    tiles_done: int
+    n_tiles: int
+    cells: int     # cells scored so far in the plane
+
+
+@dataclass
+class PlaneOutcome:
+    heatmap: np.ndarray
+    labels: np.ndarray
+    diameter: float
+    scale: float
+    match: IntensityMatch
+    timings: dict = field(default_factory=dict)
+    n_tiles: int = 1
+
+
+def needs_tiles(height: int, width: int) -> bool:
+    return height * width > AUTO_TILE_PIXELS
+
+
+def plan_tiles(height: int, width: int, core: int, halo: int) -> list[Tile]:
+    tiles = []
+    for y0 in range(0, height, core):
+        for x0 in range(0, width, core):
+            y1, x1 = min(height, y0 + core), min(width, x0 + core)
+            outer = (slice(max(0, y0 - halo), min(height, y1 + halo)), slice(max(0, x0 - halo), min(width, x1 + halo)))
+            tiles.append(Tile(outer, (slice(y0, y1), slice(x0, x1))))
+    return tiles
+
+
+def cells_of_core(labels: np.ndarray, tile: Tile) -> np.ndarray:
+    """``labels`` of the tile's outer window, keeping only the cells whose centre lies in its core."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return labels
+    centres, _ = label_centroids(labels, ids)
+    y = centres[:, 0] + tile.outer[0].start
+    x = centres[:, 1] + tile.outer[1].start
+    inside = ((y >= tile.core[0].start) & (y < tile.core[0].stop) & (x >= tile.core[1].start) & (x < tile.core[1].stop))
+    keep = np.zeros(int(labels.max()) + 1, bool)
+    keep[ids[inside]] = True
+    return np.where(keep[labels], labels, 0)
+
+
+def _centre_tile(tiles: list[Tile]) -> Tile:
+    return tiles[len(tiles) // 2]
+
+
+def _first_tile_with_cells(plane: np.ndarray, modality: str, cell_diameter: float | None, exclude_edges: bool,
+                           core: int) -> tuple[Tile, np.ndarray]:
+    """The tile nearest the plane's centre in which segmentation finds cells, and its cells."""
+    height, width = plane.shape[1:]
+    tiles = plan_tiles(height, width, core, core // 2)  # a margin, so cells cut by the window are few
+    centre = np.array([height / 2, width / 2])
+    tiles.sort(key=lambda t: np.hypot(*(np.array([(t.core[0].start + t.core[0].stop) / 2,
+                                                  (t.core[1].start + t.core[1].stop) / 2]) - centre)))
+    for tile in tiles:
+        found = _cells_in(plane[(slice(None),) + tile.outer], modality, cell_diameter, exclude_edges)
+        if found is not None:
+            return tile, found
+    raise NoCellsFound("no cells were found in any part of the plane")
+
+
+def _cells_in(window: np.ndarray, modality: str, cell_diameter: float | None, exclude_edges: bool):
+    """Cell labels of one window, or None where it holds none (empty or blank parts of a mosaic)."""
+    if np.ptp(window) == 0:
+        return None
+    try:
+        return segment_cells(window, modality, cell_diameter, exclude_edges=exclude_edges).labels
+    except NoCellsFound:
+        return None
+
+
+def iter_plane_in_tiles(plane: np.ndarray, model: AnomalyModel, scorer: str, *, labels: np.ndarray | None = None,
+                        cell_diameter: float | None = None, intensity: str = "auto", batch_size: int = 32,
+                        exclude_edges: bool = True, segmenter=None, core: int | None = None
+                        ) -> Iterator[TileProgress]:
+    """Segment (unless ``labels`` are given) and score one plane [C, Y, X] tile by tile.
+
+    Yields after every scored batch; returns a :class:`PlaneOutcome`. The cell diameter and the
+    intensity matching are measured once, on the tile nearest the centre that holds cells, so
+    every tile is treated alike.
+    Given labels keep their ids; segmented cells are numbered across the whole plane.
+    """
+    height, width = plane.shape[1:]
+    core = int(core or CORE_PX)
+    timings = {"segmentation_s": 0.0, "rescale_s": 0.0, "score_s": 0.0, "paste_s": 0.0}
+    diameter = cell_diameter
+    t0 = time.perf_counter()
+    if labels is not None:
+        probe = _centre_tile(plan_tiles(height, width, core, 0))
+        probe_labels = labels[probe.outer]
+        diameter = diameter or median_cell_diameter(labels)
+    else:
+        probe, probe_labels = _first_tile_with_cells(plane, model.modality, cell_diameter, exclude_edges, core)
+        diameter = diameter or median_cell_diameter(probe_labels)
+    window = model.crop_size * diameter / model.cell_diameter_px
+    match = plan_match(plane[(slice(None),) + probe.outer], probe_labels, model.intensity, window, intensity)
+    timings["segmentation_s"] += time.perf_counter() - t0
+
+    halo = int(np.ceil(HALO_DIAMETERS * max(diameter, window / 2)))
+    tiles = plan_tiles(height, width, core, halo)
+    heatmap = np.zeros((height, width), np.float32)
+    out_labels = np.zeros((height, width), np.int32)
+    next_id, n_cells, scale = 1, 0, model.cell_diameter_px / diameter
+    yield TileProgress(0, len(tiles), 0)
+    for k, tile in enumerate(tiles):
+        t1 = time.perf_counter()
+        window_plane = apply_match(plane[(slice(None),) + tile.outer], match)
+        if labels is not None:
+            tile_labels = cells_of_core(labels[tile.outer].astype(np.int32), tile)
+        else:
+            found = _cells_in(window_plane, model.modality, diameter, exclude_edges)
+            tile_labels = np.zeros(window_plane.shape[1:], np.int32) if found is None else cells_of_core(found, tile)
+        timings["segmentation_s"] += time.perf_counter() - t1
+        if tile_labels.any():
+            scoring = iter_score_field(window_plane, tile_labels, model, scorer, diameter, batch_size, segmenter)
+            while True:
+                try:
+                    step = next(scoring)
+                except StopIteration as done:
+                    scores = done.value
+                    break
+                yield TileProgress(k, len(tiles), n_cells + step.done)
+            for key in ("rescale_s", "score_s", "paste_s"):
+                timings[key] += scores.timings[key]
+            scale = scores.scale
+            mine = tile_labels > 0
+            free = out_labels[tile.outer] == 0
+            if labels is None:  # number the segmented cells across the plane
+                ids, tile_labels = np.unique(tile_labels, return_inverse=True)
+                tile_labels = tile_labels.reshape(mine.shape).astype(np.int32)
+                tile_labels[mine] += next_id - 1
+                next_id += len(ids) - 1
+            out_labels[tile.outer][mine & free] = tile_labels[mine & free]
+            heatmap[tile.outer][mine & free] = scores.heatmap[mine & free]
+            n_cells += len(scores.cell_ids)
+        yield TileProgress(k + 1, len(tiles), n_cells)
+    return PlaneOutcome(heatmap, out_labels, float(diameter), scale, match, timings, len(tiles))
