@@ -43,17 +43,33 @@ def fluorescence_split(model: AnomalyModel, data_root: Path):
     return (crops[train], masks[train]), (crops[hold], masks[hold])
 
 
-def giemsa_held_back(model: AnomalyModel, data_root: Path):
-    """The healthy calibration cells of giemsa-rbc, from its build script's own split."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import build_giemsa_model as build
+def giemsa_split(model: AnomalyModel, data_root: Path):
+    """((train crops, masks), (held-back crops, masks)) of giemsa-rbc, from its build script's own split."""
+    build, split = _checked_giemsa_split(model, data_root)
+    return build.model_crops(model, build.with_masks(split.train)), giemsa_held_back(model, data_root, (build, split))
 
-    split = build.load_split(data_root)
-    assert split.validation_fields == model.metadata["training"]["data"]["validation_fields"], \
-        "the Giemsa field split does not match the build"
+
+def giemsa_held_back(model: AnomalyModel, data_root: Path, checked=None):
+    """The healthy calibration cells of giemsa-rbc, from its build script's own split."""
+    build, split = checked or _checked_giemsa_split(model, data_root)
     crops, masks = build.model_crops(model, build.with_masks(split.calibration))
     assert len(crops) == model.metadata["training"]["n_held_back"], "the held-back split does not match the build"
     return crops, masks
+
+
+def _checked_giemsa_split(model: AnomalyModel, data_root: Path):
+    build = _giemsa_build()
+    split = build.load_split(data_root)
+    assert split.validation_fields == model.metadata["training"]["data"]["validation_fields"], \
+        "the Giemsa field split does not match the build"
+    return build, split
+
+
+def _giemsa_build():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import build_giemsa_model
+
+    return build_giemsa_model
 
 
 def calibrate(model: AnomalyModel, crops, masks, names, log=print) -> dict:

@@ -1,28 +1,31 @@
-"""Train, calibrate and ship the self-supervised scorers' networks of the built-in fluorescence model.
+"""Train, calibrate and ship the self-supervised scorers' networks of a built-in model.
 
-Each network (a small U-Net, see supn/self_supervised.py) learns on fluorescence-rbc's own
-healthy training cells with synthetic anomalies and is calibrated on the cells the model held
-back (the seeded split of training.fit, the same cells that calibrate every other scorer). It is
-saved next to the model as models/weights/fluorescence-rbc.<scorer>.safetensors, with its
-healthy calibration inside; the calibration also goes into the model's metadata (weights
-untouched). Per-cell AUROC on supn_fl_cells/validation (50 healthy, 50 infected) is printed.
+Each network (a small U-Net, see supn/self_supervised.py) learns on the model's own healthy
+training cells with synthetic anomalies and is calibrated on the cells the model held back (the
+seeded split of its build, the same cells that calibrate every other scorer). It is saved next to
+the model as models/weights/<model>.<scorer>.safetensors, with its healthy calibration inside;
+the calibration also goes into the model's metadata (weights untouched). Per-cell AUROC on the
+validation cells is printed (fluorescence-rbc: supn_fl_cells/validation, 50 healthy and 50
+infected; giemsa-rbc: every cell of its 6 held-out validation fields).
 ``--evaluate`` trains nothing: it scores the validation cells with the shipped networks (and supn,
 for reference) and prints AUROC with a 95% bootstrap interval, the share of healthy and infected
 cells flagged at the calibrated 5% healthy FPR, and seconds per 100 cells.
 
-    python benchmarks/train_builtin_segmenters.py [--data-root ../shared/data]
-        [--scorers ssl-ppii,ssl-fpi,ssl-pii,ssl-ppii-he] [--iterations 400] [--pool 512] [--threads 1] [--evaluate]
+    python benchmarks/train_builtin_segmenters.py [--model fluorescence-rbc|giemsa-rbc]
+        [--data-root ../shared/data] [--scorers ssl-ppii,ssl-fpi,ssl-pii,ssl-ppii-he]
+        [--iterations 400] [--pool 512] [--threads 1] [--evaluate]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from calibrate_builtin_scorers import DEFAULT_DATA_ROOT, fluorescence_split
+from calibrate_builtin_scorers import DEFAULT_DATA_ROOT, _giemsa_build, fluorescence_split, giemsa_split
 from napari_supn_anomaly.evaluation.datasets import load_fl_cells
 from napari_supn_anomaly.evaluation.metrics import auroc, cell_metrics
 from napari_supn_anomaly.models import builtin_model_path, load_model
@@ -30,14 +33,19 @@ from napari_supn_anomaly.models.builtin import builtin_segmenter_path
 from napari_supn_anomaly.pipeline.cell_crops import standardise_crops
 from napari_supn_anomaly.scorers import network_for_run, save_segmenter, score_cells_with, train_calibrated_scorer
 
-MODEL = "fluorescence-rbc"
+SPLITS = {"fluorescence-rbc": fluorescence_split, "giemsa-rbc": giemsa_split}
 
 
 def validation_cells(model, data_root):
-    cells = load_fl_cells(data_root, "validation")
+    """supn_fl_cells/validation, or every cell of giemsa-rbc's held-out validation fields."""
+    if model.name == "giemsa-rbc":
+        build = _giemsa_build()
+        cells = build.with_masks(build.load_split(data_root).validation)
+    else:
+        cells = load_fl_cells(data_root, "validation")
     crops, masks, _ = standardise_crops(cells.images, cells.masks, model.crop_size, model.cell_diameter_px,
                                         model.modality, scale=model.metadata["training"]["crop_scale"])
-    return crops, masks, cells.labels
+    return crops, masks, np.asarray(cells.labels)
 
 
 def validation_auroc(model, segmenter, name, data_root) -> tuple[float, int]:
@@ -63,6 +71,7 @@ def evaluate_shipped(model, names, data_root, fpr: float = 0.05) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", choices=sorted(SPLITS), default="fluorescence-rbc")
     p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
     p.add_argument("--scorers", default="ssl-ppii,ssl-fpi,ssl-pii,ssl-ppii-he")
     p.add_argument("--iterations", type=int, default=400)
@@ -71,13 +80,13 @@ def main(argv=None) -> int:
     p.add_argument("--evaluate", action="store_true", help="only score the validation cells with the shipped networks")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = load_model(MODEL)
+    model = load_model(args.model)
     names = [s.strip() for s in args.scorers.split(",") if s.strip()]
     if args.evaluate:
         evaluate_shipped(model, names, args.data_root)
         print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         return 0
-    (tr_crops, tr_masks), (cal_crops, cal_masks) = fluorescence_split(model, args.data_root)
+    (tr_crops, tr_masks), (cal_crops, cal_masks) = SPLITS[args.model](model, Path(args.data_root))
     print(f"{len(tr_crops)} training and {len(cal_crops)} held-back healthy cells; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name in names:
@@ -91,12 +100,12 @@ def main(argv=None) -> int:
             else:
                 segmenter, calibration = event
         seconds = time.perf_counter() - started
-        path = save_segmenter(builtin_segmenter_path(MODEL, name), segmenter, model, calibration)
+        path = save_segmenter(builtin_segmenter_path(args.model, name), segmenter, model, calibration)
         auc, n = validation_auroc(model, segmenter, name, args.data_root)
         print(f"{name}: trained in {segmenter.seconds:.0f} s, {seconds:.0f} s with calibration on "
               f"{calibration['n_cells']} cells; validation AUROC {auc:.3f} ({n} cells); "
               f"{path.name} {path.stat().st_size / 1e6:.2f} MB; load {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    model.save(builtin_model_path(MODEL))
+    model.save(builtin_model_path(args.model))
     return 0
 
 

@@ -179,7 +179,7 @@ def test_builtin_fluorescence_model_ships_a_calibrated_ssl_ppii_network():
     assert "ssl-ppii" not in R.available_scorers(other)
 
 
-def test_builtin_giemsa_model_offers_its_calibrated_instant_scorers():
+def test_builtin_giemsa_model_offers_its_calibrated_instant_scorers_and_ssl_ppii():
     model = load_model("giemsa-rbc")
     usable = R.available_scorers(model)
     assert {"recon", "grad-kl", "grad-rec", "grad-elbo", "combi", "combi-add", "ensemble"} <= set(usable)
@@ -187,4 +187,7 @@ def test_builtin_giemsa_model_offers_its_calibrated_instant_scorers():
     for name in ("recon", "combi", "ensemble"):
         assert model.metadata["calibration"][name]["n_cells"] == held_back
         assert np.isfinite(model.threshold_for_fpr(0.01, name))
-    assert not any(R.has_segmenter(model, n) for n in R.SCORERS if R.SCORERS[n].segmenter is not None)
+    shipped = [n for n in R.SCORERS if R.SCORERS[n].segmenter is not None and R.has_segmenter(model, n)]
+    assert shipped == ["ssl-ppii"] and "ssl-ppii" in usable
+    assert model.metadata["calibration"]["ssl-ppii"]["n_cells"] == held_back
+    assert R.network_for_run(model, "ssl-ppii").config.generator == "ppii"
