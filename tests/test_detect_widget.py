@@ -50,6 +50,7 @@ def test_widget_from_manifest_runs_on_sample(make_napari_viewer, qtbot, fl_model
     widget.select_model("tiny fluorescence")
     widget._image.value = image
     widget._sensitivity.value = 5.0
+    widget._intensity.value = "match"
     before = [layer.name for layer in viewer.layers]
 
     run_and_wait(qtbot, widget)
@@ -63,6 +64,8 @@ def test_widget_from_manifest_runs_on_sample(make_napari_viewer, qtbot, fl_model
         np.testing.assert_allclose(layer.scale, image.scale)
         np.testing.assert_allclose(layer.translate, image.translate)
         assert layer.metadata["provenance"]["model"] == "tiny-fluorescence"
+    matching = heat.metadata["provenance"]["intensity_matching"]
+    assert matching["mode"] == "match" and all(p["applied"] for p in matching["planes"])
     assert points.ndim == 3
     assert {"score", "area", "cell_id", "status"} <= set(points.features.columns)
     assert len(points.data) == len(widget.current_result.candidate_table) > 0
