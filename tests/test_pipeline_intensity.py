@@ -40,9 +40,11 @@ def test_detection_on_a_16_bit_copy_matches_the_8_bit_field(field):
     ref = detect(field.image, "YX", model, settings=DetectSettings(intensity="match"))
     wide = detect(field.image.astype(np.uint16) * 16 + 300, "YX", model, settings=DetectSettings(intensity="auto"))
     assert wide.provenance["intensity_matching"]["applied"]
+    assert "mapped onto the model's range" in wide.summary()
     np.testing.assert_allclose(wide.cell_table["score"], ref.cell_table["score"], rtol=1e-3, atol=1e-3)
     raw = detect(field.image.astype(np.uint16) * 16 + 300, "YX", model, settings=DetectSettings(intensity="off"))
     assert np.abs(raw.cell_table["score"] - ref.cell_table["score"]).max() > 1.0
+    assert "mapped" not in raw.summary()
 
 
 def test_an_unknown_mode_is_refused(field):

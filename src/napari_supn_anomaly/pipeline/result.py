@@ -70,8 +70,11 @@ class DetectionResult:
         n_cells = len(self.cell_table)
         n_flagged = int(self.cell_table["candidate"].sum()) if n_cells else 0
         where = f" in {self.n_planes} planes" if self.is_stack else ""
+        matching = self.provenance.get("intensity_matching") or {}
+        matched = any(p.get("applied") for p in matching.get("planes", [matching]))
         return (f"{n_cells} cells{where}; {n_flagged} with candidates; {len(self.candidate_table)} candidate "
-                f"regions at threshold {self.threshold:.3g}")
+                f"regions at threshold {self.threshold:.3g}"
+                + ("; intensities were mapped onto the model's range" if matched else ""))
 
 
 def _with_plane_columns(table: pd.DataFrame, flat: int, idx: tuple[int, ...], plane_axes: str) -> pd.DataFrame:
