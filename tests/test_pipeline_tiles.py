@@ -6,7 +6,7 @@ import pytest
 
 from _tiny_models import tiny_model
 from napari_supn_anomaly.pipeline import tiles
-from napari_supn_anomaly.pipeline.stacks import DetectionCancelled, DetectSettings, detect, iter_detect
+from napari_supn_anomaly.pipeline.stacks import DetectionCancelled, DetectSettings, detect, iter_detect, run_to_end
 from napari_supn_anomaly.pipeline.tiles import Tile, cells_of_core, plan_tiles
 from napari_supn_anomaly.synthetic import make_field
 
@@ -57,13 +57,7 @@ def test_tiled_scores_equal_whole_plane_scores_for_given_cells(field, small_tile
 def test_tiled_segmentation_finds_the_same_cells(field, small_tiles):
     model = tiny_model("fluorescence")
     events = []
-    gen = iter_detect(field.image, "YX", model)
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as done:
-            tiled = done.value
-            break
+    tiled = run_to_end(iter_detect(field.image, "YX", model), events.append)
     assert any("tile 3 of" in e.message for e in events)
     tiles.AUTO_TILE_PIXELS = 10**9
     whole = detect(field.image, "YX", model)

@@ -20,7 +20,7 @@ from .. import __version__
 from ..models import AnomalyModel
 from ..supn.devices import describe_device, release_memory
 from .candidates import cell_table
-from .fields import BatchProgress, iter_score_field
+from .fields import BatchProgress, iter_score_field, model_scale
 from .intensity import apply_match, check_mode, plan_match
 from .memory import check_plane_fits
 from .tiles import CORE_PX, PlaneOutcome, TileProgress, iter_plane_in_tiles, needs_tiles
@@ -174,7 +174,7 @@ def _iter_whole_plane(plane: np.ndarray, plane_labels: np.ndarray | None, model:
                                      exclude_edges=settings.exclude_edge_cells).labels
     diameter = settings.cell_diameter or median_cell_diameter(plane_labels)
     seg_s = time.perf_counter() - t0
-    window = model.crop_size * diameter / model.cell_diameter_px
+    window = model.crop_size / model_scale(model, diameter)  # a crop's width in this plane's pixels
     match = plan_match(plane, plane_labels, model.intensity, window, settings.intensity)
     scores = yield from iter_score_field(apply_match(plane, match), plane_labels, model, scorer, diameter,
                                          settings.batch_size, segmenter)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..models import AnomalyModel
 from .candidates import label_centroids
-from .fields import iter_score_field
+from .fields import iter_score_field, model_scale
 from .intensity import IntensityMatch, apply_match, plan_match
 from .segmentation import NoCellsFound, median_cell_diameter, segment_cells
 
@@ -129,7 +129,8 @@ def iter_plane_in_tiles(plane: np.ndarray, model: AnomalyModel, scorer: str, *, 
     else:
         probe, probe_labels = _first_tile_with_cells(plane, model.modality, cell_diameter, exclude_edges, core)
         diameter = diameter or median_cell_diameter(probe_labels)
-    window = model.crop_size * diameter / model.cell_diameter_px
+    scale = model_scale(model, diameter)
+    window = model.crop_size / scale  # a crop's width in this plane's pixels
     match = plan_match(plane[(slice(None),) + probe.outer], probe_labels, model.intensity, window, intensity)
     timings["segmentation_s"] += time.perf_counter() - t0
 
@@ -137,7 +138,7 @@ def iter_plane_in_tiles(plane: np.ndarray, model: AnomalyModel, scorer: str, *, 
     tiles = plan_tiles(height, width, core, halo)
     heatmap = np.zeros((height, width), np.float32)
     out_labels = np.zeros((height, width), np.int32)
-    next_id, n_cells, scale = 1, 0, model.cell_diameter_px / diameter
+    next_id, n_cells = 1, 0
     yield TileProgress(0, len(tiles), 0)
     for k, tile in enumerate(tiles):
         t1 = time.perf_counter()
@@ -159,7 +160,6 @@ def iter_plane_in_tiles(plane: np.ndarray, model: AnomalyModel, scorer: str, *, 
                 yield TileProgress(k, len(tiles), n_cells + step.done)
             for key in ("rescale_s", "score_s", "paste_s"):
                 timings[key] += scores.timings[key]
-            scale = scores.scale
             mine = tile_labels > 0
             free = out_labels[tile.outer] == 0
             if labels is None:  # number the segmented cells across the plane

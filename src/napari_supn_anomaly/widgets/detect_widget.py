@@ -89,10 +89,10 @@ class DetectWidget(Container):
                                          "running the model).")
         self._threshold_info = Label(value="")
         self._status = Label(value="")
-        self.extend([self._image, self._open, self._cells, self._channel, self._model, self._load_model, self._model_info,
-                     self._scorer, self._scorer_info, self._load_network, self._device, self._device_info, self._diameter, self._intensity, self._run,
-                     self._cancel, self._progress, self._sensitivity, self._min_area, self._threshold_info,
-                     self._status])
+        self.extend([self._image, self._open, self._cells, self._channel, self._model, self._load_model,
+                     self._model_info, self._scorer, self._scorer_info, self._load_network, self._device,
+                     self._device_info, self._diameter, self._intensity, self._run, self._cancel, self._progress,
+                     self._sensitivity, self._min_area, self._threshold_info, self._status])
 
         self.native.setMaximumWidth(480)  # leave the canvas its room
         for info in (self._model_info, self._scorer_info, self._device_info, self._threshold_info, self._status):
