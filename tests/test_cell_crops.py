@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from conftest import require_data
-from napari_supn_anomaly.pipeline.cell_crops import (
+from napari_supn_anomaly.cells import (
+    CropGeometry,
     crop_scale, equivalent_diameter, find_cell_mask, loss_weight, standardise_crop, standardise_crops,
 )
 
@@ -58,7 +59,7 @@ def test_standardise_crops_finds_missing_masks():
         im = np.full((1, 40, 40), 5.0)
         im[0][disc(40, 40, 20, 20, r)] = 100
         imgs.append(im)
-    crops, masks, scale = standardise_crops(imgs, [None] * 3, 32, 15, "fluorescence")
+    crops, masks, scale = standardise_crops(imgs, [None] * 3, CropGeometry(32, 15, "fluorescence"))
     assert crops.shape == (3, 1, 32, 32) and masks.any((1, 2)).all()
     w = loss_weight(masks, dilation=2)
     assert w.shape == (3, 1, 32, 32) and (w[:, 0] >= masks).all() and w.sum() > masks.sum()

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from napari_supn_anomaly.cli import main
 from napari_supn_anomaly.crop_folders import read_crop, read_crop_folder
-from napari_supn_anomaly.cli.errors import InputError
+from napari_supn_anomaly.errors import InputError
 from napari_supn_anomaly.models import AnomalyModel, builtin_model_names
 from napari_supn_anomaly.supn import ArchConfig, SupnVAE
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from napari_supn_anomaly.cli import evaluate_cmd
-from napari_supn_anomaly.cli.errors import InputError
+from napari_supn_anomaly.errors import InputError
 
 from _tiny_cells import disk_cells, tiny_model
 
@@ -67,7 +67,7 @@ def test_evaluate_is_a_registered_subcommand():
 
 def test_saved_self_supervised_networks_carry_their_calibration(model_file, tmp_path):
     from napari_supn_anomaly.models import load_model
-    from napari_supn_anomaly.scorers import attach_segmenter_file, available_scorers
+    from napari_supn_anomaly.scoring import ScorerNetworks, available_scorers
 
     data = tmp_path / "cells"
     _write_folder(data, n_healthy=12)
@@ -78,5 +78,6 @@ def test_saved_self_supervised_networks_carry_their_calibration(model_file, tmp_
     saved = list(nets.glob("*.safetensors"))
     assert len(saved) == 1
     model = load_model(model_file)
-    assert attach_segmenter_file(model, saved[0], require_calibration=True) == "ssl-fpi"
-    assert "ssl-fpi" in available_scorers(model)
+    networks = ScorerNetworks()
+    assert networks.attach_file(model, saved[0], require_calibration=True) == "ssl-fpi"
+    assert "ssl-fpi" in available_scorers(model, networks)

@@ -7,7 +7,9 @@ import torch
 
 from napari_supn_anomaly.models import AnomalyModel
 from napari_supn_anomaly.supn import ArchConfig
-from napari_supn_anomaly.training import Progress, TrainConfig, TrainingCancelled, fit_anomaly_model
+from napari_supn_anomaly.errors import Cancelled
+from napari_supn_anomaly.progress import Progress
+from napari_supn_anomaly.training import TrainConfig, fit_anomaly_model
 from napari_supn_anomaly.training.finetune import FinetuneSettings, finetune, finetuned_name, mirrored_rule
 from napari_supn_anomaly.training.regions import TrainingCells
 
@@ -122,7 +124,7 @@ def test_cancel_stops_within_a_batch_and_produces_nothing(base_model):
         return len(seen) >= 2
 
     gen = finetune(base_model, cells(12), FinetuneSettings(**dict(SHORT, mean_iters=500)), should_stop=stop)
-    with pytest.raises(TrainingCancelled):
+    with pytest.raises(Cancelled):
         for event in gen:
             if isinstance(event, Progress) and event.stage == "mean":
                 seen.append(event)

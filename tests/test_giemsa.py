@@ -6,7 +6,7 @@ from scipy import ndimage as ndi
 
 from conftest import require_data
 from napari_supn_anomaly.models import builtin_model_names, load_model
-from napari_supn_anomaly.pipeline.cell_crops import equivalent_diameter, find_cell_mask, standardise_crops
+from napari_supn_anomaly.cells import CropGeometry, equivalent_diameter, find_cell_mask, standardise_crops
 from napari_supn_anomaly.supn import ArchConfig
 from napari_supn_anomaly.training import TrainConfig
 from napari_supn_anomaly.training.fit import fit_anomaly_model
@@ -41,9 +41,9 @@ def test_stained_cell_with_pale_centre_and_touching_neighbour_is_the_centred_cel
 def test_odd_sized_rgb_crops_are_centred_and_padded_with_white():
     # cells cut at the edge of the field: crops narrower or shorter than 80 px
     crops = [stained_crop(80, 80, 40, 40, 33), stained_crop(80, 52, 40, 16, 33), stained_crop(41, 80, 8, 40, 33)]
-    out, masks, scale = standardise_crops(crops[:1], [None], 48, 36.0, "brightfield-stained")
+    out, masks, scale = standardise_crops(crops[:1], [None], CropGeometry(48, 36.0, "brightfield-stained"))
     assert scale == pytest.approx(36.0 / 66.0, rel=0.05)
-    out, masks, _ = standardise_crops(crops, [None] * 3, 48, 36.0, "brightfield-stained", scale=scale)
+    out, masks, _ = standardise_crops(crops, [None] * 3, CropGeometry(48, 36.0, "brightfield-stained"), scale=scale)
     assert out.shape == (3, 3, 48, 48) and masks.shape == (3, 48, 48)
     for crop, mask in zip(out, masks):
         ys, xs = np.nonzero(mask)
@@ -70,7 +70,7 @@ def test_tiny_colour_model_end_to_end_on_real_crops():
     assert model.channels == 3 and model.channel_names == ["red", "green", "blue"]
     assert model.net.heads["supn"].n_cross == 3  # same-pixel cross-channel weights
     assert len(model.healthy_scores("supn")) == 10
-    crops, masks, _ = standardise_crops(infected.images[:8], [None] * 8, 16, 12.0, "brightfield-stained",
+    crops, masks, _ = standardise_crops(infected.images[:8], [None] * 8, CropGeometry(16, 12.0, "brightfield-stained"),
                                         scale=model.metadata["training"]["crop_scale"])
     scores = model.score_crops(crops, masks, scorer="supn")
     assert scores.maps.shape == (8, 16, 16) and np.isfinite(scores.scores).all()
@@ -138,8 +138,7 @@ def test_shipped_giemsa_model_ranks_real_infected_cells_above_healthy():
     infected = np.flatnonzero(cells.labels == 1)[:24]
     healthy = np.flatnonzero(cells.labels == 0)[:24]
     cells = cells.subset(np.concatenate([infected, healthy]))
-    crops, masks, _ = standardise_crops(cells.images, cells.masks, model.crop_size, model.cell_diameter_px,
-                                        model.modality, scale=model.metadata["training"]["crop_scale"])
+    crops, masks, _ = standardise_crops(cells.images, cells.masks, model.geometry, scale=model.metadata["training"]["crop_scale"])
     scores = model.score_crops(crops, masks, scorer="supn").scores
     inf, hea = scores[: len(infected)], scores[len(infected):]
     assert np.median(inf) > np.quantile(hea, 0.9)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_supn_anomaly.cli.errors import InputError
+from napari_supn_anomaly.errors import InputError
 from napari_supn_anomaly.io import open_image, with_axes, write_overlay_png, write_result
 from napari_supn_anomaly.pipeline.candidates import cell_table
 from napari_supn_anomaly.pipeline.result import DetectionResult

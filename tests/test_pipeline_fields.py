@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from _tiny_models import tiny_model
-from napari_supn_anomaly.pipeline.fields import (background_fill, cell_centres, cut_crops, iter_score_field,
-                                                 model_scale, paste_maps, rescale_plane)
+from napari_supn_anomaly.cells import (background_fill, cell_centres, cut_crops, field_scale, paste_maps,
+                                       rescale_plane)
+from napari_supn_anomaly.pipeline.fields import iter_score_field
+from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.synthetic import make_field
 
 
@@ -38,8 +40,8 @@ def test_rescaling_keeps_labels_whole():
 def test_field_heatmap_has_the_field_shape_and_is_zero_outside_cells():
     model = tiny_model("fluorescence")
     f = make_field((180, 200), "fluorescence", cell_diameter=2 * model.cell_diameter_px, seed=3)
-    assert model_scale(model, 2 * model.cell_diameter_px) == pytest.approx(0.5)
-    steps = iter_score_field(f.image[None].astype(np.float32), f.cells, model, "supn",
+    assert field_scale(model.geometry, 2 * model.cell_diameter_px) == pytest.approx(0.5)
+    steps = iter_score_field(f.image[None].astype(np.float32), f.cells, resolve(model, "supn"),
                              2 * model.cell_diameter_px, batch_size=4)
     events = []
     while True:
@@ -56,6 +58,6 @@ def test_field_heatmap_has_the_field_shape_and_is_zero_outside_cells():
     assert scores.scale == pytest.approx(0.5)
 
 
-def test_model_scale_refuses_a_bad_diameter():
+def test_field_scale_refuses_a_bad_diameter():
     with pytest.raises(ValueError, match="positive"):
-        model_scale(tiny_model("fluorescence"), 0)
+        field_scale(tiny_model("fluorescence").geometry, 0)

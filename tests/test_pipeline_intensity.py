@@ -6,6 +6,7 @@ import pytest
 
 from _tiny_models import tiny_model
 from napari_supn_anomaly.pipeline.intensity import apply_match, field_range, plan_match
+from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
 from napari_supn_anomaly.supn.normalisation import IntensityStats
 from napari_supn_anomaly.synthetic import make_field
@@ -37,16 +38,16 @@ def test_a_16_bit_field_is_mapped_onto_the_models_range(field):
 
 def test_detection_on_a_16_bit_copy_matches_the_8_bit_field(field):
     model = tiny_model("fluorescence")
-    ref = detect(field.image, "YX", model, settings=DetectSettings(intensity="match"))
-    wide = detect(field.image.astype(np.uint16) * 16 + 300, "YX", model, settings=DetectSettings(intensity="auto"))
+    ref = detect(field.image, "YX", resolve(model), settings=DetectSettings(intensity="match"))
+    wide = detect(field.image.astype(np.uint16) * 16 + 300, "YX", resolve(model), settings=DetectSettings(intensity="auto"))
     assert wide.provenance["intensity_matching"]["applied"]
     assert "mapped onto the model's range" in wide.summary()
     np.testing.assert_allclose(wide.cell_table["score"], ref.cell_table["score"], rtol=1e-3, atol=1e-3)
-    raw = detect(field.image.astype(np.uint16) * 16 + 300, "YX", model, settings=DetectSettings(intensity="off"))
+    raw = detect(field.image.astype(np.uint16) * 16 + 300, "YX", resolve(model), settings=DetectSettings(intensity="off"))
     assert np.abs(raw.cell_table["score"] - ref.cell_table["score"]).max() > 1.0
     assert "mapped" not in raw.summary()
 
 
 def test_an_unknown_mode_is_refused(field):
     with pytest.raises(ValueError, match="intensity matching"):
-        detect(field.image, "YX", tiny_model("fluorescence"), settings=DetectSettings(intensity="maybe"))
+        detect(field.image, "YX", resolve(tiny_model("fluorescence")), settings=DetectSettings(intensity="maybe"))

@@ -6,7 +6,9 @@ import pytest
 
 from _tiny_models import tiny_model
 from napari_supn_anomaly.pipeline import memory
-from napari_supn_anomaly.pipeline.memory import PlaneTooLarge, check_plane_fits, plane_memory_bytes
+from napari_supn_anomaly.errors import PlaneTooLarge
+from napari_supn_anomaly.pipeline.memory import check_plane_fits, plane_memory_bytes
+from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.pipeline.stacks import detect
 
 
@@ -33,4 +35,4 @@ def test_detect_refuses_before_reading_the_data(monkeypatch):
             raise AssertionError("the data was read")
 
     with pytest.raises(ValueError, match="needs about"):
-        detect(Unreadable(), "YX", tiny_model("fluorescence"))
+        detect(Unreadable(), "YX", resolve(tiny_model("fluorescence")))

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_supn_anomaly.pipeline.segmentation import NoCellsFound, segment_cells
-from napari_supn_anomaly.synthetic import MODALITIES, make_field
+from napari_supn_anomaly.cells import MODALITIES, segment_cells
+from napari_supn_anomaly.errors import NoCellsFound
+from napari_supn_anomaly.synthetic import make_field
 
 
 def matched_fraction(found: np.ndarray, truth: np.ndarray, min_iou: float = 0.6) -> float:

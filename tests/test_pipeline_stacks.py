@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from _tiny_models import tiny_model
-from napari_supn_anomaly.pipeline.stacks import (DetectionCancelled, DetectSettings, default_axes, detect,
+from napari_supn_anomaly.errors import Cancelled
+from napari_supn_anomaly.scoring import resolve
+from napari_supn_anomaly.pipeline.stacks import (DetectSettings, default_axes, detect,
                                                  iter_detect, select_channels)
 from napari_supn_anomaly.synthetic import make_field
 
@@ -17,7 +19,7 @@ def fields():
 
 def test_single_field(fields):
     model = tiny_model("fluorescence")
-    result = detect(fields[0].image, "YX", model, settings=DetectSettings(fpr=0.05))
+    result = detect(fields[0].image, "YX", resolve(model), settings=DetectSettings(fpr=0.05))
     assert result.heatmap.shape == result.cells.shape == fields[0].image.shape
     assert not result.is_stack and "plane" not in result.candidate_table.columns
     assert list(result.cell_table.columns) == ["cell_id", "y", "x", "area", "score", "candidate"]
@@ -33,7 +35,7 @@ def test_stack_plane_by_plane_with_given_labels(fields):
     stack = np.stack([f.image for f in fields])
     labels = np.stack([f.cells for f in fields])
     events = []
-    result = detect(stack, "ZYX", model, labels=labels, settings=DetectSettings(threshold=0.0, cell_diameter=30),
+    result = detect(stack, "ZYX", resolve(model), labels=labels, settings=DetectSettings(threshold=0.0, cell_diameter=30),
                     on_progress=events.append)
     assert result.is_stack and result.plane_axes == "Z" and result.heatmap.shape == stack.shape
     np.testing.assert_array_equal(result.cells, labels)
@@ -49,10 +51,10 @@ def test_channels_must_be_chosen_explicitly(fields):
     model = tiny_model("fluorescence")
     two = np.stack([fields[0].image, fields[1].image])
     with pytest.raises(ValueError, match="choose the channel"):
-        detect(two, "CYX", model)
+        detect(two, "CYX", resolve(model))
     with pytest.raises(ValueError, match="channel 5 does not exist"):
-        detect(two, "CYX", model, channel=5)
-    result = detect(two, "CYX", model, channel=1, settings=DetectSettings(cell_diameter=30))
+        detect(two, "CYX", resolve(model), channel=5)
+    result = detect(two, "CYX", resolve(model), channel=1, settings=DetectSettings(cell_diameter=30))
     assert result.heatmap.shape == fields[1].image.shape and result.provenance["channel"] == 1
     # a grey model on an RGB image sees the mean of the colours
     assert select_channels("YXS", (10, 10, 3), model, None) == ("S", None)
@@ -61,22 +63,22 @@ def test_channels_must_be_chosen_explicitly(fields):
 def test_rgb_model_reads_all_three_colours():
     model = tiny_model("brightfield-stained")
     f = make_field((192, 192), "brightfield-stained", cell_diameter=30, infected_fraction=0.5, seed=4)
-    result = detect(f.image, "YXS", model)
+    result = detect(f.image, "YXS", resolve(model))
     assert result.heatmap.shape == (192, 192) and len(result.cell_table) > 5
     with pytest.raises(ValueError, match="needs 3 channels"):
-        detect(f.image[..., 0], "YX", model)
+        detect(f.image[..., 0], "YX", resolve(model))
 
 
 def test_bad_input_is_refused_with_a_reason(fields):
     model = tiny_model("fluorescence")
     with pytest.raises(ValueError, match="constant"):
-        detect(np.zeros((64, 64)), "YX", model)
+        detect(np.zeros((64, 64)), "YX", resolve(model))
     with pytest.raises(ValueError, match="axes"):
-        detect(fields[0].image, "YXZ", model)
+        detect(fields[0].image, "YXZ", resolve(model))
     with pytest.raises(ValueError, match="cell labels"):
-        detect(fields[0].image, "YX", model, labels=np.zeros((10, 10), np.int32))
-    with pytest.raises(ValueError, match="no scorer"):
-        detect(fields[0].image, "YX", model, settings=DetectSettings(scorer="nope"))
+        detect(fields[0].image, "YX", resolve(model), labels=np.zeros((10, 10), np.int32))
+    with pytest.raises(ValueError, match="unknown scorer"):
+        resolve(model, "nope")
 
 
 def test_cancel_between_batches(fields):
@@ -88,14 +90,14 @@ def test_cancel_between_batches(fields):
         asked.append(1)
         return len(asked) > 3
 
-    gen = iter_detect(stack, "TYX", model, settings=DetectSettings(batch_size=2), should_stop=stop)
+    gen = iter_detect(stack, "TYX", resolve(model), settings=DetectSettings(batch_size=2), should_stop=stop)
     seen = []
-    with pytest.raises(DetectionCancelled):
+    with pytest.raises(Cancelled):
         for event in gen:
             seen.append(event)
-    assert seen[-1].plane == 0 and seen[-1].stage == "scoring" and seen[-1].cells_done <= 4
+    assert seen[-1].plane == 0 and seen[-1].stage == "scoring" and seen[-1].done <= 4
     # closing the generator stops it too, without error
-    gen = iter_detect(stack, "TYX", model)
+    gen = iter_detect(stack, "TYX", resolve(model))
     next(gen)
     gen.close()
 

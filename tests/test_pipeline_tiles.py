@@ -6,7 +6,9 @@ import pytest
 
 from _tiny_models import tiny_model
 from napari_supn_anomaly.pipeline import tiles
-from napari_supn_anomaly.pipeline.stacks import DetectionCancelled, DetectSettings, detect, iter_detect, run_to_end
+from napari_supn_anomaly.errors import Cancelled
+from napari_supn_anomaly.scoring import resolve
+from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect, iter_detect, run_to_end
 from napari_supn_anomaly.pipeline.tiles import Tile, cells_of_core, plan_tiles
 from napari_supn_anomaly.synthetic import make_field
 
@@ -42,9 +44,9 @@ def test_a_cell_belongs_to_the_tile_that_holds_its_centre():
 def test_tiled_scores_equal_whole_plane_scores_for_given_cells(field, small_tiles):
     model = tiny_model("fluorescence")
     settings = DetectSettings(cell_diameter=model.cell_diameter_px, fpr=0.1, intensity="off")
-    tiled = detect(field.image, "YX", model, labels=field.cells, settings=settings)
+    tiled = detect(field.image, "YX", resolve(model), labels=field.cells, settings=settings)
     tiles.AUTO_TILE_PIXELS = 10**9
-    whole = detect(field.image, "YX", model, labels=field.cells, settings=settings)
+    whole = detect(field.image, "YX", resolve(model), labels=field.cells, settings=settings)
     assert tiled.cell_table["cell_id"].tolist() == whole.cell_table["cell_id"].tolist()
     # crops reaching past the field's edge are padded with the background of the tile, not of the
     # whole plane, so cells at the edge may differ a little; all others are scored identically
@@ -57,10 +59,10 @@ def test_tiled_scores_equal_whole_plane_scores_for_given_cells(field, small_tile
 def test_tiled_segmentation_finds_the_same_cells(field, small_tiles):
     model = tiny_model("fluorescence")
     events = []
-    tiled = run_to_end(iter_detect(field.image, "YX", model), events.append)
+    tiled = run_to_end(iter_detect(field.image, "YX", resolve(model)), events.append)
     assert any("tile 3 of" in e.message for e in events)
     tiles.AUTO_TILE_PIXELS = 10**9
-    whole = detect(field.image, "YX", model)
+    whole = detect(field.image, "YX", resolve(model))
     assert abs(len(tiled.cell_table) - len(whole.cell_table)) <= 2
     assert tiled.cell_table["cell_id"].is_unique and tiled.cells.max() == len(tiled.cell_table)
     # each cell is one connected piece: nothing was split at a seam
@@ -71,9 +73,9 @@ def test_tiled_segmentation_finds_the_same_cells(field, small_tiles):
 def test_cancel_stops_between_tiles(field, small_tiles):
     model = tiny_model("fluorescence")
     stop = {"now": False}
-    gen = iter_detect(field.image, "YX", model, should_stop=lambda: stop["now"])
+    gen = iter_detect(field.image, "YX", resolve(model), should_stop=lambda: stop["now"])
     seen = 0
-    with pytest.raises(DetectionCancelled):
+    with pytest.raises(Cancelled):
         for event in gen:
             seen += 1
             if "tile 1 of" in event.message:
@@ -84,6 +86,6 @@ def test_cancel_stops_between_tiles(field, small_tiles):
 def test_a_plane_with_an_empty_centre_takes_its_measures_where_there_are_cells(field, small_tiles):
     image = field.image.copy()
     image[100:220, 90:200] = np.median(field.image[field.cells == 0])  # no cells in the middle tiles
-    result = detect(image, "YX", tiny_model("fluorescence"))
+    result = detect(image, "YX", resolve(tiny_model("fluorescence")))
     assert len(result.cell_table) > 10 and result.provenance["tiles"] > 4
     assert 25 < result.provenance["cell_diameter_px"] < 35

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
+from napari_supn_anomaly.cells import guess_modality
 from napari_supn_anomaly.training.regions import (
     TrainingCells, as_channels_first, cells_at_points, cells_from_fields, cells_from_labels, cells_in_regions,
-    check_training_cells, guess_modality, read_regions_csv, rectangle, regions_from_shapes,
+    check_training_cells, read_regions_csv, rectangle, regions_from_shapes,
 )
 
 

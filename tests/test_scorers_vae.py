@@ -4,7 +4,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from napari_supn_anomaly import scorers as R
+from napari_supn_anomaly import scoring as R
+from napari_supn_anomaly.errors import Cancelled, ScorerUnavailable
 from napari_supn_anomaly.supn.vae_scorers import energy_projection, gaussian_blur, projection_energy
 
 from _tiny_cells import S, disk_cells, tiny_model
@@ -18,20 +19,20 @@ def setup():
     blob, bmask = disk_cells(12, seed=3, blob=True)
     clean, cmask = disk_cells(12, seed=4)
     for name in ("combi", "combi-add", "ensemble"):
-        R.calibrate_scorer(name, model, healthy, hmask)
+        R.calibrate(R.resolve(model, name, require_calibration=False), healthy, hmask)
     crops = np.concatenate([clean, blob])
     masks = np.concatenate([cmask, bmask])
     labels = np.r_[np.zeros(12), np.ones(12)]
     return model, crops, masks, labels
 
 
-INSTANT_MODEL_FREE = [n for n, s in R.SCORERS.items() if s.segmenter is None]
+INSTANT_MODEL_FREE = [n for n, s in R.REGISTRY.items() if not s.needs_network]
 
 
 @pytest.mark.parametrize("name", INSTANT_MODEL_FREE)
 def test_each_scorer_gives_finite_maps_of_the_right_shape(setup, name):
     model, crops, masks, _ = setup
-    out = R.score_cells_with(name, model, crops[:5], masks[:5], steps=3)
+    out = R.resolve(model, name, require_calibration=False, steps=3).score(crops[:5], masks[:5])
     assert out.maps.shape == (5, S, S) and out.scores.shape == (5,)
     assert np.isfinite(out.maps).all() and np.isfinite(out.scores).all()
     # a cell's score is the max of its map inside the cell
@@ -41,7 +42,7 @@ def test_each_scorer_gives_finite_maps_of_the_right_shape(setup, name):
 @pytest.mark.parametrize("name", ["recon", "grad-rec", "grad-elbo", "combi", "combi-add", "projection", "ensemble", "l2"])
 def test_reconstruction_type_scorers_rank_a_bright_blob_above_clean_cells(setup, name):
     model, crops, masks, labels = setup
-    out = R.score_cells_with(name, model, crops, masks, steps=10)
+    out = R.resolve(model, name, require_calibration=False, steps=10).score(crops, masks)
     assert roc_auc_score(labels, out.scores) >= 0.9, name
     # and the map peaks near the blob, inside the cell
     blob_maps = out.maps[labels == 1]
@@ -75,8 +76,10 @@ def test_combined_scorers_refuse_to_run_uncalibrated(setup):
     model, crops, masks, _ = setup
     fresh = model.copy()
     fresh.metadata.pop("calibration", None)
-    with pytest.raises(ValueError, match="calibrated on healthy cells"):
-        R.score_cells_with("combi", fresh, crops[:2], masks[:2])
+    with pytest.raises(ScorerUnavailable, match="no scorer 'combi'"):
+        R.resolve(fresh, "combi")
+    with pytest.raises(ScorerUnavailable, match="calibrated on healthy cells"):
+        R.resolve(fresh, "combi", require_calibration=False).score(crops[:2], masks[:2])
 
 
 def test_calibration_enables_thresholds_for_new_scorers(setup):
@@ -89,16 +92,16 @@ def test_calibration_enables_thresholds_for_new_scorers(setup):
 
 def test_registry_states_cost_classes_and_rejects_unknown_names(setup):
     model, crops, masks, _ = setup
-    assert {s.cost for s in R.SCORERS.values()} == {"instant", "slow", "needs training"}
+    assert {s.cost for s in R.REGISTRY.values()} == {"instant", "slow", "needs training"}
     assert R.scorer_info("projection").cost == "slow"
     assert R.scorer_info("ssl-ppii").cost == "needs training"
-    with pytest.raises(ValueError, match="unknown scorer"):
-        R.score_cells_with("nope", model, crops[:2], masks[:2])
-    with pytest.raises(ValueError, match="needs its own network"):
-        R.score_cells_with("ssl-fpi", model, crops[:2], masks[:2])
+    with pytest.raises(ScorerUnavailable, match="unknown scorer"):
+        R.resolve(model, "nope")
+    with pytest.raises(ScorerUnavailable, match="needs its trained network"):
+        R.resolve(model, "ssl-fpi")
 
 
 def test_cancel_between_batches(setup):
     model, crops, masks, _ = setup
-    with pytest.raises(InterruptedError):
-        R.score_cells_with("recon", model, crops, masks, batch_size=4, should_stop=lambda: True)
+    with pytest.raises(Cancelled):
+        R.resolve(model, "recon", require_calibration=False).score(crops, masks, batch_size=4, should_stop=lambda: True)

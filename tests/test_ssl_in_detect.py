@@ -7,10 +7,11 @@ import tifffile
 import torch
 
 from _tiny_models import tiny_model
-from napari_supn_anomaly import scorers as R
+from napari_supn_anomaly import scoring as S
+from napari_supn_anomaly.cells import standardise_crops
 from napari_supn_anomaly.cli import main
-from napari_supn_anomaly.models import ModelFileError, builtin_model_names, load_model
-from napari_supn_anomaly.pipeline.cell_crops import standardise_crops
+from napari_supn_anomaly.errors import ModelFileError, ScorerUnavailable
+from napari_supn_anomaly.models import builtin_model_names, load_model, read_metadata
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
 from napari_supn_anomaly.synthetic import make_field
 
@@ -27,8 +28,7 @@ def field_cell_crops(model, seed: int, infected_fraction: float = 0.0):
         y0, y1, x0, x1 = max(0, ys.min() - 8), ys.max() + 9, max(0, xs.min() - 8), xs.max() + 9
         images.append(field.image[None, y0:y1, x0:x1].astype(np.float32))
         masks.append(field.cells[y0:y1, x0:x1] == i)
-    crops, crop_masks, _ = standardise_crops(images, masks, model.crop_size, model.cell_diameter_px,
-                                             model.modality, scale=model.cell_diameter_px / FIELD_CELL_DIAMETER)
+    crops, crop_masks, _ = standardise_crops(images, masks, model.geometry, scale=model.cell_diameter_px / FIELD_CELL_DIAMETER)
     return crops, crop_masks
 
 
@@ -39,7 +39,7 @@ def trained():
     model = tiny_model("fluorescence").copy()
     train_crops, train_masks = field_cell_crops(model, seed=4)
     cal_crops, cal_masks = field_cell_crops(model, seed=5)
-    events = list(R.train_calibrated_scorer("ssl-ppii", model, train_crops, train_masks, cal_crops, cal_masks,
+    events = list(S.train_calibrated_network("ssl-ppii", model, train_crops, train_masks, cal_crops, cal_masks,
                                             iterations=20, pool_size=24))
     segmenter, calibration = events[-1]
     model.metadata["calibration"].pop("ssl-ppii")  # the bare model: the network and calibration come separately
@@ -49,20 +49,19 @@ def trained():
 @pytest.fixture
 def network_file(trained, tmp_path):
     model, segmenter, calibration = trained
-    return R.save_segmenter(tmp_path / "tiny.ssl-ppii", segmenter, model, calibration)
+    return S.save_network(tmp_path / "tiny.ssl-ppii", segmenter, model, calibration)
 
 
 def test_detection_runs_an_ssl_scorer_with_its_network(trained):
     model, segmenter, calibration = trained
     model = model.copy()
     field = make_field((192, 192), "fluorescence", cell_diameter=FIELD_CELL_DIAMETER, infected_fraction=0.3, seed=3)
-    with pytest.raises(ValueError, match="needs its trained network"):
-        detect(field.image, "YX", model, settings=DetectSettings(scorer="ssl-ppii", fpr=0.05))
-    assert "ssl-ppii" not in R.available_scorers(model)
+    with pytest.raises(ScorerUnavailable, match="needs its trained network"):
+        S.resolve(model, "ssl-ppii")
+    assert "ssl-ppii" not in S.available_scorers(model)
 
     # a network given for the run, with a threshold (no calibration in the model)
-    given = detect(field.image, "YX", model, settings=DetectSettings(scorer="ssl-ppii", threshold=0.5,
-                                                                      segmenter=segmenter))
+    given = detect(field.image, "YX", S.resolve(model, "ssl-ppii", segmenter), settings=DetectSettings(threshold=0.5))
     assert given.provenance["scorer"] == "ssl-ppii"
     assert given.heatmap.shape == field.image.shape
     inside = given.cells > 0
@@ -70,9 +69,11 @@ def test_detection_runs_an_ssl_scorer_with_its_network(trained):
     assert (given.heatmap[~inside] == 0).all()
 
     # attached to the model with its calibration: listed, thresholded by healthy FPR, same maps
-    assert R.attach_segmenter(model, segmenter, calibration) == "ssl-ppii"
-    assert "ssl-ppii" in R.available_scorers(model)
-    attached = detect(field.image, "YX", model, settings=DetectSettings(scorer="ssl-ppii", fpr=0.05))
+    networks = S.ScorerNetworks()
+    assert networks.attach(model, segmenter, calibration) == "ssl-ppii"
+    assert "ssl-ppii" in S.available_scorers(model, networks)
+    scorer = S.resolve(model, "ssl-ppii", networks.get(model, "ssl-ppii"))
+    attached = detect(field.image, "YX", scorer, settings=DetectSettings(fpr=0.05))
     np.testing.assert_allclose(attached.heatmap, given.heatmap, atol=1e-6)
     assert attached.provenance["threshold"] == pytest.approx(model.threshold_for_fpr(0.05, "ssl-ppii"))
     assert attached.provenance["target_fpr"] == 0.05
@@ -80,43 +81,44 @@ def test_detection_runs_an_ssl_scorer_with_its_network(trained):
 
 def test_a_network_for_another_scorer_is_refused(trained):
     model, segmenter, _ = trained
-    field = make_field((128, 128), "fluorescence", cell_diameter=FIELD_CELL_DIAMETER, seed=3)
-    with pytest.raises(ValueError, match="trained for 'ssl-ppii', not 'ssl-fpi'"):
-        detect(field.image, "YX", model, settings=DetectSettings(scorer="ssl-fpi", threshold=0.5, segmenter=segmenter))
+    with pytest.raises(ScorerUnavailable, match="trained for 'ssl-ppii', not 'ssl-fpi'"):
+        S.resolve(model, "ssl-fpi", segmenter)
 
 
 def test_network_file_round_trip_and_clear_errors(trained, network_file, tmp_path):
     model, segmenter, calibration = trained
     fresh = model.copy()
-    assert R.attach_segmenter_file(fresh, network_file, require_calibration=True) == "ssl-ppii"
-    assert fresh.metadata["calibration"]["ssl-ppii"]["healthy_scores"] == calibration["healthy_scores"]
-    assert "ssl-ppii" in R.available_scorers(fresh)
+    networks = S.ScorerNetworks()
+    assert networks.attach_file(fresh, network_file, require_calibration=True) == "ssl-ppii"
+    assert fresh.metadata["calibration"]["ssl-ppii"]["healthy_scores"] == calibration.healthy_scores
+    assert "ssl-ppii" in S.available_scorers(fresh, networks)
+    assert networks.source(fresh, "ssl-ppii") == network_file.name
 
     # made for another model (other crop size and intensities)
     with pytest.raises(ModelFileError, match="does not fit the model 'fluorescence-rbc'"):
-        R.attach_segmenter_file(load_model("fluorescence-rbc"), network_file)
+        networks.attach_file(load_model("fluorescence-rbc"), network_file)
     # an anomaly model is not a network; junk is not a network; a cut file is damaged; a missing one is missing
     with pytest.raises(ModelFileError, match="anomaly model, not a self-supervised scorer network"):
-        R.load_segmenter(model.save(tmp_path / "model"), model)
+        S.load_network(model.save(tmp_path / "model"), model)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a network at all" * 10)
     with pytest.raises(ModelFileError, match="not a napari-supn-anomaly model file"):
-        R.load_segmenter(junk, model)
+        S.load_network(junk, model)
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(network_file.read_bytes()[:-5000])
     with pytest.raises(ModelFileError, match="damaged"):
-        R.load_segmenter(cut, model)
+        S.load_network(cut, model)
     with pytest.raises(ModelFileError, match="not found"):
-        R.load_segmenter(tmp_path / "nothing.safetensors", model)
+        S.load_network(tmp_path / "nothing.safetensors", model)
 
     # without a calibration: attached, but the stale entry of the model is dropped and the widget path refuses
-    bare = R.save_segmenter(tmp_path / "bare", segmenter, model)
+    bare = S.save_network(tmp_path / "bare", segmenter, model)
     stale = model.copy()
-    R.attach_segmenter(stale, segmenter, calibration)
+    networks.attach(stale, segmenter, calibration)
     with pytest.raises(ModelFileError, match="no healthy calibration"):
-        R.attach_segmenter_file(stale.copy(), bare, require_calibration=True)
-    R.attach_segmenter_file(stale, bare)
-    assert "ssl-ppii" not in stale.metadata["calibration"] and "ssl-ppii" not in R.available_scorers(stale)
+        networks.attach_file(stale.copy(), bare, require_calibration=True)
+    networks.attach_file(stale, bare)
+    assert "ssl-ppii" not in stale.metadata["calibration"] and "ssl-ppii" not in S.available_scorers(stale, networks)
 
 
 def test_detect_command_with_a_segmenter_file(trained, network_file, tmp_path, capsys):
@@ -152,7 +154,7 @@ def test_train_scorer_command_makes_a_calibrated_network_for_score_cells(tmp_pat
     code = main(["train-scorer", "--model", str(model_file), "--scorer", "ssl-fpi", "--images", str(folder),
                  "--out", str(net), "--iterations", "10", "--pool", "16", "--holdout", "0.25"])
     assert code == 0, capsys.readouterr().err
-    assert R.read_metadata(net)["calibration"]["n_cells"] >= 2
+    assert read_metadata(net)["calibration"]["n_cells"] >= 2
     out = tmp_path / "scores.csv"
     code = main(["score-cells", "--model", str(model_file), "--images", str(folder), "--out", str(out),
                  "--scorer", "ssl-fpi", "--segmenter", str(net)])
@@ -166,28 +168,28 @@ def test_train_scorer_command_makes_a_calibrated_network_for_score_cells(tmp_pat
 def test_builtin_fluorescence_model_ships_a_calibrated_ssl_ppii_network():
     assert all("." not in n for n in builtin_model_names())  # shipped networks are not listed as models
     model = load_model("fluorescence-rbc")
-    path = R.shipped_segmenter_path(model, "ssl-ppii")
+    path = S.shipped_network_path(model, "ssl-ppii")
     assert path is not None and path.stat().st_size < 2_000_000
-    assert "ssl-ppii" in R.available_scorers(model)
+    assert "ssl-ppii" in S.available_scorers(model)
     assert model.threshold_for_fpr(0.01, "ssl-ppii") > 0
-    segmenter = R.network_for_run(model, "ssl-ppii")
-    assert R.segmenter_scorer(segmenter) == "ssl-ppii"
-    assert R.segmenter_for(model, "ssl-ppii") is segmenter  # loaded once
+    segmenter = S.resolve(model, "ssl-ppii").network
+    assert S.network_scorer(segmenter) == "ssl-ppii"
+    assert S.resolve(load_model("fluorescence-rbc"), "ssl-ppii").network is segmenter  # loaded once
     # a copy (e.g. a fine-tuned model under another name) has no network unless one is attached
     other = model.copy()
     other.metadata["name"] = "fluorescence-rbc-finetuned"
-    assert "ssl-ppii" not in R.available_scorers(other)
+    assert "ssl-ppii" not in S.available_scorers(other)
 
 
 def test_builtin_giemsa_model_offers_its_calibrated_instant_scorers_and_ssl_ppii():
     model = load_model("giemsa-rbc")
-    usable = R.available_scorers(model)
+    usable = S.available_scorers(model)
     assert {"recon", "grad-kl", "grad-rec", "grad-elbo", "combi", "combi-add", "ensemble"} <= set(usable)
     held_back = model.metadata["training"]["n_held_back"]
     for name in ("recon", "combi", "ensemble"):
         assert model.metadata["calibration"][name]["n_cells"] == held_back
         assert np.isfinite(model.threshold_for_fpr(0.01, name))
-    shipped = [n for n in R.SCORERS if R.SCORERS[n].segmenter is not None and R.has_segmenter(model, n)]
+    shipped = [n for n in S.network_scorer_names() if S.shipped_network_path(model, n) is not None]
     assert shipped == ["ssl-ppii"] and "ssl-ppii" in usable
     assert model.metadata["calibration"]["ssl-ppii"]["n_cells"] == held_back
-    assert R.network_for_run(model, "ssl-ppii").config.generator == "ppii"
+    assert S.resolve(model, "ssl-ppii").network.config.generator == "ppii"

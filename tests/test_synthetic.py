@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_supn_anomaly.synthetic import MODALITIES, healthy_cell_crops, make_field, match_parasites
+from napari_supn_anomaly.cells import MODALITIES
+from napari_supn_anomaly.synthetic import healthy_cell_crops, make_field, match_parasites
 
 
 @pytest.mark.parametrize("modality", MODALITIES)

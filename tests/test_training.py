@@ -5,7 +5,9 @@ import torch
 
 from napari_supn_anomaly.models import AnomalyModel
 from napari_supn_anomaly.supn import ArchConfig
-from napari_supn_anomaly.training import (Progress, TrainConfig, TrainingCancelled, TrainingCollapsed, run_to_end,
+from napari_supn_anomaly.errors import Cancelled
+from napari_supn_anomaly.progress import Progress
+from napari_supn_anomaly.training import (TrainConfig, TrainingCollapsed, run_to_end,
                                           train_supn_vae)
 from napari_supn_anomaly.training.fit import fit_anomaly_model
 
@@ -63,7 +65,7 @@ def test_should_stop_cancels():
         calls.append(1)
         return len(calls) > 5
 
-    with pytest.raises(TrainingCancelled):
+    with pytest.raises(Cancelled):
         run_to_end(train_supn_vae(x, w, TINY, quick(), should_stop=stop))
     assert len(calls) == 6
 
@@ -142,7 +144,7 @@ def test_fit_refuses_too_few_cells_and_mixed_channels():
 def test_held_back_cells_stop_a_stage_early_and_keep_its_best_weights():
     import numpy as np
     from napari_supn_anomaly.supn import ArchConfig
-    from napari_supn_anomaly.training import Progress, TrainConfig, train_supn_vae
+    from napari_supn_anomaly.training import TrainConfig, train_supn_vae
 
     rng = np.random.default_rng(0)
     x = rng.normal(0, 0.3, (24, 1, 16, 16)).astype(np.float32)
@@ -155,4 +157,4 @@ def test_held_back_cells_stop_a_stage_early_and_keep_its_best_weights():
     checks = [e for e in events if isinstance(e, Progress) and e.held_back_loss is not None]
     assert checks, "the held-back loss was never measured"
     assert any("stopped improving" in e.message for e in checks)
-    assert checks[-1].iteration < 400
+    assert checks[-1].done < 400

@@ -13,7 +13,7 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from .cli.errors import InputError
+from .errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli.errors import InputError
+from .errors import InputError
 
 KNOWN_AXES = "TCZYXS"
 

@@ -28,7 +28,9 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import measure
 
-MODALITIES = ("fluorescence", "brightfield", "brightfield-stained")
+from .cells import check_modality
+from .supn import ArchConfig
+from .training import TrainConfig, fit_anomaly_model, run_to_end
 
 
 @dataclass
@@ -87,8 +89,7 @@ def make_field(shape=(512, 512), modality: str = "fluorescence", cell_diameter: 
                n_cells: int | None = None, infected_fraction: float = 0.15, touching: float = 0.15,
                seed: int = 0) -> SyntheticField:
     """One synthetic field of view. ``n_cells`` defaults to about 30% coverage of the field."""
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+    check_modality(modality)
     rng = np.random.default_rng(seed)
     h, w = shape
     if n_cells is None:
@@ -314,9 +315,6 @@ def train_synthetic_model(modality: str = "fluorescence", *, n_cells: int = 300,
 
     For tests, demos without the built-in models, and checking the pipeline end to end.
     """
-    from .supn import ArchConfig
-    from .training import TrainConfig, fit_anomaly_model, run_to_end
-
     channels = 3 if modality == "brightfield-stained" else 1
     images, masks = healthy_cell_crops(modality, n_cells, seed=seed)
     arch = ArchConfig(crop_size=crop_size, channels=channels, latent_dim=latent_dim, widths=tuple(widths),

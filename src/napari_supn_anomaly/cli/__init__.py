@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import UsageError
+from ..errors import USER_ERRORS
 
 # sub-command name -> module inside this package
 COMMANDS = {
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("supn-anomaly: cancelled", file=sys.stderr)
         return 130
-    except UsageError as exc:
+    except USER_ERRORS as exc:
         print(f"supn-anomaly {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

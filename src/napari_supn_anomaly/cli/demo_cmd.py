@@ -9,9 +9,10 @@ from ..models import builtin_model_names, load_model, read_metadata
 from ..models.builtin import builtin_model_path
 from ..pipeline.stacks import DetectSettings, iter_detect, run_to_end
 from ..sample_data import SAMPLES, load_sample
+from ..scoring import resolve
 from ..supn.devices import DEVICE_CHOICES
 from ..synthetic import match_parasites
-from .errors import InputError
+from ..errors import InputError
 
 
 # The demo screens: it flags more healthy cells than the widget's default so few parasites are missed.
@@ -49,11 +50,9 @@ def run(args) -> int:
     if model.modality != sample.modality:
         print(f"note: the model {model.name!r} is a {model.modality} model and the sample is {sample.modality}",
               file=sys.stderr)
-    settings = DetectSettings(fpr=args.fpr, device=args.device,
-                              scorer=model.metadata.get("default_scorer") if model.metadata.get(
-                                  "default_scorer") in model.scorers else None)
+    settings = DetectSettings(fpr=args.fpr, device=args.device)
     print(f"sample: {sample.path.name} ({sample.n_planes} plane(s)); model: {model.name}", file=sys.stderr)
-    result = run_to_end(iter_detect(sample.image, sample.axes, model, settings=settings,
+    result = run_to_end(iter_detect(sample.image, sample.axes, resolve(model), settings=settings,
                                     source={"input": sample.path.name}),
                         lambda e: print(f"  {e.message}", file=sys.stderr) if e.stage == "plane done" else None)
     out = Path(args.out)

@@ -8,10 +8,11 @@ import numpy as np
 
 from ..io import open_image, with_axes, write_result
 from ..models import load_model
+from ..scoring import Scorer, ScorerNetworks, resolve
 from ..pipeline.intensity import MODES as INTENSITY_MODES
 from ..pipeline.stacks import DEFAULT_FPR, DetectSettings, iter_detect, run_to_end
 from ..supn.devices import DEVICE_CHOICES
-from .errors import InputError
+from ..errors import InputError
 
 
 def add_parser(sub, name):
@@ -75,23 +76,16 @@ def read_labels(path: str) -> np.ndarray:
     return labels
 
 
-def resolve_scorer(model, scorer: str | None, segmenter_file: str | None = None) -> str:
-    """The scorer to run; ``segmenter_file`` is attached to the model first (its scorer is the default)."""
-    from ..scorers import attach_segmenter_file, network_for_run
-
-    if segmenter_file:
-        attached = attach_segmenter_file(model, segmenter_file)
-        if scorer is not None and scorer != attached:
-            raise InputError(f"{Path(segmenter_file).name} is the network of {attached!r}, not of {scorer!r}")
-        scorer = attached
-    if scorer is None:
-        return model.metadata.get("default_scorer", model.scorers[0]) if model.metadata.get(
-            "default_scorer") in model.scorers else model.scorers[0]
-    try:
-        network_for_run(model, scorer)
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
-    return scorer
+def resolve_scorer(model, name: str | None, network_file: str | None = None) -> Scorer:
+    """The scorer to run; ``network_file`` is attached to the model first (its scorer is the default)."""
+    network = None
+    if network_file:
+        networks = ScorerNetworks()
+        attached = networks.attach_file(model, network_file)
+        if name is not None and name != attached:
+            raise InputError(f"{Path(network_file).name} is the network of {attached!r}, not of {name!r}")
+        name, network = attached, networks.get(model, attached)
+    return resolve(model, name, network)
 
 
 def validate(args) -> None:
@@ -113,8 +107,8 @@ def validate(args) -> None:
 def run(args) -> int:
     validate(args)
     model = load_model(args.model)
-    settings = DetectSettings(scorer=resolve_scorer(model, args.scorer, args.segmenter), fpr=args.fpr,
-                              threshold=args.threshold,
+    scorer = resolve_scorer(model, args.scorer, args.segmenter)
+    settings = DetectSettings(fpr=args.fpr, threshold=args.threshold,
                               cell_diameter=args.cell_diameter, batch_size=args.batch_size, device=args.device,
                               min_area=args.min_area, intensity=args.intensity)
     labels = read_labels(args.cells) if args.cells else None
@@ -129,7 +123,7 @@ def run(args) -> int:
             if not _quiet and event.stage == "plane done":
                 print(f"  {event.message}", file=sys.stderr)
 
-        events = iter_detect(image.data, image.axes, model, channel=args.channel, labels=labels,
+        events = iter_detect(image.data, image.axes, scorer, channel=args.channel, labels=labels,
                              settings=settings, source={"input": str(path), "input_axes": image.axes})
         try:
             result = run_to_end(events, report)

@@ -5,8 +5,10 @@ import os
 import re
 from pathlib import Path
 
+from ..errors import InputError
 from ..models import load_model
-from .errors import InputError
+from ..scoring import save_network, scorer_names
+from ..supn.devices import DEVICE_CHOICES
 
 DEFAULT_SCORERS = "supn,diag,l2,recon,grad-kl,grad-elbo,combi,combi-add,ensemble"
 
@@ -33,12 +35,11 @@ def add_parser(sub, name):
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--max-healthy", type=int, default=300, help="giemsa: healthy test cells drawn (seeded)")
     p.add_argument("--save-segmenters", default=None, help="folder to save trained self-supervised networks in")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES, help="where the models run (default cpu)")
     return p
 
 
 def _names(text: str) -> list[str]:
-    from ..scorers import scorer_names
     names = scorer_names() if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in scorer_names()]
     if unknown or not names:
@@ -89,8 +90,6 @@ def build_eval_data(model, args):
 def run(args) -> int:
     from ..evaluation.harness import evaluate_scorers, markdown_table, write_csv
     from ..evaluation.roc import plot_roc
-    from ..scorers import save_segmenter
-
     names = _names(args.scorers)
     if args.ssl_iterations < 1 or args.bootstrap < 1:
         raise InputError("--ssl-iterations and --bootstrap must be positive")
@@ -110,7 +109,7 @@ def run(args) -> int:
         plot_roc(result.labels[set_name], scores, out / f"roc_{slug}.png", f"{set_name} ({model.name})")
     if args.save_segmenters:
         for name, seg in segmenters.items():
-            save_segmenter(Path(args.save_segmenters) / f"{model.name}-{name}", seg, model, calibrations.get(name))
+            save_network(Path(args.save_segmenters) / f"{model.name}-{name}", seg, model, calibrations.get(name))
     print(markdown_table(result.rows), end="")
     print(f"wrote {out / 'results.csv'}, {out / 'results.md'} and ROC curves to {out}")
     return 0

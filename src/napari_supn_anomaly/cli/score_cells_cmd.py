@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cells import equivalent_diameter, standardise_crops
 from ..crop_folders import match_channels, read_crop_folder
+from ..errors import InputError
 from ..models import load_model
-from ..pipeline.cell_crops import equivalent_diameter, standardise_crops
-from ..scorers import scorer_names
-from ..supn.networks import LIKELIHOODS
-from .errors import InputError
+from ..scoring import Scorer, ScorerNetworks, calibrate, resolve, scorer_info, scorer_names
+from ..supn.devices import DEVICE_CHOICES
 from .progress import ProgressLine
 
 COLUMNS = ("file", "score", "healthy_fpr", "candidate", "mask", "cell_diameter_px")
@@ -32,7 +32,7 @@ def add_parser(sub, name):
     p.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
     p.add_argument("--scorer", default="supn", choices=scorer_names(), metavar="NAME",
                    help="supn: learned sparse precision (default); diag, l2: the paper's baselines; or one of "
-                        "the seed papers' scorers: " + ", ".join(n for n in scorer_names() if n not in LIKELIHOODS))
+                        "the seed papers' scorers: " + ", ".join(n for n in scorer_names() if not scorer_info(n).likelihood))
     p.add_argument("--healthy", metavar="DIR",
                    help="folder of healthy single-cell crops, to calibrate a scorer the model has no healthy "
                         "calibration for (needed by the seed papers' scorers)")
@@ -44,7 +44,7 @@ def add_parser(sub, name):
                    help="a cell is a candidate when at most this fraction of healthy cells scores as high (default 0.01)")
     p.add_argument("--cell-diameter", type=float, metavar="PX",
                    help="typical cell diameter in the crops, in pixels (default: measured from the cells)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     return p
 
@@ -62,31 +62,44 @@ def run(args) -> int:
     if not out.parent.exists():
         raise InputError(f"the folder for --out does not exist: {out.parent}")
     model = load_model(args.model)
-    if args.scorer not in LIKELIHOODS:
-        return _run_registry_scorer(args, model, out)
-    if args.scorer not in model.scorers:
-        raise InputError(f"model {model.name!r} has no scorer {args.scorer!r} (it has {', '.join(model.scorers)})")
+    scorer = _resolve(model, args.scorer, args.segmenter)
     scale = None if args.cell_diameter is None else model.cell_diameter_px / args.cell_diameter
-    folder, crops, masks, scale = _read_standardised(model, args.images, args.masks, scale, "reading crops")
+    folder, crops, masks, scale = read_standardised(model, args.images, args.masks, scale, "reading crops")
     model.to(args.device)
-    report = ProgressLine(f"scoring with {model.name} ({args.scorer})")
-    scores = np.zeros(len(crops), np.float64)
-    for start, part in model.iter_score_batches(crops, masks, args.scorer, args.batch_size):
-        scores[start:start + len(part.scores)] = part.scores
-        report(start + len(part.scores), len(crops))
-    return _write_scores(args, model, out, folder, masks, scores, scale)
+    if not scorer.calibrated and not scorer.info.likelihood:
+        if not args.healthy:
+            raise InputError(f"model {model.name!r} has no healthy calibration for scorer {scorer.name!r}; "
+                             f"give --healthy DIR with healthy single-cell crops")
+        _, h_crops, h_masks, _ = read_standardised(model, args.healthy, None, scale, "reading healthy crops")
+        calibrate(scorer, h_crops, h_masks, batch_size=args.batch_size)
+    result = scorer.score(crops, masks, batch_size=args.batch_size,
+                          on_progress=ProgressLine(f"scoring with {model.name} ({scorer.name})"))
+    return _write_scores(args, scorer, out, folder, masks, result.scores.astype(np.float64), scale)
 
 
-def _write_scores(args, model, out, folder, masks, scores, scale) -> int:
+def _resolve(model, name: str, network_file: str | None) -> Scorer:
+    """The scorer asked for, uncalibrated if need be (--healthy calibrates it); a network file attached first."""
+    if not network_file:
+        return resolve(model, name, require_calibration=False)
+    if not scorer_info(name).needs_network:
+        raise InputError(f"scorer {name!r} has no network of its own; leave out --segmenter")
+    networks = ScorerNetworks()
+    attached = networks.attach_file(model, network_file)  # its own calibration (if any) replaces the model's
+    if attached != name:
+        raise InputError(f"{Path(network_file).name} is the network of {attached!r}, not of {name!r}")
+    return resolve(model, name, networks.get(model, name), require_calibration=False)
+
+
+def _write_scores(args, scorer: Scorer, out, folder, masks, scores, scale) -> int:
     """One CSV row per crop, written under a temporary name first; a summary line on stderr."""
     found = masks.reshape(len(masks), -1).any(1)
-    threshold = model.threshold_for_fpr(args.fpr, args.scorer)
+    threshold = scorer.threshold_for_fpr(args.fpr)
     tmp = out.with_name(out.name + ".partial")
     with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         for i, name in enumerate(folder.names):
-            fpr = model.healthy_fpr(scores[i], args.scorer)
+            fpr = scorer.healthy_fpr(scores[i])
             mask_source = "given" if folder.masks[i] is not None else ("found" if found[i] else "none")
             writer.writerow([name, f"{scores[i]:.6g}", f"{fpr:.4g}", int(scores[i] > threshold), mask_source,
                              f"{equivalent_diameter(masks[i]) / scale:.1f}" if found[i] else ""])
@@ -100,43 +113,12 @@ def _write_scores(args, model, out, folder, masks, scores, scale) -> int:
     return 0
 
 
-def _read_standardised(model, images_dir, masks_dir, scale, label):
+def read_standardised(model, images_dir, masks_dir, scale, label):
+    """(folder, crops, masks, scale) of a folder of single-cell crops, cut at the model's scale."""
     folder = read_crop_folder(images_dir, masks_dir, progress=ProgressLine(label))
     images = match_channels(folder.images, model.channels, model.channel_names, model.name)
     try:
-        crops, masks, scale = standardise_crops(images, folder.masks, model.crop_size, model.cell_diameter_px,
-                                                model.modality, scale=scale)
+        crops, masks, scale = standardise_crops(images, folder.masks, model.geometry, scale=scale)
     except ValueError as exc:
         raise InputError(f"{exc}; give --masks or --cell-diameter") from exc
     return folder, crops, masks, scale
-
-
-def _run_registry_scorer(args, model, out) -> int:
-    """The seed papers' scorers (scorers.py): calibrated on --healthy cells when the model has no calibration."""
-    from ..scorers import attach_segmenter_file, calibrate_scorer, score_cells_with, scorer_info, segmenter_for
-
-    info = scorer_info(args.scorer)
-    segmenter = None
-    if args.segmenter and info.segmenter is None:
-        raise InputError(f"scorer {args.scorer!r} has no network of its own; leave out --segmenter")
-    if info.segmenter is not None:
-        if args.segmenter:  # its own calibration (if it carries one) replaces the model's
-            attached = attach_segmenter_file(model, args.segmenter)
-            if attached != args.scorer:
-                raise InputError(f"{Path(args.segmenter).name} is the network of {attached!r}, not of {args.scorer!r}")
-        segmenter = segmenter_for(model, args.scorer)
-        if segmenter is None:
-            raise InputError(f"scorer {args.scorer!r} needs its trained network and none ships with {model.name!r}: "
-                             f"give --segmenter FILE (made by 'supn-anomaly train-scorer --scorer {args.scorer}')")
-    scale = None if args.cell_diameter is None else model.cell_diameter_px / args.cell_diameter
-    folder, crops, masks, scale = _read_standardised(model, args.images, args.masks, scale, "reading crops")
-    model.to(args.device)
-    if args.scorer not in model.metadata.get("calibration", {}):
-        if not args.healthy:
-            raise InputError(f"model {model.name!r} has no healthy calibration for scorer {args.scorer!r}; "
-                             f"give --healthy DIR with healthy single-cell crops")
-        _, h_crops, h_masks, _ = _read_standardised(model, args.healthy, None, scale, "reading healthy crops")
-        calibrate_scorer(args.scorer, model, h_crops, h_masks, segmenter=segmenter, batch_size=args.batch_size)
-    result = score_cells_with(args.scorer, model, crops, masks, segmenter=segmenter, batch_size=args.batch_size,
-                              on_progress=ProgressLine(f"scoring with {model.name} ({args.scorer})"))
-    return _write_scores(args, model, out, folder, masks, result.scores.astype(np.float64), scale)

@@ -9,18 +9,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from ..errors import InputError
 from ..models import load_model
 from ..models.model_file import MODEL_SUFFIX
-from .errors import InputError
+from ..progress import Progress
+from ..scoring import network_scorer_names, save_network, train_calibrated_network
+from ..supn.devices import DEVICE_CHOICES, resolve_device
+from ..training.fit import split_holdout
 from .progress import ProgressLine
-
-
-def _ssl_names() -> list[str]:
-    from ..scorers import SCORERS
-
-    return [n for n, info in SCORERS.items() if info.segmenter is not None]
+from .score_cells_cmd import read_standardised
 
 
 def add_parser(sub, name):
@@ -29,7 +26,7 @@ def add_parser(sub, name):
                                    "single-cell crops (with synthetic anomalies), calibrate it on a held-back "
                                    "share of them and save it for use with that model.")
     p.add_argument("--model", required=True, help="the model the network will score with (built-in name or file)")
-    p.add_argument("--scorer", default="ssl-ppii", choices=_ssl_names(), help="which scorer (default ssl-ppii)")
+    p.add_argument("--scorer", default="ssl-ppii", choices=network_scorer_names(), help="which scorer (default ssl-ppii)")
     p.add_argument("--images", required=True, metavar="DIR", help="folder of single-cell crops of healthy cells")
     p.add_argument("--masks", metavar="DIR", help="folder of cell masks matched by file name")
     p.add_argument("--out", required=True, metavar="FILE", help=f"network file to write ({MODEL_SUFFIX} is added)")
@@ -40,16 +37,11 @@ def add_parser(sub, name):
     p.add_argument("--iterations", type=int, default=400, metavar="N", help="training steps (default 400)")
     p.add_argument("--pool", type=int, default=512, metavar="N", help="synthetic training samples (default 512)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES)
     return p
 
 
 def run(args) -> int:
-    from ..scorers import save_segmenter, train_calibrated_scorer
-    from ..supn.devices import resolve_device
-    from ..training.fit import split_holdout
-    from .score_cells_cmd import _read_standardised
-
     if not 0.0 < args.holdout < 1.0:
         raise InputError("--holdout must lie between 0 and 1, e.g. 0.1")
     if args.iterations < 1 or args.pool < 2:
@@ -61,7 +53,7 @@ def run(args) -> int:
         raise InputError(f"--out {out} is a folder; give a file name")
     model = load_model(args.model)
     scale = None if args.cell_diameter is None else model.cell_diameter_px / args.cell_diameter
-    _, crops, masks, _ = _read_standardised(model, args.images, args.masks, scale, "reading healthy crops")
+    _, crops, masks, _ = read_standardised(model, args.images, args.masks, scale, "reading healthy crops")
     found = masks.reshape(len(masks), -1).any(1)
     crops, masks = crops[found], masks[found]
     train, hold = split_holdout(len(crops), args.holdout, args.seed)
@@ -69,15 +61,14 @@ def run(args) -> int:
         raise InputError(f"{len(crops)} cells were found; at least 4 healthy cells are needed (2 to train, "
                          f"2 to calibrate), and a few hundred give a useful network")
     report = ProgressLine(f"{args.scorer} on {len(train)} cells")
-    for event in train_calibrated_scorer(args.scorer, model, crops[train], masks[train], crops[hold], masks[hold],
-                                         iterations=args.iterations, pool_size=args.pool, seed=args.seed,
-                                         device=resolve_device(args.device)):
-        if isinstance(event[0], str):
-            stage, step, total, loss = event
-            report(step, total, stage + ("" if np.isnan(loss) else f" loss {loss:.4f}"))
+    for event in train_calibrated_network(args.scorer, model, crops[train], masks[train], crops[hold], masks[hold],
+                                          iterations=args.iterations, pool_size=args.pool, seed=args.seed,
+                                          device=resolve_device(args.device)):
+        if isinstance(event, Progress):
+            report(event.done, event.total, event.stage + ("" if event.loss is None else f" loss {event.loss:.4f}"))
         else:
-            segmenter, calibration = event
-    path = save_segmenter(out, segmenter, model, calibration)
-    print(f"{args.scorer}: trained on {len(train)} cells in {segmenter.seconds:.0f} s, calibrated on "
-          f"{calibration['n_cells']}; wrote {path}", file=sys.stderr)
+            network, calibration = event
+    path = save_network(out, network, model, calibration)
+    print(f"{args.scorer}: trained on {len(train)} cells in {network.seconds:.0f} s, calibrated on "
+          f"{calibration.n_cells}; wrote {path}", file=sys.stderr)
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models import AnomalyModel
-from ..pipeline.cell_crops import find_cell_mask, standardise_crops
+from ..cells import find_cell_mask, standardise_crops
 from . import handmade
 from .datasets import CellSet, load_fl_cells, load_giemsa_cells, load_remoscope_fields, read_image
 from .perturbations import add_ellipses, transplant_parasites, with_clean_cells
@@ -41,14 +41,13 @@ class EvalData:
     notes: list[str] = field(default_factory=list)
 
 
-def model_scale(model: AnomalyModel) -> float | None:
+def training_crop_scale(model: AnomalyModel) -> float | None:
     return model.metadata.get("training", {}).get("crop_scale")
 
 
 def standardise_for(model: AnomalyModel, cells: CellSet, scale: float | None = None):
     """(crops, masks) of a CellSet at the model's crop size and cell scale; empty cells dropped."""
-    crops, masks, _ = standardise_crops(cells.images, cells.masks, model.crop_size, model.cell_diameter_px,
-                                        model.modality, scale=scale)
+    crops, masks, _ = standardise_crops(cells.images, cells.masks, model.geometry, scale=scale)
     if crops.shape[1] != model.channels:
         raise ValueError(f"the model {model.name!r} expects {model.channels} channel(s), the cells have {crops.shape[1]}")
     return crops, masks
@@ -85,7 +84,7 @@ def fl_eval_data(model: AnomalyModel, data_root: Path, n_calibration: int = 100,
     """supn_fl_cells/validation (50 healthy, 50 infected); healthy_train cells for calibration/training."""
     val = load_fl_cells(data_root, "validation")
     train = load_fl_cells(data_root, "train")
-    scale = model_scale(model)
+    scale = training_crop_scale(model)
     crops, masks = standardise_for(model, val, scale)
     cal_idx, tr_idx = _split(len(train), (n_calibration, n_training), seed)
     cal = standardise_for(model, train.subset(cal_idx), scale)
@@ -106,7 +105,7 @@ def giemsa_eval_data(model: AnomalyModel, data_root: Path, test_fields: list[str
     test = load_giemsa_cells(data_root, fields=test_fields, max_healthy=max_healthy_test, seed=seed)
     pool = load_giemsa_cells(data_root, fields=train_fields, infected=False, max_healthy=n_calibration + n_training,
                              seed=seed)
-    scale = model_scale(model)
+    scale = training_crop_scale(model)
     crops, masks = standardise_for(model, test, scale)
     pool_crops, pool_masks = standardise_for(model, pool, scale)
     cal_idx, tr_idx = _split(len(pool_crops), (n_calibration, n_training), seed)
@@ -155,7 +154,7 @@ def remoscope_eval_data(model: AnomalyModel, data_root: Path, test_fields: list[
                         perturbations: bool = True, seed: int = 0) -> EvalData:
     test, exact = remoscope_box_cells(data_root, test_fields)
     train, _ = remoscope_box_cells(data_root, train_fields, classes=("healthy",))
-    scale = model_scale(model)
+    scale = training_crop_scale(model)
     crops, masks = standardise_for(model, test, scale)
     tr_crops, tr_masks = standardise_for(model, train, scale)
     hand = handmade.bright_spots_in_box(exact)
@@ -197,10 +196,10 @@ def folder_eval_data(model: AnomalyModel, folder: Path, seed: int = 0) -> EvalDa
     healthy, infected = _folder_cells(folder / "healthy", 0, rgb), _folder_cells(folder / "infected", 1, rgb)
     if len(healthy) == 0 or len(infected) == 0:
         raise ValueError(f"{folder}: 'healthy' and 'infected' must each hold at least one image")
-    h_crops, h_masks = standardise_for(model, healthy, model_scale(model))
-    i_crops, i_masks = standardise_for(model, infected, model_scale(model))
+    h_crops, h_masks = standardise_for(model, healthy, training_crop_scale(model))
+    i_crops, i_masks = standardise_for(model, infected, training_crop_scale(model))
     if (folder / "healthy_train").is_dir():
-        cal = standardise_for(model, _folder_cells(folder / "healthy_train", 0, rgb), model_scale(model))
+        cal = standardise_for(model, _folder_cells(folder / "healthy_train", 0, rgb), training_crop_scale(model))
         test_h = np.arange(len(h_crops))
     else:
         if len(h_crops) < 4:

@@ -15,8 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from .. import scorers as registry
 from ..models import AnomalyModel
+from ..progress import Progress
+from ..scoring import calibrate, resolve, scorer_info, train_network
 from .eval_sets import EvalData
 from .metrics import CellMetrics, PixelMetrics, cell_metrics, healthy_pixel_threshold, pixel_metrics
 
@@ -46,12 +47,12 @@ class Evaluation:
 def _train(name, model, data, iterations, pool_size, log, should_stop):
     started = time.perf_counter()
     segmenter = None
-    for event in registry.train_scorer(name, model, *data.training, iterations=iterations, pool_size=pool_size,
-                                       should_stop=should_stop):
-        if isinstance(event, tuple):
-            stage, step, total, loss = event
-            if step == total or step % 100 == 0:
-                log(f"  {name}: {stage} {step}/{total}" + ("" if np.isnan(loss) else f" loss {loss:.4f}"))
+    for event in train_network(name, model, *data.training, iterations=iterations, pool_size=pool_size,
+                               should_stop=should_stop):
+        if isinstance(event, Progress):
+            if event.done == event.total or event.done % 100 == 0:
+                log(f"  {name}: {event.stage} {event.done}/{event.total}"
+                    + ("" if event.loss is None else f" loss {event.loss:.4f}"))
         else:
             segmenter = event
     return segmenter, time.perf_counter() - started
@@ -66,12 +67,12 @@ def evaluate_scorers(model: AnomalyModel, data: EvalData, names: list[str], *, s
     """Every scorer in ``names`` on every set of ``data``; the model itself is left unchanged.
 
     ``segmenters`` (name -> TrainedSegmenter) re-uses trained self-supervised networks and is
-    filled with the ones trained here; ``calibrations`` (name -> entry) receives their healthy
+    filled with the ones trained here; ``calibrations`` (name -> Calibration) receives their healthy
     calibrations, so a network can be saved with its thresholds. ``label`` names the scorer rows
     (default: the scorer name).
     """
     for name in names:
-        registry.scorer_info(name)
+        scorer_info(name)
     model = model.copy()
     segmenters = {} if segmenters is None else segmenters
     options = scorer_options or {}
@@ -86,27 +87,28 @@ def evaluate_scorers(model: AnomalyModel, data: EvalData, names: list[str], *, s
             out.scores[s.name][row_name] = s.handmade_scores
     cal_crops, cal_masks = data.calibration
     for name in names:
-        info = registry.scorer_info(name)
+        info = scorer_info(name)
         row_name = label.format(name=name) if label else name
         train_seconds = None
         segmenter = segmenters.get(name)
-        if info.segmenter is not None and segmenter is None:
+        if info.needs_network and segmenter is None:
             log(f"{name}: training its segmentation network on {len(data.training[0])} healthy cells")
             segmenter, train_seconds = _train(name, model, data, ssl_iterations, ssl_pool, log, should_stop)
             segmenters[name] = segmenter
-        run = dict(batch_size=batch_size, segmenter=segmenter, should_stop=should_stop, **options)
-        if info.needs_calibration or info.segmenter is not None:
-            entry = registry.calibrate_scorer(name, model, cal_crops, cal_masks, **run)
-            if info.segmenter is not None and calibrations is not None:
+        scorer = resolve(model, name, segmenter, require_calibration=False, **options)
+        run = dict(batch_size=batch_size, should_stop=should_stop)
+        if info.needs_calibration or info.needs_network:
+            entry = calibrate(scorer, cal_crops, cal_masks, batch_size=batch_size)
+            if info.needs_network and calibrations is not None:
                 calibrations[name] = entry
         needs_pixels = any(s.truth is not None for s in data.sets)
         threshold = float("nan")
         if needs_pixels:
-            cal = registry.score_cells_with(name, model, cal_crops, cal_masks, **run)
+            cal = scorer.score(cal_crops, cal_masks, **run)
             threshold = healthy_pixel_threshold(cal.maps, cal_masks, PIXEL_FPR)
         for s in data.sets:
             started = time.perf_counter()
-            result = registry.score_cells_with(name, model, s.crops, s.masks, **run)
+            result = scorer.score(s.crops, s.masks, **run)
             seconds = time.perf_counter() - started
             cm = cell_metrics(s.labels, result.scores, fprs, n_boot)
             pm = pixel_metrics(result.maps, s.truth, s.masks, threshold) if s.truth is not None else None

@@ -10,10 +10,13 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ..cells import CropGeometry
+from ..errors import Cancelled
 from ..supn import SCORE_RULES, ArchConfig, IntensityStats, SupnVAE, cell_scores, whitened_residual
 from ..supn.scoring import anomaly_maps
 from ..supn.devices import resolve_device
-from .model_file import ModelFileError, load_model_file, save_model_file
+from ..errors import ModelFileError
+from .model_file import load_model_file, save_model_file
 
 
 @dataclass
@@ -54,6 +57,11 @@ class AnomalyModel:
     def cell_diameter_px(self) -> float:
         """Typical cell diameter inside the model's crops, in crop pixels."""
         return float(self.metadata["cell_diameter_px"])
+
+    @property
+    def geometry(self) -> CropGeometry:
+        """How this model's crops are cut: what ``cells.standardise_crops`` needs."""
+        return CropGeometry(self.crop_size, self.cell_diameter_px, self.modality)
 
     @property
     def modality(self) -> str:
@@ -116,7 +124,7 @@ class AnomalyModel:
         for _, part in self.iter_score_batches(crops, masks, scorer, batch_size, n_samples, seed):
             parts.append(part)
             if should_stop is not None and should_stop():
-                raise InterruptedError("scoring was cancelled")
+                raise Cancelled("scoring was cancelled")
         if not parts:
             s = self.crop_size
             return CropScores(np.zeros((0, s, s), np.float32), np.zeros(0, np.float32))

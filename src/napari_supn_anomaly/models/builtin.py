@@ -1,7 +1,7 @@
 """Built-in models shipped inside the package, and loading a model by name or path.
 
 ``weights/<model>.safetensors`` is a built-in model; ``weights/<model>.<scorer>.safetensors`` is
-the trained network of one of its self-supervised scorers (``scorers.segmenter_for``), not a model.
+the trained network of one of its self-supervised scorers (``scoring.shipped_network``), not a model.
 """
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from importlib import resources
 from pathlib import Path
 
 from .anomaly_model import AnomalyModel
-from .model_file import MODEL_SUFFIX, ModelFileError, read_metadata
+from ..errors import ModelFileError
+from .model_file import MODEL_SUFFIX, read_metadata
 
 _WEIGHTS = "weights"
 
@@ -30,7 +31,7 @@ def builtin_model_path(name: str) -> Path:
     return _weights_dir() / (name + MODEL_SUFFIX)
 
 
-def builtin_segmenter_path(model_name: str, scorer: str) -> Path:
+def builtin_network_path(model_name: str, scorer: str) -> Path:
     """Where the network of ``scorer`` shipped with the built-in ``model_name`` lives (may not exist)."""
     return _weights_dir() / f"{model_name}.{scorer}{MODEL_SUFFIX}"
 

@@ -11,14 +11,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..errors import ModelFileError
+
 FORMAT_NAME = "napari-supn-anomaly-model"
 FORMAT_VERSION = 1
 METADATA_KEY = "napari_supn_anomaly"
 MODEL_SUFFIX = ".safetensors"
-
-
-class ModelFileError(ValueError):
-    """A model file is missing, not a model file, or damaged. The message is for people."""
 
 
 def save_model_file(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict) -> Path:

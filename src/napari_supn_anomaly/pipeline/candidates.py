@@ -10,21 +10,11 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from ..cells import label_centroids
+
 CELL_COLUMNS = ["cell_id", "y", "x", "area", "score", "candidate"]
 CANDIDATE_DTYPES = {"candidate_id": np.int64, "y": float, "x": float, "area": np.int64, "score": np.float32,
                     "mean_score": np.float32, "cell_id": np.int64, "status": object}
-
-
-def label_centroids(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centroids [N, 2] (y, x) and areas [N] of the labels ``ids`` (bincounts: fast on big fields)."""
-    flat = labels.ravel()
-    n = max(int(flat.max()), int(ids.max()) if len(ids) else 0) + 1
-    count = np.bincount(flat, minlength=n).astype(np.float64)
-    h, w = labels.shape
-    ys = np.bincount(flat, weights=np.repeat(np.arange(h, dtype=np.float64), w), minlength=n)
-    xs = np.bincount(flat, weights=np.tile(np.arange(w, dtype=np.float64), h), minlength=n)
-    safe = np.maximum(count[ids], 1)
-    return np.stack([ys[ids] / safe, xs[ids] / safe], 1), count[ids].astype(np.int64)
 
 
 def label_maxima(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> np.ndarray:

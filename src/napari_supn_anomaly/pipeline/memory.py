@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 
+from ..errors import PlaneTooLarge
+
 BYTES_PER_PIXEL = 100        # measured peak ~80, plus room
 BYTES_PER_CHANNEL_PIXEL = 8  # the plane as float32, and its rescaled copy
 USABLE_SHARE = 0.8
-
-
-class PlaneTooLarge(ValueError):
-    """The plane would not fit in the free memory."""
 
 
 def available_memory_bytes() -> int | None:

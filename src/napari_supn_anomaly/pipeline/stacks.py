@@ -2,9 +2,10 @@
 
 Axes are named with the letters T, Z (plane axes; any other letter is treated as a plane axis
 too), C (channels), S (RGB samples), Y and X. :func:`iter_detect` is a generator: it yields a
-:class:`DetectProgress` after each batch of cells and each plane and returns a
-:class:`DetectionResult`; closing it (or ``should_stop`` returning True) stops the work between
-two batches.
+``progress.Progress`` after each batch of cells and each plane and returns a
+:class:`DetectionResult`; closing it (or ``should_stop`` returning True, which raises
+``errors.Cancelled``) stops the work between two batches. The scorer comes resolved
+(``scoring.resolve``): the pipeline only calls its methods.
 """
 from __future__ import annotations
 
@@ -17,28 +18,26 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..cells import check_plane, field_scale, median_cell_diameter, segment_cells
+from ..errors import Cancelled, InputError
 from ..models import AnomalyModel
+from ..progress import Progress
+from ..scoring import Scorer
 from ..supn.devices import describe_device, release_memory
 from .candidates import cell_table
-from .fields import BatchProgress, iter_score_field, model_scale
+from .fields import iter_score_field
 from .intensity import apply_match, check_mode, plan_match
 from .memory import check_plane_fits
-from .tiles import CORE_PX, PlaneOutcome, TileProgress, iter_plane_in_tiles, needs_tiles
 from .result import DetectionResult, _with_plane_columns
-from .segmentation import check_plane, median_cell_diameter, segment_cells
+from .tiles import CORE_PX, PlaneOutcome, iter_plane_in_tiles, needs_tiles
 
 DEFAULT_FPR = 0.01
 SPATIAL = "YX"
 CHANNEL_AXES = "CS"
 
 
-class DetectionCancelled(RuntimeError):
-    """The user stopped the detection."""
-
-
 @dataclass
 class DetectSettings:
-    scorer: str | None = None           # None: the model's first scorer
     fpr: float = DEFAULT_FPR            # target fraction of healthy cells flagged
     threshold: float | None = None      # overrides fpr when given
     cell_diameter: float | None = None  # cell diameter in the image, pixels; None: measured
@@ -47,24 +46,12 @@ class DetectSettings:
     device: str = "auto"
     exclude_edge_cells: bool = True     # segmentation leaves out cells cut by the field's edge
     intensity: str = "auto"             # match the field's intensities to the model's: auto / match / off
-    segmenter: object | None = None     # trained network of an ssl-* scorer; None: attached to / shipped with the model
 
 
-@dataclass
-class DetectProgress:
-    plane: int          # flat index of the plane being processed
-    n_planes: int
-    cells_done: int
-    cells_total: int
-    stage: str          # "segmenting", "scoring", "plane done"
-    message: str = ""
-
-    @property
-    def fraction(self) -> float:
-        within = self.cells_done / self.cells_total if self.cells_total else 0.0
-        if self.stage == "plane done":
-            within = 1.0
-        return (self.plane + within) / self.n_planes
+def _progress(plane: int, n_planes: int, done: int, total: int, stage: str, message: str) -> Progress:
+    """A detection event: ``stage`` is "segmenting", "scoring" or "plane done"."""
+    within = 1.0 if stage == "plane done" else (done / total if total else 0.0)
+    return Progress(stage, done, total, message, overall=(plane + within) / n_planes, plane=plane)
 
 
 def normalise_axes(axes: str, ndim: int) -> str:
@@ -137,17 +124,17 @@ def read_plane(data, axes: str, plane_idx: tuple[int, ...], chan_axis: str | Non
     return plane[channels]
 
 
-def resolve_threshold(model: AnomalyModel, scorer: str, settings: DetectSettings) -> tuple[float, float | None]:
+def resolve_threshold(scorer: Scorer, settings: DetectSettings) -> tuple[float, float | None]:
     if settings.threshold is not None:
         thr = float(settings.threshold)
         try:
-            return thr, model.healthy_fpr(thr, scorer)
+            return thr, scorer.healthy_fpr(thr)
         except ValueError:
             return thr, None
     try:
-        return model.threshold_for_fpr(settings.fpr, scorer), float(settings.fpr)
+        return scorer.threshold_for_fpr(settings.fpr), float(settings.fpr)
     except ValueError as exc:
-        raise ValueError(f"{exc}; give a threshold instead") from exc
+        raise InputError(f"{exc}; give a threshold instead") from exc
 
 
 def _plane_labels(labels, plane_shape, idx, yx_shape) -> np.ndarray | None:
@@ -165,36 +152,34 @@ def _plane_labels(labels, plane_shape, idx, yx_shape) -> np.ndarray | None:
     return out.astype(np.int32, copy=False)
 
 
-def _iter_whole_plane(plane: np.ndarray, plane_labels: np.ndarray | None, model: AnomalyModel, scorer: str,
-                      settings: DetectSettings, segmenter) -> Iterator[BatchProgress]:
+def _iter_whole_plane(plane: np.ndarray, plane_labels: np.ndarray | None, scorer: Scorer,
+                      settings: DetectSettings) -> Iterator[Progress]:
     """Segment (unless labels are given) and score one plane [C, Y, X] at once; returns a PlaneOutcome."""
+    model = scorer.model
     t0 = time.perf_counter()
     if plane_labels is None:
         plane_labels = segment_cells(plane, model.modality, settings.cell_diameter,
                                      exclude_edges=settings.exclude_edge_cells).labels
     diameter = settings.cell_diameter or median_cell_diameter(plane_labels)
     seg_s = time.perf_counter() - t0
-    window = model.crop_size / model_scale(model, diameter)  # a crop's width in this plane's pixels
+    window = model.crop_size / field_scale(model.geometry, diameter)  # a crop's width in this plane's pixels
     match = plan_match(plane, plane_labels, model.intensity, window, settings.intensity)
-    scores = yield from iter_score_field(apply_match(plane, match), plane_labels, model, scorer, diameter,
-                                         settings.batch_size, segmenter)
+    scores = yield from iter_score_field(apply_match(plane, match), plane_labels, scorer, diameter,
+                                         settings.batch_size)
     return PlaneOutcome(scores.heatmap, plane_labels, float(diameter), scores.scale, match,
                         dict(scores.timings, segmentation_s=seg_s))
 
 
-def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence[int] | None = None,
+def iter_detect(data, axes: str, scorer: Scorer, *, channel: int | Sequence[int] | None = None,
                 labels=None, settings: DetectSettings | None = None,
                 should_stop: Callable[[], bool] | None = None,
-                source: dict | None = None) -> Iterator[DetectProgress]:
-    """Detect parasite candidates in every plane of ``data``; returns a DetectionResult."""
+                source: dict | None = None) -> Iterator[Progress]:
+    """Detect parasite candidates in every plane of ``data`` with ``scorer``; returns a DetectionResult."""
     settings = settings or DetectSettings()
+    model = scorer.model
     axes = normalise_axes(axes, np.ndim(data))
     shape = tuple(np.shape(data))
-    from ..scorers import network_for_run
-
-    scorer = settings.scorer or model.scorers[0]
-    segmenter = network_for_run(model, scorer, settings.segmenter)  # ValueError if the model cannot run it
-    threshold, fpr = resolve_threshold(model, scorer, settings)
+    threshold, fpr = resolve_threshold(scorer, settings)
     chan_axis, channels = select_channels(axes, shape, model, channel)
     plane_axes = plane_axes_of(axes)
     dims = dict(zip(axes, shape))
@@ -202,7 +187,7 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
     yx = (dims["Y"], dims["X"])
     n_planes = int(np.prod(plane_shape)) if plane_shape else 1
     if settings.cell_diameter is not None and settings.cell_diameter <= 0:
-        raise ValueError("the cell diameter must be a positive number of pixels")
+        raise InputError("the cell diameter must be a positive number of pixels")
     check_mode(settings.intensity)
     n_channels = 1 if channels is None else len(channels)
     # heatmap + labels of every plane, one plane read as float32, and the candidate regions of one plane
@@ -220,20 +205,19 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
         for flat in range(n_planes):
             idx = tuple(int(i) for i in np.unravel_index(flat, plane_shape)) if plane_shape else ()
             if should_stop is not None and should_stop():
-                raise DetectionCancelled("detection was cancelled")
-            yield DetectProgress(flat, n_planes, 0, 0, "segmenting", f"plane {flat + 1} of {n_planes}: finding cells")
+                raise Cancelled("detection was cancelled")
+            yield _progress(flat, n_planes, 0, 0, "segmenting", f"plane {flat + 1} of {n_planes}: finding cells")
             plane = read_plane(data, axes, idx, chan_axis, channels)
             check_plane(plane)
             plane_labels = _plane_labels(labels, plane_shape, idx, yx)
             if plane_labels is not None and not plane_labels.any():
                 raise ValueError(f"no cells in plane {flat + 1}" if n_planes > 1 else "no cells were found")
             if needs_tiles(*yx):
-                job = iter_plane_in_tiles(plane, model, scorer, labels=plane_labels,
+                job = iter_plane_in_tiles(plane, scorer, labels=plane_labels,
                                           cell_diameter=settings.cell_diameter, intensity=settings.intensity,
-                                          batch_size=settings.batch_size, exclude_edges=settings.exclude_edge_cells,
-                                          segmenter=segmenter)
+                                          batch_size=settings.batch_size, exclude_edges=settings.exclude_edge_cells)
             else:
-                job = _iter_whole_plane(plane, plane_labels, model, scorer, settings, segmenter)
+                job = _iter_whole_plane(plane, plane_labels, scorer, settings)
             while True:
                 try:
                     step = next(job)
@@ -242,14 +226,10 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
                     break
                 if should_stop is not None and should_stop():
                     job.close()
-                    raise DetectionCancelled("detection was cancelled")
-                where = f"plane {flat + 1} of {n_planes}"
-                if isinstance(step, TileProgress):
-                    yield DetectProgress(flat, n_planes, step.tiles_done, step.n_tiles, "scoring",
-                                         f"{where}: tile {step.tiles_done} of {step.n_tiles}, {step.cells} cells scored")
-                else:
-                    yield DetectProgress(flat, n_planes, step.done, step.total, "scoring",
-                                         f"{where}: scored {step.done} of {step.total} cells")
+                    raise Cancelled("detection was cancelled")
+                what = step.message or f"scored {step.done} of {step.total} cells"
+                yield _progress(flat, n_planes, step.done, step.total, "scoring",
+                                f"plane {flat + 1} of {n_planes}: {what}")
             if not outcome.labels.any():
                 raise ValueError(f"no cells in plane {flat + 1}" if n_planes > 1 else "no cells were found")
             for key in ("segmentation_s", "rescale_s", "score_s", "paste_s"):
@@ -264,7 +244,7 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
             diameters.append(outcome.diameter)
             scales.append(outcome.scale)
             timings["tables_s"] += time.perf_counter() - t1
-            yield DetectProgress(flat, n_planes, len(table), len(table), "plane done",
+            yield _progress(flat, n_planes, len(table), len(table), "plane done",
                                  f"plane {flat + 1} of {n_planes}: {len(table)} cells")
     finally:
         release_memory(model.device)
@@ -276,8 +256,8 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
         "model_description": model.metadata.get("description", ""),
         "base_model": model.metadata.get("base_model"),
         "modality": model.modality,
-        "scorer": scorer,
-        "score_rule": model.score_rule(scorer),
+        "scorer": scorer.name,
+        "score_rule": model.score_rule(scorer.name),
         "threshold": threshold,
         "target_fpr": fpr,
         "cell_diameter_px": diameters[0] if len(set(diameters)) == 1 else diameters,
@@ -301,7 +281,7 @@ def iter_detect(data, axes: str, model: AnomalyModel, *, channel: int | Sequence
     return result.with_threshold(threshold)
 
 
-def run_to_end(events: Iterator[DetectProgress], on_progress: Callable[[DetectProgress], None] | None = None) -> DetectionResult:
+def run_to_end(events: Iterator[Progress], on_progress: Callable[[Progress], None] | None = None) -> DetectionResult:
     """Drive :func:`iter_detect` and return its result."""
     while True:
         try:
@@ -312,7 +292,7 @@ def run_to_end(events: Iterator[DetectProgress], on_progress: Callable[[DetectPr
             on_progress(event)
 
 
-def detect(data, axes: str, model: AnomalyModel, **kwargs) -> DetectionResult:
+def detect(data, axes: str, scorer: Scorer, **kwargs) -> DetectionResult:
     """Blocking form of :func:`iter_detect` for scripts and notebooks."""
     on_progress = kwargs.pop("on_progress", None)
-    return run_to_end(iter_detect(data, axes, model, **kwargs), on_progress)
+    return run_to_end(iter_detect(data, axes, scorer, **kwargs), on_progress)

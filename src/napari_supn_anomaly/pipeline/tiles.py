@@ -13,11 +13,12 @@ from typing import Iterator
 
 import numpy as np
 
-from ..models import AnomalyModel
-from .candidates import label_centroids
-from .fields import iter_score_field, model_scale
+from ..cells import field_scale, label_centroids, median_cell_diameter, segment_cells
+from ..errors import NoCellsFound
+from ..progress import Progress
+from ..scoring import Scorer
+from .fields import iter_score_field
 from .intensity import IntensityMatch, apply_match, plan_match
-from .segmentation import NoCellsFound, median_cell_diameter, segment_cells
 
 AUTO_TILE_PIXELS = 4096 * 4096
 CORE_PX = 2048
@@ -28,13 +29,6 @@ HALO_DIAMETERS = 2.0
 class Tile:
     outer: tuple[slice, slice]  # the window that is read and segmented
     core: tuple[slice, slice]   # the cells whose centre lies here belong to this tile
-
-
-@dataclass
-class TileProgress:
-    tiles_done: int
-    n_tiles: int
-    cells: int     # cells scored so far in the plane
 
 
 @dataclass
@@ -106,17 +100,17 @@ def _cells_in(window: np.ndarray, modality: str, cell_diameter: float | None, ex
         return None
 
 
-def iter_plane_in_tiles(plane: np.ndarray, model: AnomalyModel, scorer: str, *, labels: np.ndarray | None = None,
+def iter_plane_in_tiles(plane: np.ndarray, scorer: Scorer, *, labels: np.ndarray | None = None,
                         cell_diameter: float | None = None, intensity: str = "auto", batch_size: int = 32,
-                        exclude_edges: bool = True, segmenter=None, core: int | None = None
-                        ) -> Iterator[TileProgress]:
+                        exclude_edges: bool = True, core: int | None = None) -> Iterator[Progress]:
     """Segment (unless ``labels`` are given) and score one plane [C, Y, X] tile by tile.
 
-    Yields after every scored batch; returns a :class:`PlaneOutcome`. The cell diameter and the
+    Yields a "tiles" Progress after every scored batch; returns a :class:`PlaneOutcome`. The cell diameter and the
     intensity matching are measured once, on the tile nearest the centre that holds cells, so
     every tile is treated alike.
     Given labels keep their ids; segmented cells are numbered across the whole plane.
     """
+    model = scorer.model
     height, width = plane.shape[1:]
     core = int(core or CORE_PX)
     timings = {"segmentation_s": 0.0, "rescale_s": 0.0, "score_s": 0.0, "paste_s": 0.0}
@@ -129,7 +123,7 @@ def iter_plane_in_tiles(plane: np.ndarray, model: AnomalyModel, scorer: str, *, 
     else:
         probe, probe_labels = _first_tile_with_cells(plane, model.modality, cell_diameter, exclude_edges, core)
         diameter = diameter or median_cell_diameter(probe_labels)
-    scale = model_scale(model, diameter)
+    scale = field_scale(model.geometry, diameter)
     window = model.crop_size / scale  # a crop's width in this plane's pixels
     match = plan_match(plane[(slice(None),) + probe.outer], probe_labels, model.intensity, window, intensity)
     timings["segmentation_s"] += time.perf_counter() - t0
@@ -139,7 +133,7 @@ def iter_plane_in_tiles(plane: np.ndarray, model: AnomalyModel, scorer: str, *, 
     heatmap = np.zeros((height, width), np.float32)
     out_labels = np.zeros((height, width), np.int32)
     next_id, n_cells = 1, 0
-    yield TileProgress(0, len(tiles), 0)
+    yield _tile_progress(0, len(tiles), 0)
     for k, tile in enumerate(tiles):
         t1 = time.perf_counter()
         window_plane = apply_match(plane[(slice(None),) + tile.outer], match)
@@ -150,14 +144,14 @@ def iter_plane_in_tiles(plane: np.ndarray, model: AnomalyModel, scorer: str, *, 
             tile_labels = np.zeros(window_plane.shape[1:], np.int32) if found is None else cells_of_core(found, tile)
         timings["segmentation_s"] += time.perf_counter() - t1
         if tile_labels.any():
-            scoring = iter_score_field(window_plane, tile_labels, model, scorer, diameter, batch_size, segmenter)
+            scoring = iter_score_field(window_plane, tile_labels, scorer, diameter, batch_size)
             while True:
                 try:
                     step = next(scoring)
                 except StopIteration as done:
                     scores = done.value
                     break
-                yield TileProgress(k, len(tiles), n_cells + step.done)
+                yield _tile_progress(k, len(tiles), n_cells + step.done)
             for key in ("rescale_s", "score_s", "paste_s"):
                 timings[key] += scores.timings[key]
             mine = tile_labels > 0
@@ -170,5 +164,9 @@ def iter_plane_in_tiles(plane: np.ndarray, model: AnomalyModel, scorer: str, *, 
             out_labels[tile.outer][mine & free] = tile_labels[mine & free]
             heatmap[tile.outer][mine & free] = scores.heatmap[mine & free]
             n_cells += len(scores.cell_ids)
-        yield TileProgress(k + 1, len(tiles), n_cells)
+        yield _tile_progress(k + 1, len(tiles), n_cells)
     return PlaneOutcome(heatmap, out_labels, float(diameter), scale, match, timings, len(tiles))
+
+
+def _tile_progress(done: int, total: int, cells: int) -> Progress:
+    return Progress("tiles", done, total, f"tile {done} of {total}, {cells} cells scored")

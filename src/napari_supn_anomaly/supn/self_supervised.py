@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import Cancelled
+from ..progress import Progress
 from .synthetic_anomalies import GENERATORS, HistogramEqualiser, make_synthetic
 
 
@@ -99,7 +101,7 @@ def build_pool(x_norm: np.ndarray, masks: np.ndarray, cfg: SegmentationConfig, r
     images, labels = [], []
     for i in range(cfg.pool_size):
         if should_stop is not None and should_stop():
-            raise InterruptedError("training was cancelled")
+            raise Cancelled("training was cancelled")
         t = int(rng.integers(n))
         if rng.random() < cfg.clean_fraction or n < 2:
             images.append(x_norm[t])
@@ -115,8 +117,8 @@ def build_pool(x_norm: np.ndarray, masks: np.ndarray, cfg: SegmentationConfig, r
 
 def train_segmenter(x_norm: np.ndarray, masks: np.ndarray, cfg: SegmentationConfig | None = None,
                     device="cpu", should_stop: Callable[[], bool] | None = None,
-                    ) -> Iterator[tuple[str, int, int, float] | TrainedSegmenter]:
-    """Generator: yields (stage, step, total, loss) and finally the TrainedSegmenter.
+                    ) -> Iterator[Progress | TrainedSegmenter]:
+    """Generator: yields Progress and finally the TrainedSegmenter.
 
     ``x_norm`` [N, C, S, S] normalised healthy crops, ``masks`` [N, S, S] their cell masks.
     Loss: binary cross-entropy against the soft labels.
@@ -128,7 +130,7 @@ def train_segmenter(x_norm: np.ndarray, masks: np.ndarray, cfg: SegmentationConf
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     images, labels = build_pool(x_norm, np.asarray(masks, bool), cfg, rng, should_stop)
-    yield ("synthetic anomalies", cfg.pool_size, cfg.pool_size, float("nan"))
+    yield Progress("synthetic anomalies", cfg.pool_size, cfg.pool_size)
     equaliser = HistogramEqualiser.fit(x_norm) if cfg.equalise else None
     if equaliser is not None:
         images = equaliser.apply(images)
@@ -139,7 +141,7 @@ def train_segmenter(x_norm: np.ndarray, masks: np.ndarray, cfg: SegmentationConf
     batch = min(cfg.batch_size, len(xs))
     for it in range(cfg.iterations):
         if should_stop is not None and should_stop():
-            raise InterruptedError("training was cancelled")
+            raise Cancelled("training was cancelled")
         for g in opt.param_groups:
             g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / cfg.iterations)))
         idx = torch.randint(0, len(xs), (batch,), generator=gen).to(device)
@@ -153,7 +155,7 @@ def train_segmenter(x_norm: np.ndarray, masks: np.ndarray, cfg: SegmentationConf
         loss.backward()
         opt.step()
         if (it + 1) % 10 == 0 or it + 1 == cfg.iterations:
-            yield ("segmentation network", it + 1, cfg.iterations, float(loss.detach()))
+            yield Progress("segmentation network", it + 1, cfg.iterations, loss=float(loss.detach()))
     net.eval()
     yield TrainedSegmenter(net.cpu(), cfg, equaliser, time.perf_counter() - start)
 

@@ -16,13 +16,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ..cells import check_modality, dark_cells, guess_modality, standardise_crops
 from ..models import AnomalyModel
-from ..pipeline.cell_crops import standardise_crops
+from ..progress import Progress
 from ..supn import IntensityStats
 from ..supn.devices import release_memory, resolve_device
-from .fit import DEFAULT_SCORE_RULES, calibrate, fit_anomaly_model, split_holdout
-from .regions import TrainingCells, check_training_cells, dark_cells, guess_modality
-from .trainer import Progress, TrainConfig
+from .fit import calibrate, fit_anomaly_model, split_holdout
+from .regions import TrainingCells, check_training_cells
+from .trainer import TrainConfig
 
 # Inverting intensities turns a bright spot into a dark one: signed rules swap, symmetric ones
 # (e.g. "paper", summed z^2) stay.
@@ -65,9 +66,7 @@ def target_modality(cells: TrainingCells, setting: str, base: AnomalyModel) -> s
         # each crop is mostly background, so the crops together say which way the contrast goes
         sample = np.concatenate([c.reshape(c.shape[0], -1) for c in cells.images[:64]], axis=1)
         return guess_modality(sample[:, None, :])
-    if setting not in DEFAULT_SCORE_RULES:
-        raise ValueError(f"unknown modality {setting!r}; choose auto, {', '.join(DEFAULT_SCORE_RULES)}")
-    return setting
+    return check_modality(setting)
 
 
 def finetuned_name(base_name: str, taken: set[str] | list[str] = ()) -> str:
@@ -84,7 +83,7 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     """Generator: Progress events, then the calibrated fine-tuned AnomalyModel (on the CPU).
 
     Raises ValueError before any training if the cells cannot make a model (too few, wrong
-    channels); ``training.TrainingCancelled`` when ``should_stop`` says so or the generator is
+    channels); ``errors.Cancelled`` when ``should_stop`` says so or the generator is
     closed (nothing is produced and the base model is untouched).
     """
     settings = settings or FinetuneSettings()
@@ -97,8 +96,7 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     train_idx, hold_idx = split_holdout(len(cells), settings.holdout_fraction, settings.seed)
     train, hold = cells.subset(train_idx), cells.subset(hold_idx)
     images = [-img for img in train.images] if invert else train.images
-    yield Progress("preparing", 0, 0, float("nan"), 0.0,
-                   f"{len(train)} cells to train on, {len(hold)} held back"
+    yield Progress("preparing", message=f"{len(train)} cells to train on, {len(hold)} held back"
                    + (f"; {modality} images, intensities inverted for the {base.modality} base model" if invert else ""))
 
     started = time.perf_counter()
@@ -124,11 +122,10 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     model.metadata["modality"] = modality
     few = (" (few: thresholds for small false-positive rates are rough; mark more cells for a "
            "sharper threshold)" if len(hold) < 20 else "")
-    yield Progress("calibrating", 0, 0, float("nan"), time.perf_counter() - started,
-                   f"calibrating the healthy-score threshold on {len(hold)} held-back cells{few}")
+    yield Progress("calibrating", elapsed_s=time.perf_counter() - started,
+                   message=f"calibrating the healthy-score threshold on {len(hold)} held-back cells{few}")
     scale = model.metadata["training"]["crop_scale"]
-    crops, masks, _ = standardise_crops(hold.images, hold.masks, model.crop_size, model.cell_diameter_px,
-                                        modality, scale=scale)
+    crops, masks, _ = standardise_crops(hold.images, hold.masks, model.geometry, scale=scale)
     model.metadata["calibration"] = calibrate(model, crops, masks)
     model.metadata["description"] = (f"{base.name} fine-tuned on {len(cells)} healthy cells of "
                                      f"{len(cells.describe()['images'])} image(s)")

@@ -14,14 +14,12 @@ import numpy as np
 
 from .. import __version__
 from ..models import AnomalyModel
-from ..pipeline.cell_crops import loss_weight, standardise_crops
+from ..cells import CropGeometry, loss_weight, standardise_crops
+from ..progress import Progress
+from ..scoring import DEFAULT_SCORE_RULES, calibrate as calibrate_scorer, resolve
 from ..supn import ArchConfig, IntensityStats
-from .trainer import Progress, TrainConfig, train_supn_vae
+from .trainer import TrainConfig, train_supn_vae
 
-# "spot" (matched filter for a small bright spot under the learned Gaussian) beat the window
-# rules on the fluorescence cells for SUPN (docs/benchmarks/fluorescence.md); the other
-# modalities keep the rules their benchmarks chose.
-DEFAULT_SCORE_RULES = {"fluorescence": "spot", "brightfield": "bright", "brightfield-stained": "dark-channel"}
 MIN_CELLS = 8
 
 
@@ -34,13 +32,14 @@ def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def calibrate(model: AnomalyModel, crops: np.ndarray, masks: np.ndarray, batch_size: int = 64) -> dict:
-    """Healthy-score distribution of each scorer on held-back healthy cells."""
-    out = {}
-    for scorer in model.scorers:
-        scores = np.sort(model.score_crops(crops, masks, scorer=scorer, batch_size=batch_size).scores)
-        out[scorer] = {"healthy_scores": [float(s) for s in scores], "n_cells": int(len(scores)),
-                       "quantiles": {str(q): float(np.quantile(scores, q)) for q in (0.5, 0.9, 0.95, 0.99)}}
-    return out
+    """Healthy-score distribution of each of the model's own scorers on held-back healthy cells.
+
+    Replaces the model's calibration table; returns it.
+    """
+    model.metadata["calibration"] = {}
+    for name in model.scorers:
+        calibrate_scorer(resolve(model, name), crops, masks, batch_size=batch_size)
+    return model.metadata["calibration"]
 
 
 def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], *, name: str,
@@ -83,7 +82,8 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
     if arch.channels != channels:
         raise ValueError(f"the architecture expects {arch.channels} channel(s), the cells have {channels}")
 
-    crops, cell_masks, scale = standardise_crops(images, masks, arch.crop_size, cell_diameter_px, modality)
+    geometry = CropGeometry(arch.crop_size, cell_diameter_px, modality)
+    crops, cell_masks, scale = standardise_crops(images, masks, geometry)
     empty = ~cell_masks.reshape(len(cell_masks), -1).any(1)
     if empty.all():
         raise ValueError("no cell could be found in any of the training crops")
@@ -98,8 +98,8 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
     held_back = {}
     if early_stopping:
         if early_stop_images:
-            stop_crops, stop_masks, _ = standardise_crops(early_stop_images, early_stop_masks or [None] * len(early_stop_images),
-                                                          arch.crop_size, cell_diameter_px, modality, scale=scale)
+            stop_crops, stop_masks, _ = standardise_crops(
+                early_stop_images, early_stop_masks or [None] * len(early_stop_images), geometry, scale=scale)
         else:
             stop_crops, stop_masks = crops[hold_idx], cell_masks[hold_idx]
         if len(stop_crops):
@@ -136,5 +136,5 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
         metadata["base_model"] = {"name": init.name, "training": copy.deepcopy(init.metadata.get("training", {}))}
     model = AnomalyModel(net, metadata)
     if len(hold_idx):
-        model.metadata["calibration"] = calibrate(model, crops[hold_idx], cell_masks[hold_idx])
+        calibrate(model, crops[hold_idx], cell_masks[hold_idx])
     yield model

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from skimage import draw, measure
 
-from ..pipeline.cell_crops import DARK_CELL_MODALITIES
-from ..pipeline.segmentation import NoCellsFound, segment_cells
+from ..cells import segment_cells
+from ..errors import NoCellsFound
 from .fit import MIN_CELLS, split_holdout
 
 REGION_COLUMNS = ("image", "y0", "x0", "y1", "x1")
@@ -154,29 +154,6 @@ def as_channels_first(image: np.ndarray, rgb: bool = False) -> np.ndarray:
     if image.ndim == 3:
         return image.astype(np.float32)
     raise ValueError(f"expected one 2D plane, got an array of shape {image.shape}; choose a single plane")
-
-
-def guess_modality(image: np.ndarray) -> str:
-    """'fluorescence' when cells are brighter than the background, else bright-field.
-
-    The background covers most of a blood field, so it sets the median: a median in the upper
-    half of the range means dark cells on a light background. Colour with real saturation
-    means a stained smear.
-    """
-    image = np.asarray(image, np.float32)
-    gray = image.mean(0)
-    lo, hi = np.percentile(gray, (0.5, 99.5))
-    if np.median(gray) <= (lo + hi) / 2:
-        return "fluorescence"
-    if image.shape[0] >= 3:
-        sat = image[:3].max(0) - image[:3].min(0)
-        if np.percentile(sat, 99) > 0.1 * max(hi - lo, 1e-6):
-            return "brightfield-stained"
-    return "brightfield"
-
-
-def dark_cells(modality: str) -> bool:
-    return modality in DARK_CELL_MODALITIES
 
 
 # -- cells -------------------------------------------------------------------------------------

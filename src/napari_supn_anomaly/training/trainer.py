@@ -16,16 +16,14 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ..errors import Cancelled
+from ..progress import Progress
 from ..supn import ArchConfig, SupnVAE, kl_divergence
 from ..supn.precision import LOG_2PI
 
 
 class TrainingCollapsed(RuntimeError):
     """The mean decoder kept collapsing to a constant image."""
-
-
-class TrainingCancelled(RuntimeError):
-    pass
 
 
 @dataclass
@@ -52,17 +50,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class Progress:
-    stage: str          # "mean", "precision", "joint", "done"
-    iteration: int      # overall iteration count
-    total: int          # planned iterations in all stages
-    loss: float
-    elapsed_s: float
-    message: str = ""
-    held_back_loss: float | None = None
 
 
 def augment_batch(x: torch.Tensor, w: torch.Tensor, generator: torch.Generator):
@@ -206,7 +193,7 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
             best_loss, best_params, checks_without_gain = math.inf, None, 0
             for it in range(iters):
                 if should_stop is not None and should_stop():
-                    raise TrainingCancelled("training was cancelled")
+                    raise Cancelled("training was cancelled")
                 elapsed_stage = time.perf_counter() - stage_start
                 frac = it / iters
                 if stage_budget is not None:
@@ -237,11 +224,11 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
                     spread = prior_sample_spread(net, 64, gen, device)
                     if spread < cfg.collapse_ratio * float(xs[:256].var(0).mean()):
                         collapsed = True
-                        yield Progress(stage, done, total, running, time.perf_counter() - start,
-                                       f"the mean decoder collapsed to a constant image; restarting (attempt {attempt + 2})")
+                        yield Progress(stage, done, total, f"the mean decoder collapsed to a constant image; "
+                                       f"restarting (attempt {attempt + 2})", running, time.perf_counter() - start)
                         break
                 if done % report_every == 0:
-                    yield Progress(stage, done, total, running, time.perf_counter() - start)
+                    yield Progress(stage, done, total, "", running, time.perf_counter() - start)
                 if xv is not None and (it + 1) % cfg.early_stop_every == 0:
                     val = held_back_loss(net, stage, xv, wv, cfg)
                     if val < best_loss - 1e-4:
@@ -250,8 +237,8 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
                     else:
                         checks_without_gain += 1
                     stop = checks_without_gain >= cfg.early_stop_patience
-                    yield Progress(stage, done, total, running, time.perf_counter() - start,
-                                   "held-back loss stopped improving; next stage" if stop else "", val)
+                    yield Progress(stage, done, total, "held-back loss stopped improving; next stage" if stop else "",
+                                   running, time.perf_counter() - start, val)
                     if stop:
                         break
             if collapsed:
@@ -272,7 +259,8 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
     for p in net.parameters():
         p.requires_grad_(True)
     net.eval()
-    yield Progress("done", done, total, running if running is not None else float("nan"), time.perf_counter() - start)
+    yield Progress("done", done, total, "", running if running is not None else float("nan"),
+                   time.perf_counter() - start)
     yield net
 
 
@@ -286,5 +274,5 @@ def run_to_end(events: Iterator[Progress | SupnVAE], on_progress: Callable[[Prog
         else:
             net = event
     if net is None:
-        raise TrainingCancelled("training ended without a model")
+        raise Cancelled("training ended without a model")
     return net

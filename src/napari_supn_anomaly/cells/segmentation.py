@@ -13,11 +13,9 @@ from scipy import ndimage as ndi
 from skimage import filters, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
-from .cell_crops import cell_contrast
-
-
-class NoCellsFound(ValueError):
-    """Segmentation found nothing that looks like a cell."""
+from ..errors import InputError, NoCellsFound
+from .measure import equivalent_diameters, median_cell_diameter
+from .modality import cell_contrast
 
 
 @dataclass
@@ -26,27 +24,14 @@ class Segmentation:
     diameter_px: float   # median equivalent diameter of the cells found
 
 
-def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
-    areas = np.bincount(labels.ravel())[1:]
-    areas = areas[areas > 0]
-    return 2.0 * np.sqrt(areas / np.pi)
-
-
-def median_cell_diameter(labels: np.ndarray) -> float:
-    d = equivalent_diameters(labels)
-    if len(d) == 0:
-        raise NoCellsFound("no cells in the cell labels")
-    return float(np.median(d))
-
-
 def check_plane(plane: np.ndarray) -> None:
     """Reject what cannot be segmented or scored, with a message a person can act on."""
     if plane.size == 0:
-        raise ValueError("the image is empty")
+        raise InputError("the image is empty")
     if not np.isfinite(plane).all():
-        raise ValueError("the image contains NaN or infinite values; fill or remove them first")
+        raise InputError("the image contains NaN or infinite values; fill or remove them first")
     if np.ptp(plane) == 0:
-        raise ValueError("the image is constant (every pixel has the same value): there is nothing to find")
+        raise InputError("the image is constant (every pixel has the same value): there is nothing to find")
 
 
 def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diameter: float | None = None,

@@ -5,22 +5,23 @@ cell's size stays informative and matches how whole fields are rescaled.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, measure, morphology, segmentation, transform
 
-DARK_CELL_MODALITIES = ("brightfield", "brightfield-stained")
+from .measure import equivalent_diameter
+from .modality import cell_contrast
 
 
-def cell_contrast(image: np.ndarray, modality: str) -> np.ndarray:
-    """[C, H, W] -> [H, W] where cells are bright: fluorescence as is; bright-field inverted."""
-    gray = image.astype(np.float32).mean(0)
-    if modality == "brightfield-stained" and image.shape[0] >= 3:
-        # stained cells on white: darkness plus saturation both mark the cell
-        rgb = image[:3].astype(np.float32)
-        sat = rgb.max(0) - rgb.min(0)
-        return (gray.max() - gray) + sat
-    return gray.max() - gray if modality in DARK_CELL_MODALITIES else gray
+@dataclass(frozen=True)
+class CropGeometry:
+    """What a model's crops look like: their size, the cell diameter inside them, the modality."""
+
+    crop_size: int
+    cell_diameter_px: float
+    modality: str
 
 
 def _region_nearest_centre(labels: np.ndarray) -> np.ndarray:
@@ -65,10 +66,6 @@ def find_cell_mask(image: np.ndarray, modality: str = "fluorescence") -> np.ndar
     if modality == "brightfield-stained":
         return _stained_cell(fg, cell)
     return cell
-
-
-def equivalent_diameter(mask: np.ndarray) -> float:
-    return float(2.0 * np.sqrt(mask.sum() / np.pi))
 
 
 def crop_scale(masks: list[np.ndarray], target_diameter: float) -> float:
@@ -118,18 +115,20 @@ def standardise_crop(image: np.ndarray, mask: np.ndarray, crop_size: int, scale:
     return out, out_mask
 
 
-def standardise_crops(images: list[np.ndarray], masks: list[np.ndarray | None], crop_size: int,
-                      target_diameter: float, modality: str, scale: float | None = None):
-    """Bring a set of single-cell crops to the model's size. Missing masks are found in the crop.
+def standardise_crops(images: list[np.ndarray], masks: list[np.ndarray | None], geometry: CropGeometry,
+                      scale: float | None = None):
+    """Bring a set of single-cell crops to a model's crop size and cell size; the one way crops are cut.
 
-    Returns (crops [N, C, S, S], masks [N, S, S], scale used).
+    Missing masks are found in the crop. ``scale`` (source -> model pixels) is measured from the
+    cells' median diameter unless given. Returns (crops [N, C, S, S], masks [N, S, S], scale used).
     """
-    masks = [m if m is not None else find_cell_mask(img, modality) for img, m in zip(images, masks)]
+    masks = [m if m is not None else find_cell_mask(img, geometry.modality) for img, m in zip(images, masks)]
     if scale is None:
-        scale = crop_scale(masks, target_diameter)
-    out = [standardise_crop(img, m, crop_size, scale) for img, m in zip(images, masks)]
+        scale = crop_scale(masks, geometry.cell_diameter_px)
+    size = geometry.crop_size
+    out = [standardise_crop(img, m, size, scale) for img, m in zip(images, masks)]
     if not out:
-        return (np.zeros((0, 1, crop_size, crop_size), np.float32), np.zeros((0, crop_size, crop_size), bool), scale)
+        return np.zeros((0, 1, size, size), np.float32), np.zeros((0, size, size), bool), scale
     return np.stack([o[0] for o in out]), np.stack([o[1] for o in out]), scale
 
 

@@ -1,0 +1,84 @@
+"""Cutting the cells of a whole field at a model's scale, and pasting per-cell maps back.
+
+The field is rescaled so that its cells have the model's cell diameter, then one crop of the
+model's size is cut around each cell's centre; what lies beyond the field's edge is filled with
+the background. Maps computed on the crops go back inside their own cell only.
+"""
+from __future__ import annotations
+
+import numpy as np
+from skimage import transform
+
+from ..errors import InputError
+from .crops import CropGeometry
+
+
+def field_scale(geometry: CropGeometry, field_cell_diameter: float) -> float:
+    """Factor that brings cells of ``field_cell_diameter`` pixels to the model's cell size."""
+    if not field_cell_diameter or field_cell_diameter <= 0:
+        raise InputError("the cell diameter must be a positive number of pixels")
+    return float(geometry.cell_diameter_px) / float(field_cell_diameter)
+
+
+def rescale_plane(plane: np.ndarray, labels: np.ndarray, scale: float):
+    """[C, Y, X] intensities (linear) and labels (nearest) rescaled by ``scale``."""
+    if abs(scale - 1.0) < 1e-3:
+        return plane.astype(np.float32, copy=False), labels
+    out_shape = tuple(max(1, int(round(s * scale))) for s in plane.shape[1:])
+    scaled = np.stack([transform.resize(ch, out_shape, order=1, anti_aliasing=scale < 1, preserve_range=True)
+                       for ch in plane]).astype(np.float32)
+    scaled_labels = transform.resize(labels, out_shape, order=0, preserve_range=True,
+                                     anti_aliasing=False).astype(labels.dtype)
+    return scaled, scaled_labels
+
+
+def background_fill(plane: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-channel median of the pixels outside cells: what lies beyond the field's edge."""
+    outside = labels == 0
+    if outside.sum() < 16:
+        outside = np.ones_like(outside)
+    values = plane[:, outside]
+    if values.shape[1] > 200_000:  # a strided sample is plenty for a median
+        values = values[:, :: values.shape[1] // 200_000]
+    return np.median(values, axis=1).astype(np.float32)
+
+
+def _window(centre, size: int, shape) -> tuple[int, int, int, int, int, int] | None:
+    """(y0, x0, sy0, sx0, sy1, sx1): a crop's corner and its part inside an image of ``shape``."""
+    h, w = shape
+    y0, x0 = centre[0] - size // 2, centre[1] - size // 2
+    sy0, sx0, sy1, sx1 = max(0, y0), max(0, x0), min(h, y0 + size), min(w, x0 + size)
+    if sy1 <= sy0 or sx1 <= sx0:
+        return None
+    return y0, x0, sy0, sx0, sy1, sx1
+
+
+def cut_crops(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: np.ndarray,
+              crop_size: int, fill: np.ndarray):
+    """Crops [N, C, S, S] centred on each cell, padded with ``fill``; masks [N, S, S] of that cell only."""
+    crops = np.empty((len(ids), plane.shape[0], crop_size, crop_size), np.float32)
+    crops[:] = fill[None, :, None, None]
+    masks = np.zeros((len(ids), crop_size, crop_size), bool)
+    for k, (cid, centre) in enumerate(zip(ids, centres)):
+        win = _window(centre, crop_size, plane.shape[1:])
+        if win is None:
+            continue
+        y0, x0, sy0, sx0, sy1, sx1 = win
+        crops[k, :, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = plane[:, sy0:sy1, sx0:sx1]
+        masks[k, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = labels[sy0:sy1, sx0:sx1] == cid
+    return crops, masks
+
+
+def paste_maps(heatmap: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: np.ndarray,
+               maps: np.ndarray) -> None:
+    """Write each crop's map into ``heatmap`` inside its own cell (max where two maps overlap)."""
+    size = maps.shape[-1]
+    for cid, centre, m in zip(ids, centres, maps):
+        win = _window(centre, size, heatmap.shape)
+        if win is None:
+            continue
+        y0, x0, sy0, sx0, sy1, sx1 = win
+        window = heatmap[sy0:sy1, sx0:sx1]
+        inside = labels[sy0:sy1, sx0:sx1] == cid
+        piece = m[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0]
+        window[inside] = np.maximum(window[inside], piece[inside])

@@ -1,0 +1,101 @@
+"""Every anomaly scorer, by name, in one registry: the SUPN-VAE's own likelihoods and the seed
+papers' alternatives, with their cost class and what each needs before it can run.
+
+* ``likelihood`` scorers (supn, diag, l2) are heads of the model's own network, scored with the
+  model's per-cell rule (``DEFAULT_SCORE_RULES`` chooses it per modality at training time);
+* ``needs_calibration`` scorers combine several maps and need a healthy calibration first;
+* ``network`` scorers (ssl-*) need a segmentation network of their own, trained on healthy cells.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..cells import MODALITIES
+from ..errors import ScorerUnavailable
+from ..supn import LIKELIHOODS
+from ..supn.self_supervised import SegmentationConfig
+
+INSTANT, SLOW, NEEDS_TRAINING = "instant", "slow", "needs training"
+COST_WORDS = {INSTANT: "instant: one pass of the network per batch of cells",
+              SLOW: "slow: an optimisation per cell (tens of times slower than instant scorers)",
+              NEEDS_TRAINING: "needs training: a segmentation network of its own, trained on healthy cells"}
+
+# "spot" (matched filter for a small bright spot under the learned Gaussian) beat the window
+# rules on the fluorescence cells for SUPN (docs/benchmarks/fluorescence.md); the other
+# modalities keep the rules their benchmarks chose.
+DEFAULT_SCORE_RULES = dict(zip(MODALITIES, ("spot", "bright", "dark-channel")))
+ENSEMBLE_MEMBERS = ("supn", "diag", "recon", "grad-elbo")
+
+
+@dataclass(frozen=True)
+class ScorerInfo:
+    name: str
+    cost: str
+    family: str
+    description: str
+    needs_calibration: bool = False
+    network: SegmentationConfig | None = None  # how a "needs training" scorer's network is trained
+
+    @property
+    def likelihood(self) -> bool:
+        return self.name in LIKELIHOODS
+
+    @property
+    def needs_network(self) -> bool:
+        return self.network is not None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "cost": self.cost, "family": self.family, "description": self.description,
+                "needs_calibration": self.needs_calibration}
+
+
+def _ssl(name: str, description: str, **config) -> ScorerInfo:
+    return ScorerInfo(name, NEEDS_TRAINING, "self-supervised", description, network=SegmentationConfig(**config))
+
+
+REGISTRY: dict[str, ScorerInfo] = {s.name: s for s in [
+    ScorerInfo("supn", INSTANT, "SUPN-VAE", "whitened residual of the sparse-precision Gaussian (MIDL 2022)"),
+    ScorerInfo("diag", INSTANT, "SUPN-VAE", "whitened residual of the learned diagonal Gaussian (paper baseline)"),
+    ScorerInfo("l2", INSTANT, "SUPN-VAE", "residual over one fixed standard deviation (paper baseline)"),
+    ScorerInfo("recon", INSTANT, "VAE", "squared reconstruction error (Zhou et al. 2020)"),
+    ScorerInfo("grad-kl", INSTANT, "VAE gradient", "|d KL / d x|, smoothed (Zimmerer et al. 2019)"),
+    ScorerInfo("grad-rec", INSTANT, "VAE gradient", "|d Rec / d x|, smoothed (Zhou et al. 2020)"),
+    ScorerInfo("grad-elbo", INSTANT, "VAE gradient", "|d (Rec + KL) / d x|, smoothed (Zhou et al. 2020)"),
+    ScorerInfo("combi", INSTANT, "VAE gradient", "healthy-normalised |d KL / d x| times reconstruction error "
+               "(Zimmerer et al. 2019)", needs_calibration=True),
+    ScorerInfo("combi-add", INSTANT, "VAE gradient", "healthy-normalised |d KL / d x| plus healthy-normalised "
+               "reconstruction error", needs_calibration=True),
+    ScorerInfo("projection", SLOW, "VAE projection", "energy-based projection, squared change of the input "
+               "(Dehaene et al. 2020)"),
+    _ssl("ssl-fpi", "segmentation net trained with Foreign Patch Interpolation (Tan et al.)", generator="fpi"),
+    _ssl("ssl-pii", "segmentation net trained with Poisson Image Interpolation (Tan et al. 2021)", generator="pii"),
+    _ssl("ssl-ppii", "segmentation net trained with probabilistic PII (Mueller et al. 2023)", generator="ppii"),
+    _ssl("ssl-ppii-he", "probabilistic PII on histogram-equalised cells (Mueller et al. 2023)",
+         generator="ppii", equalise=True),
+    ScorerInfo("ensemble", INSTANT, "ensemble", "mean of supn, diag, recon and grad-elbo maps, each calibrated "
+               "on healthy cells", needs_calibration=True),
+]}
+assert set(LIKELIHOODS) <= set(REGISTRY)
+
+
+def scorer_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def network_scorer_names() -> list[str]:
+    return [n for n, info in REGISTRY.items() if info.needs_network]
+
+
+def scorer_info(name: str) -> ScorerInfo:
+    if name not in REGISTRY:
+        raise ScorerUnavailable(f"unknown scorer {name!r}; choose from {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def describe_cost(name: str) -> str:
+    """The cost class of a scorer in words, for a label beside a scorer menu."""
+    return COST_WORDS[scorer_info(name).cost]
+
+
+def describe_scorers() -> list[dict]:
+    return [s.to_dict() for s in REGISTRY.values()]
