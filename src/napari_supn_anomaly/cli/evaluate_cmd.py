@@ -7,10 +7,11 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..models import load_model
-from ..scoring import save_network, scorer_names
+from ..scoring import INSTANT, REGISTRY, save_network, scorer_names
 from ..supn.devices import DEVICE_CHOICES
 
-DEFAULT_SCORERS = "supn,diag,l2,recon,grad-kl,grad-elbo,combi,combi-add,ensemble"
+# every instant scorer: the slow and the self-supervised ones are asked for by name (or 'all')
+DEFAULT_SCORERS = ",".join(n for n, info in REGISTRY.items() if info.cost == INSTANT and not info.needs_network)
 
 
 def add_parser(sub, name):

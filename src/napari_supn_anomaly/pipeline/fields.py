@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 from skimage import transform
 
 from ..cells import background_fill, cell_centres, cut_crops, field_scale, paste_maps, rescale_plane
 from ..progress import Progress
-from ..scoring import Scorer
+
+if TYPE_CHECKING:
+    from ..scoring import Scorer
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,6 @@ from ..cells import check_plane, field_scale, median_cell_diameter, segment_cell
 from ..errors import Cancelled, InputError
 from ..models import AnomalyModel
 from ..progress import Progress
-from ..scoring import Scorer
 from ..supn.devices import describe_device, release_memory
 from .candidates import cell_table
 from .fields import iter_score_field
@@ -30,6 +29,9 @@ from .intensity import apply_match, check_mode, plan_match
 from .memory import check_plane_fits
 from .result import DetectionResult, _with_plane_columns
 from .tiles import CORE_PX, PlaneOutcome, iter_plane_in_tiles, needs_tiles
+
+if TYPE_CHECKING:
+    from ..scoring import Scorer
 
 DEFAULT_FPR = 0.01
 SPATIAL = "YX"

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from ..cells import field_scale, label_centroids, median_cell_diameter, segment_cells
 from ..errors import NoCellsFound
 from ..progress import Progress
-from ..scoring import Scorer
 from .fields import iter_score_field
 from .intensity import IntensityMatch, apply_match, plan_match
+
+if TYPE_CHECKING:
+    from ..scoring import Scorer
 
 AUTO_TILE_PIXELS = 4096 * 4096
 CORE_PX = 2048
