@@ -172,86 +172,93 @@ def _iter_whole_plane(plane: np.ndarray, plane_labels: np.ndarray | None, scorer
                         dict(scores.timings, segmentation_s=seg_s))
 
 
-def iter_detect(data, axes: str, scorer: Scorer, *, channel: int | Sequence[int] | None = None,
-                labels=None, settings: DetectSettings | None = None,
-                should_stop: Callable[[], bool] | None = None,
-                source: dict | None = None) -> Iterator[Progress]:
-    """Detect parasite candidates in every plane of ``data`` with ``scorer``; returns a DetectionResult."""
-    settings = settings or DetectSettings()
-    model = scorer.model
+@dataclass
+class _Layout:
+    """Where the planes, channels and pixels of an image are."""
+
+    axes: str
+    plane_axes: str
+    plane_shape: tuple[int, ...]
+    yx: tuple[int, int]
+    chan_axis: str | None
+    channels: list[int] | None
+
+    @property
+    def n_planes(self) -> int:
+        return int(np.prod(self.plane_shape)) if self.plane_shape else 1
+
+    def plane_index(self, flat: int) -> tuple[int, ...]:
+        return tuple(int(i) for i in np.unravel_index(flat, self.plane_shape)) if self.plane_shape else ()
+
+
+def _layout(data, axes: str, model: AnomalyModel, channel) -> _Layout:
     axes = normalise_axes(axes, np.ndim(data))
     shape = tuple(np.shape(data))
-    threshold, fpr = resolve_threshold(scorer, settings)
     chan_axis, channels = select_channels(axes, shape, model, channel)
     plane_axes = plane_axes_of(axes)
     dims = dict(zip(axes, shape))
-    plane_shape = tuple(dims[a] for a in plane_axes)
-    yx = (dims["Y"], dims["X"])
-    n_planes = int(np.prod(plane_shape)) if plane_shape else 1
+    return _Layout(axes, plane_axes, tuple(dims[a] for a in plane_axes), (dims["Y"], dims["X"]), chan_axis, channels)
+
+
+def _check_settings_and_memory(layout: _Layout, settings: DetectSettings) -> None:
     if settings.cell_diameter is not None and settings.cell_diameter <= 0:
         raise InputError("the cell diameter must be a positive number of pixels")
     check_mode(settings.intensity)
-    n_channels = 1 if channels is None else len(channels)
+    yx = layout.yx
+    n_channels = 1 if layout.channels is None else len(layout.channels)
     # heatmap + labels of every plane, one plane read as float32, and the candidate regions of one plane
-    outputs = n_planes * yx[0] * yx[1] * 8 + yx[0] * yx[1] * (4 * n_channels + 12)
+    outputs = layout.n_planes * yx[0] * yx[1] * 8 + yx[0] * yx[1] * (4 * n_channels + 12)
     work = (min(yx[0], 2 * CORE_PX), min(yx[1], 2 * CORE_PX)) if needs_tiles(*yx) else yx
     check_plane_fits(*work, n_channels, extra_bytes=outputs, plane_shape=yx)
 
-    model.to(settings.device)
-    heatmap = np.zeros(plane_shape + yx, np.float32)
-    cells = np.zeros(plane_shape + yx, np.int32)
-    cell_tables, diameters, scales, matches, tiles_per_plane = [], [], [], [], []
-    timings = {"segmentation_s": 0.0, "rescale_s": 0.0, "score_s": 0.0, "paste_s": 0.0, "tables_s": 0.0}
-    started = time.perf_counter()
-    try:
-        for flat in range(n_planes):
-            idx = tuple(int(i) for i in np.unravel_index(flat, plane_shape)) if plane_shape else ()
-            if should_stop is not None and should_stop():
-                raise Cancelled("detection was cancelled")
-            yield _progress(flat, n_planes, 0, 0, "segmenting", f"plane {flat + 1} of {n_planes}: finding cells")
-            plane = read_plane(data, axes, idx, chan_axis, channels)
-            check_plane(plane)
-            plane_labels = _plane_labels(labels, plane_shape, idx, yx)
-            if plane_labels is not None and not plane_labels.any():
-                raise ValueError(f"no cells in plane {flat + 1}" if n_planes > 1 else "no cells were found")
-            if needs_tiles(*yx):
-                job = iter_plane_in_tiles(plane, scorer, labels=plane_labels,
-                                          cell_diameter=settings.cell_diameter, intensity=settings.intensity,
-                                          batch_size=settings.batch_size, exclude_edges=settings.exclude_edge_cells)
-            else:
-                job = _iter_whole_plane(plane, plane_labels, scorer, settings)
-            while True:
-                try:
-                    step = next(job)
-                except StopIteration as done:
-                    outcome = done.value
-                    break
-                if should_stop is not None and should_stop():
-                    job.close()
-                    raise Cancelled("detection was cancelled")
-                what = step.message or f"scored {step.done} of {step.total} cells"
-                yield _progress(flat, n_planes, step.done, step.total, "scoring",
-                                f"plane {flat + 1} of {n_planes}: {what}")
-            if not outcome.labels.any():
-                raise ValueError(f"no cells in plane {flat + 1}" if n_planes > 1 else "no cells were found")
-            for key in ("segmentation_s", "rescale_s", "score_s", "paste_s"):
-                timings[key] += outcome.timings[key]
-            matches.append(outcome.match)
-            tiles_per_plane.append(outcome.n_tiles)
-            t1 = time.perf_counter()
-            heatmap[idx] = outcome.heatmap
-            cells[idx] = outcome.labels
-            table = cell_table(outcome.heatmap, outcome.labels)
-            cell_tables.append(_with_plane_columns(table, flat, idx, plane_axes))
-            diameters.append(outcome.diameter)
-            scales.append(outcome.scale)
-            timings["tables_s"] += time.perf_counter() - t1
-            yield _progress(flat, n_planes, len(table), len(table), "plane done",
-                                 f"plane {flat + 1} of {n_planes}: {len(table)} cells")
-    finally:
-        release_memory(model.device)
 
-    provenance = {
+def _no_cells(flat: int, n_planes: int) -> InputError:
+    return InputError(f"no cells in plane {flat + 1}" if n_planes > 1 else "no cells were found")
+
+
+def _iter_plane(data, layout: _Layout, flat: int, labels, scorer: Scorer, settings: DetectSettings,
+                should_stop: Callable[[], bool] | None) -> Iterator[Progress]:
+    """Read, segment and score one plane, with progress and cancel between batches; returns a PlaneOutcome."""
+    n_planes, idx = layout.n_planes, layout.plane_index(flat)
+    where = f"plane {flat + 1} of {n_planes}"
+    yield _progress(flat, n_planes, 0, 0, "segmenting", f"{where}: finding cells")
+    plane = read_plane(data, layout.axes, idx, layout.chan_axis, layout.channels)
+    check_plane(plane)
+    plane_labels = _plane_labels(labels, layout.plane_shape, idx, layout.yx)
+    if plane_labels is not None and not plane_labels.any():
+        raise _no_cells(flat, n_planes)
+    if needs_tiles(*layout.yx):
+        job = iter_plane_in_tiles(plane, scorer, labels=plane_labels, cell_diameter=settings.cell_diameter,
+                                  intensity=settings.intensity, batch_size=settings.batch_size,
+                                  exclude_edges=settings.exclude_edge_cells)
+    else:
+        job = _iter_whole_plane(plane, plane_labels, scorer, settings)
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as done:
+            outcome = done.value
+            break
+        if should_stop is not None and should_stop():
+            job.close()
+            raise Cancelled("detection was cancelled")
+        what = step.message or f"scored {step.done} of {step.total} cells"
+        yield _progress(flat, n_planes, step.done, step.total, "scoring", f"{where}: {what}")
+    if not outcome.labels.any():
+        raise _no_cells(flat, n_planes)
+    return outcome
+
+
+def _one_or_each(values: list):
+    return values[0] if len(set(values)) == 1 else values
+
+
+def _provenance(scorer: Scorer, settings: DetectSettings, layout: _Layout, outcomes: list[PlaneOutcome],
+                threshold: float, fpr: float | None, labels_given: bool, timings: dict, started: float) -> dict:
+    model = scorer.model
+    channels = layout.channels
+    matches = [o.match for o in outcomes]
+    return {
         "software": f"napari-supn-anomaly {__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": model.name,
@@ -262,24 +269,65 @@ def iter_detect(data, axes: str, scorer: Scorer, *, channel: int | Sequence[int]
         "score_rule": model.score_rule(scorer.name),
         "threshold": threshold,
         "target_fpr": fpr,
-        "cell_diameter_px": diameters[0] if len(set(diameters)) == 1 else diameters,
-        "cell_diameter_source": "user" if settings.cell_diameter else ("labels" if labels is not None else "measured"),
+        "cell_diameter_px": _one_or_each([o.diameter for o in outcomes]),
+        "cell_diameter_source": "user" if settings.cell_diameter else ("labels" if labels_given else "measured"),
         "model_cell_diameter_px": model.cell_diameter_px,
-        "scale": scales[0] if len(set(scales)) == 1 else scales,
+        "scale": _one_or_each([o.scale for o in outcomes]),
         "device": describe_device(model.device),
-        "axes": axes,
+        "axes": layout.axes,
         "channel": None if channels is None else (channels[0] if len(channels) == 1 else channels),
-        "cells_from": "labels" if labels is not None else "segmentation",
-        "tiles": tiles_per_plane[0] if n_planes == 1 else tiles_per_plane,
+        "cells_from": "labels" if labels_given else "segmentation",
+        "tiles": outcomes[0].n_tiles if layout.n_planes == 1 else [o.n_tiles for o in outcomes],
         "intensity_matching": dict({"mode": settings.intensity}, **(
-            {"planes": [m.to_dict() for m in matches]} if n_planes > 1 else matches[0].to_dict())),
+            {"planes": [m.to_dict() for m in matches]} if layout.n_planes > 1 else matches[0].to_dict())),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "total_s": round(time.perf_counter() - started, 4),
     }
+
+
+def iter_detect(data, axes: str, scorer: Scorer, *, channel: int | Sequence[int] | None = None,
+                labels=None, settings: DetectSettings | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                source: dict | None = None) -> Iterator[Progress]:
+    """Detect parasite candidates in every plane of ``data`` with ``scorer``; returns a DetectionResult."""
+    settings = settings or DetectSettings()
+    model = scorer.model
+    threshold, fpr = resolve_threshold(scorer, settings)
+    layout = _layout(data, axes, model, channel)
+    _check_settings_and_memory(layout, settings)
+
+    model.to(settings.device)
+    heatmap = np.zeros(layout.plane_shape + layout.yx, np.float32)
+    cells = np.zeros(layout.plane_shape + layout.yx, np.int32)
+    cell_tables, outcomes = [], []
+    timings = {"segmentation_s": 0.0, "rescale_s": 0.0, "score_s": 0.0, "paste_s": 0.0, "tables_s": 0.0}
+    started = time.perf_counter()
+    try:
+        for flat in range(layout.n_planes):
+            if should_stop is not None and should_stop():
+                raise Cancelled("detection was cancelled")
+            outcome = yield from _iter_plane(data, layout, flat, labels, scorer, settings, should_stop)
+            for key in ("segmentation_s", "rescale_s", "score_s", "paste_s"):
+                timings[key] += outcome.timings[key]
+            t1 = time.perf_counter()
+            idx = layout.plane_index(flat)
+            heatmap[idx] = outcome.heatmap
+            cells[idx] = outcome.labels
+            table = cell_table(outcome.heatmap, outcome.labels)
+            cell_tables.append(_with_plane_columns(table, flat, idx, layout.plane_axes))
+            outcomes.append(outcome)
+            timings["tables_s"] += time.perf_counter() - t1
+            yield _progress(flat, layout.n_planes, len(table), len(table), "plane done",
+                            f"plane {flat + 1} of {layout.n_planes}: {len(table)} cells")
+    finally:
+        release_memory(model.device)
+
+    provenance = _provenance(scorer, settings, layout, outcomes, threshold, fpr, labels is not None, timings,
+                             started)
     if source:
         provenance.update(source)
     result = DetectionResult(heatmap, cells, pd.concat(cell_tables, ignore_index=True), None, threshold,
-                             provenance, plane_axes, settings.min_area)
+                             provenance, layout.plane_axes, settings.min_area)
     return result.with_threshold(threshold)
 
 

@@ -124,6 +124,123 @@ def _cosine(lr: float, frac: float) -> float:
     return lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac))))
 
 
+@dataclass
+class _Batches:
+    """The training cells (and the held-back ones) on the device, and how to draw a batch."""
+
+    x: torch.Tensor
+    weight: torch.Tensor
+    x_held_back: torch.Tensor | None
+    weight_held_back: torch.Tensor | None
+    batch_size: int
+    device: torch.device
+
+    def draw(self, cfg: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, len(self.x), (self.batch_size,), generator=gen).to(self.device)
+        xb, wb = self.x[idx], self.weight[idx]
+        if cfg.augment:
+            xb, wb = augment_batch(xb, wb, gen)
+        if cfg.dequantise > 0:
+            xb = xb + cfg.dequantise * (torch.rand(xb.shape, generator=gen).to(self.device) - 0.5)
+        return xb, wb
+
+
+def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(device)
+
+
+def _stage_parameters(net: SupnVAE, stage: str, cfg: TrainConfig) -> tuple[list, float]:
+    """What a stage trains (everything else is frozen) and its learning rate."""
+    if stage == "mean":
+        params, lr0 = list(net.encoder.parameters()) + list(net.mean_decoder.parameters()), cfg.lr
+    elif stage == "precision":
+        params, lr0 = list(net.heads.parameters()), cfg.lr_stage2
+    else:
+        params, lr0 = list(net.parameters()), cfg.lr_joint
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    return params, lr0
+
+
+@dataclass
+class _Run:
+    """What the stages share: iterations done, the running loss, the planned total and the clock."""
+
+    total: int
+    start: float
+    done: int = 0
+    running: float | None = None
+
+    def progress(self, stage: str, message: str = "", held_back: float | None = None) -> Progress:
+        return Progress(stage, self.done, self.total, message, self.running, time.perf_counter() - self.start,
+                        held_back)
+
+
+def _train_stage(net: SupnVAE, stage: str, iters: int, budget_s: float | None, data: _Batches, cfg: TrainConfig,
+                 gen: torch.Generator, run: _Run, fine_tuning: bool, report_every: int, attempt: int,
+                 should_stop: Callable[[], bool] | None):
+    """Generator of one stage's Progress; returns True when the mean decoder collapsed."""
+    stage_start = time.perf_counter()
+    params, lr0 = _stage_parameters(net, stage, cfg)
+    opt = torch.optim.Adam(params, lr=lr0)
+    run.running = None
+    best_loss, best_params, checks_without_gain = math.inf, None, 0
+    for it in range(iters):
+        if should_stop is not None and should_stop():
+            raise Cancelled("training was cancelled")
+        elapsed_stage = time.perf_counter() - stage_start
+        frac = it / iters
+        if budget_s is not None:
+            if elapsed_stage >= budget_s:
+                break
+            frac = max(frac, elapsed_stage / budget_s)
+        for g in opt.param_groups:
+            g["lr"] = _cosine(lr0, frac)
+        xb, wb = data.draw(cfg, gen)
+        mu_z, logvar = net.encode(xb)
+        code = net.sample_latent(mu_z, logvar, gen if data.device.type == "cpu" else None)
+        loss = stage_loss(net, stage, xb, wb, cfg, code, mu_z, logvar)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training diverged (loss {value}) in stage {stage!r}")
+        run.running = value if run.running is None else 0.95 * run.running + 0.05 * value
+        run.done += 1
+        if stage == "mean" and it == max(50, iters // 4) and not fine_tuning:
+            spread = prior_sample_spread(net, 64, gen, data.device)
+            if spread < cfg.collapse_ratio * float(data.x[:256].var(0).mean()):
+                yield run.progress(stage, f"the mean decoder collapsed to a constant image; restarting "
+                                          f"(attempt {attempt + 2})")
+                return True
+        if run.done % report_every == 0:
+            yield run.progress(stage)
+        if data.x_held_back is not None and (it + 1) % cfg.early_stop_every == 0:
+            val = held_back_loss(net, stage, data.x_held_back, data.weight_held_back, cfg)
+            if val < best_loss - 1e-4:
+                best_loss, checks_without_gain = val, 0
+                best_params = [p.detach().clone() for p in params]
+            else:
+                checks_without_gain += 1
+            stop = checks_without_gain >= cfg.early_stop_patience
+            yield run.progress(stage, "held-back loss stopped improving; next stage" if stop else "", val)
+            if stop:
+                break
+    if best_params is not None:  # keep the weights that did best on the held-back cells
+        with torch.no_grad():
+            for p, best in zip(params, best_params):
+                p.copy_(best)
+    if stage == "mean":
+        net.eval()
+        net.l2_log_sigma.copy_(torch.log(estimate_l2_sigma(net, data.x, data.weight, 256)))
+        net.train()
+    return False
+
+
 def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = None,
                    cfg: TrainConfig | None = None, init: SupnVAE | None = None, in_place: bool = False,
                    device: torch.device | str = "cpu", should_stop: Callable[[], bool] | None = None,
@@ -146,20 +263,15 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
         raise ValueError(f"training crops must be [N, {arch.channels}, {arch.crop_size}, {arch.crop_size}], got {x.shape}")
     if len(x) < 2:
         raise ValueError("at least two training crops are needed")
-    xs = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device)
-    ws = torch.from_numpy(np.ascontiguousarray(weight, np.float32)).to(device)
-    batch = min(cfg.batch_size, len(xs))
-    xv = wv = None
-    if x_held_back is not None and len(x_held_back):
-        xv = torch.from_numpy(np.ascontiguousarray(x_held_back, np.float32)).to(device)
-        wv = torch.from_numpy(np.ascontiguousarray(weight_held_back, np.float32)).to(device)
+    held_back = x_held_back is not None and len(x_held_back)
+    data = _Batches(_to_device(x, device), _to_device(weight, device),
+                    _to_device(x_held_back, device) if held_back else None,
+                    _to_device(weight_held_back, device) if held_back else None, min(cfg.batch_size, len(x)), device)
     budget_s = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
     stages = [("mean", cfg.stage1_iters, 0.5), ("precision", cfg.stage2_iters, 0.4), ("joint", cfg.joint_iters, 0.1)]
     stages = [s for s in stages if s[1] > 0]
     share = sum(s[2] for s in stages)
-    total = sum(s[1] for s in stages)
-    start = time.perf_counter()
-    done = 0
+    run = _Run(sum(s[1] for s in stages), time.perf_counter())
 
     for attempt in range(cfg.max_restarts + 1):
         torch.manual_seed(cfg.seed + 1000 * attempt)
@@ -171,86 +283,13 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
             net = init if init is not None else SupnVAE(arch)
         net.to(device).train()
         collapsed = False
-        done = 0
+        run.done = 0
         for stage, iters, frac_time in stages:
             stage_budget = None if budget_s is None else budget_s * frac_time / share
-            stage_start = time.perf_counter()
-            if stage == "mean":
-                params = list(net.encoder.parameters()) + list(net.mean_decoder.parameters())
-                lr0 = cfg.lr
-            elif stage == "precision":
-                params = list(net.heads.parameters())
-                lr0 = cfg.lr_stage2
-            else:
-                params = list(net.parameters())
-                lr0 = cfg.lr_joint
-            for p in net.parameters():
-                p.requires_grad_(False)
-            for p in params:
-                p.requires_grad_(True)
-            opt = torch.optim.Adam(params, lr=lr0)
-            running = None
-            best_loss, best_params, checks_without_gain = math.inf, None, 0
-            for it in range(iters):
-                if should_stop is not None and should_stop():
-                    raise Cancelled("training was cancelled")
-                elapsed_stage = time.perf_counter() - stage_start
-                frac = it / iters
-                if stage_budget is not None:
-                    if elapsed_stage >= stage_budget:
-                        break
-                    frac = max(frac, elapsed_stage / stage_budget)
-                for g in opt.param_groups:
-                    g["lr"] = _cosine(lr0, frac)
-                idx = torch.randint(0, len(xs), (batch,), generator=gen).to(device)
-                xb, wb = xs[idx], ws[idx]
-                if cfg.augment:
-                    xb, wb = augment_batch(xb, wb, gen)
-                if cfg.dequantise > 0:
-                    xb = xb + cfg.dequantise * (torch.rand(xb.shape, generator=gen).to(device) - 0.5)
-                mu_z, logvar = net.encode(xb)
-                code = net.sample_latent(mu_z, logvar, gen if device.type == "cpu" else None)
-                loss = stage_loss(net, stage, xb, wb, cfg, code, mu_z, logvar)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 5.0)
-                opt.step()
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"training diverged (loss {value}) in stage {stage!r}")
-                running = value if running is None else 0.95 * running + 0.05 * value
-                done += 1
-                if stage == "mean" and it == max(50, iters // 4) and init is None:
-                    spread = prior_sample_spread(net, 64, gen, device)
-                    if spread < cfg.collapse_ratio * float(xs[:256].var(0).mean()):
-                        collapsed = True
-                        yield Progress(stage, done, total, f"the mean decoder collapsed to a constant image; "
-                                       f"restarting (attempt {attempt + 2})", running, time.perf_counter() - start)
-                        break
-                if done % report_every == 0:
-                    yield Progress(stage, done, total, "", running, time.perf_counter() - start)
-                if xv is not None and (it + 1) % cfg.early_stop_every == 0:
-                    val = held_back_loss(net, stage, xv, wv, cfg)
-                    if val < best_loss - 1e-4:
-                        best_loss, checks_without_gain = val, 0
-                        best_params = [p.detach().clone() for p in params]
-                    else:
-                        checks_without_gain += 1
-                    stop = checks_without_gain >= cfg.early_stop_patience
-                    yield Progress(stage, done, total, "held-back loss stopped improving; next stage" if stop else "",
-                                   running, time.perf_counter() - start, val)
-                    if stop:
-                        break
+            collapsed = yield from _train_stage(net, stage, iters, stage_budget, data, cfg, gen, run,
+                                                init is not None, report_every, attempt, should_stop)
             if collapsed:
                 break
-            if best_params is not None:  # keep the weights that did best on the held-back cells
-                with torch.no_grad():
-                    for p, best in zip(params, best_params):
-                        p.copy_(best)
-            if stage == "mean":
-                net.eval()
-                net.l2_log_sigma.copy_(torch.log(estimate_l2_sigma(net, xs, ws, 256)))
-                net.train()
         if not collapsed:
             break
     else:
@@ -259,8 +298,9 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
     for p in net.parameters():
         p.requires_grad_(True)
     net.eval()
-    yield Progress("done", done, total, "", running if running is not None else float("nan"),
-                   time.perf_counter() - start)
+    if run.running is None:
+        run.running = float("nan")
+    yield run.progress("done")
     yield net
 
 
