@@ -28,9 +28,20 @@ def open_widget(viewer):
 
 def run_and_wait(qtbot, widget, timeout=120_000):
     worker = widget.run()
-    assert worker is not None, widget._status.value
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
+    assert worker is not None, widget.status_text
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
     return worker
+
+
+@pytest.fixture
+def model_runs(monkeypatch):
+    """How many detections the widget started (each runs the model once)."""
+    import napari_supn_anomaly.widgets.detect_widget as dw
+
+    runs = []
+    original = dw.iter_detect
+    monkeypatch.setattr(dw, "iter_detect", lambda *a, **k: runs.append(1) or original(*a, **k))
+    return runs
 
 
 def output_layers(viewer, source):
@@ -46,11 +57,11 @@ def test_widget_from_manifest_runs_on_sample(make_napari_viewer, qtbot, fl_model
     image.scale = (1.0, 0.5, 0.5)
     image.translate = (0.0, 10.0, -4.0)
     widget = open_widget(viewer)
-    assert "tiny fluorescence" in widget._model.choices  # registered before the widget opened
+    assert "tiny fluorescence" in widget.model_choices  # registered before the widget opened
     widget.select_model("tiny fluorescence")
-    widget._image.value = image
-    widget._sensitivity.value = 5.0
-    widget._intensity.value = "match"
+    widget.select_image(image)
+    widget.set_sensitivity(5.0)
+    widget.set_intensity("match")
     before = [layer.name for layer in viewer.layers]
 
     run_and_wait(qtbot, widget)
@@ -68,7 +79,7 @@ def test_widget_from_manifest_runs_on_sample(make_napari_viewer, qtbot, fl_model
     assert matching["mode"] == "match" and all(p["applied"] for p in matching["planes"])
     assert points.ndim == 3
     assert {"score", "area", "cell_id", "status"} <= set(points.features.columns)
-    assert len(points.data) == len(widget.current_result.candidate_table) > 0
+    assert len(points.data) == len(widget.result.candidate_table) > 0
     # candidates lie inside the cells they name
     for (t, y, x), cid in zip(points.data, points.features["cell_id"]):
         assert cells.data[int(t), int(round(y)), int(round(x))] == cid
@@ -76,12 +87,12 @@ def test_widget_from_manifest_runs_on_sample(make_napari_viewer, qtbot, fl_model
     assert [layer.name for layer in viewer.layers][: len(before)] == before
 
 
-def test_slider_rethresholds_without_running_the_model(make_napari_viewer, qtbot, fl_model, monkeypatch):
+def test_slider_rethresholds_without_running_the_model(make_napari_viewer, qtbot, fl_model, monkeypatch, model_runs):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "synthetic_fluorescence")
     widget = open_widget(viewer)
     widget.select_model("tiny fluorescence")
-    widget._sensitivity.value = 1.0
+    widget.set_sensitivity(1.0)
     run_and_wait(qtbot, widget)
     points = output_layers(viewer, "fluorescence_stack")["candidates"]
     n_low = len(points.data)
@@ -90,24 +101,24 @@ def test_slider_rethresholds_without_running_the_model(make_napari_viewer, qtbot
     original = type(fl_model).iter_score_batches
     monkeypatch.setattr(type(fl_model), "iter_score_batches",
                         lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
-    widget._sensitivity.value = 20.0
+    widget.set_sensitivity(20.0)
     n_high = len(points.data)
     assert n_high > n_low
-    assert len(points.features) == n_high
-    thr = fl_model.threshold_for_fpr(0.2, widget._scorer.value)
-    assert f"{thr:.3g}" in widget._threshold_info.value
+    assert len(points.features) == n_high == len(widget.result.candidate_table)
+    thr = fl_model.threshold_for_fpr(0.2, widget.state.scorer_name)
+    assert f"{thr:.3g}" in widget.threshold_text
     assert (points.features["score"] >= thr - 1e-5).all()
-    widget._sensitivity.value = 1.0
+    widget.set_sensitivity(1.0)
     assert len(points.data) == n_low
-    widget._sensitivity.value = 20.0
-    widget._min_area.value = 6
+    widget.set_sensitivity(20.0)
+    widget.set_min_area(6)
     assert len(points.data) < n_high and (points.features["area"] >= 6).all()
-    widget._min_area.value = 1
+    widget.set_min_area(1)
     assert len(points.data) == n_high
-    assert calls == [] and widget.model_runs == 1
+    assert calls == [] and len(model_runs) == 1
 
 
-def test_rerun_replaces_only_its_own_layers(make_napari_viewer, qtbot, fl_model):
+def test_rerun_replaces_only_its_own_layers(make_napari_viewer, qtbot, fl_model, model_runs):
     from napari_supn_anomaly.synthetic import make_field
 
     viewer = make_napari_viewer()
@@ -116,7 +127,7 @@ def test_rerun_replaces_only_its_own_layers(make_napari_viewer, qtbot, fl_model)
     mine = viewer.add_points(np.array([[5.0, 5.0]]), name="my notes")
     widget = open_widget(viewer)
     widget.select_model("tiny fluorescence")
-    widget._image.value = image
+    widget.select_image(image)
     run_and_wait(qtbot, widget)
     first = output_layers(viewer, "field")
     first["heatmap"].colormap = "viridis"  # a display choice the user made
@@ -126,7 +137,7 @@ def test_rerun_replaces_only_its_own_layers(make_napari_viewer, qtbot, fl_model)
     assert len(viewer.layers) == n_layers
     assert second["heatmap"] is first["heatmap"] and second["heatmap"].colormap.name == "viridis"
     assert "my notes" in viewer.layers and len(mine.data) == 1
-    assert widget.model_runs == 2
+    assert len(model_runs) == 2
 
 
 def test_cancel_stops_a_stack_within_one_plane(make_napari_viewer, qtbot, fl_model):
@@ -136,16 +147,17 @@ def test_cancel_stops_a_stack_within_one_plane(make_napari_viewer, qtbot, fl_mod
     image = viewer.add_image(stack, name="long stack")
     widget = open_widget(viewer)
     widget.select_model("tiny fluorescence")
-    widget._image.value = image
+    widget.select_image(image)
     worker = widget.run()
-    qtbot.waitUntil(lambda: getattr(widget, "last_progress", None) is not None
-                    and widget.last_progress.stage == "scoring", timeout=60_000)
-    plane_at_cancel = widget.last_progress.plane
+    events = []
+    worker.yielded.connect(events.append)
+    qtbot.waitUntil(lambda: bool(events) and events[-1].stage == "scoring", timeout=60_000)
+    plane_at_cancel = events[-1].plane
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         widget.cancel()
-    assert widget.last_progress.plane <= plane_at_cancel + 1
-    assert widget.last_progress.plane < 11
-    assert "cancelled" in widget._status.value
+    assert events[-1].plane <= plane_at_cancel + 1
+    assert events[-1].plane < 11
+    assert "cancelled" in widget.status_text
     assert not output_layers(viewer, "long stack")
 
 
@@ -160,16 +172,16 @@ def test_bad_input_notifies_and_leaves_layers(make_napari_viewer, qtbot, fl_mode
     assert widget.run() is None and "image" in errors[-1]        # no image
 
     flat = viewer.add_image(np.full((128, 128), 7.0, np.float32), name="flat")
-    widget._image.value = flat
+    widget.select_image(flat)
     assert widget.run() is not None
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
     assert "constant" in errors[-1]
 
     nan = np.random.default_rng(0).random((128, 128)).astype(np.float32)
     nan[3, 3] = np.nan
-    widget._image.value = viewer.add_image(nan, name="nan")
+    widget.select_image(viewer.add_image(nan, name="nan"))
     assert widget.run() is not None
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
     assert "NaN" in errors[-1]
     assert [layer.name for layer in viewer.layers] == ["flat", "nan"]
 
@@ -184,21 +196,21 @@ def test_damaged_model_file_and_registry(make_napari_viewer, tmp_path, monkeypat
     widget = open_widget(viewer)
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not a model at all")
-    choices = list(widget._model.choices)
+    choices = widget.model_choices
     assert widget.load_model_file(bad) is False
     assert "broken.safetensors" in errors[-1]
-    assert list(widget._model.choices) == choices
+    assert widget.model_choices == choices
 
     register_model("fine-tuned here", tiny_model_file("fluorescence"))
     try:
-        assert "fine-tuned here" in widget._model.choices   # listed at once
+        assert "fine-tuned here" in widget.model_choices   # listed at once
         widget.select_model("fine-tuned here")
-        assert widget.model is not None and widget.model.modality == "fluorescence"
+        assert widget.state.model is not None and widget.state.model.modality == "fluorescence"
     finally:
         unregister_model("fine-tuned here")
-    assert "fine-tuned here" not in widget._model.choices
+    assert "fine-tuned here" not in widget.model_choices
     assert widget.load_model_file(tiny_model_file("fluorescence")) is True
-    assert widget.model.name == "tiny-fluorescence"
+    assert widget.state.model.name == "tiny-fluorescence"
 
 
 def test_open_stack_confirms_channel_axis(make_napari_viewer, tmp_path, fl_model):
@@ -212,10 +224,9 @@ def test_open_stack_confirms_channel_axis(make_napari_viewer, tmp_path, fl_model
     widget.select_model("tiny fluorescence")
     layer = widget.open_stack(path, axes="YXC")   # read as RGB (Y, X, S); the user says: channels
     assert layer.metadata["axes"] == "CYX" and not layer.rgb and layer.data.shape == (3, 64, 80)
-    assert not widget._channel.native.isHidden() and len(widget._channel.choices) == 3
+    assert len(widget.channel_choices) == 3
     layer_rgb = widget.open_stack(path, axes="YXS")
     assert layer_rgb.rgb
-
 
 
 def test_find_cells_widget_segments_the_plane_on_screen(make_napari_viewer):
@@ -230,7 +241,7 @@ def test_find_cells_widget_segments_the_plane_on_screen(make_napari_viewer):
     cells = viewer.layers["fluorescence_stack cells"]
     assert cells.data.shape == image.data.shape[1:] and cells.data.max() > 30
     # it is the third plane's cells
-    from napari_supn_anomaly.pipeline.segmentation import segment_cells
+    from napari_supn_anomaly.cells import segment_cells
     expected = segment_cells(np.asarray(image.data[2]), "fluorescence").labels
     np.testing.assert_array_equal(cells.data, expected)
 

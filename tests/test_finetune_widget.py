@@ -51,8 +51,8 @@ def field_with_rectangles(viewer):
 
 def wait_done(qtbot, widget, worker, timeout=180_000):
     """Until the widget has handled the worker's end (robust to a worker that ends at once)."""
-    assert worker is not None, widget._status.value
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
+    assert worker is not None, widget.status_text
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
 
 
 def test_train_cancel_train_again_and_detect(base_model, make_napari_viewer, qtbot, tmp_path):
@@ -63,30 +63,32 @@ def test_train_cancel_train_again_and_detect(base_model, make_napari_viewer, qtb
     image, shapes = field_with_rectangles(viewer)
     widget = open_finetune(viewer)
     _, detect = viewer.window.add_plugin_dock_widget(PLUGIN, "Detect anomalies")
-    widget._image.value = image
-    widget._healthy.value = shapes
+    widget.select_image(image)
+    widget.select_healthy(shapes)
     widget.select_base(BASE)
-    widget._minutes.value = 0.05
+    widget.set_minutes(0.05)
     before = digest(base_model)
     layer_names = [layer.name for layer in viewer.layers]
 
     # cancel once, as soon as the training loop reports
     worker = widget.train()
-    qtbot.waitUntil(lambda: widget.last_progress is not None and widget.last_progress.stage in
-                    ("mean", "precision", "done"), timeout=120_000)
+    events = []
+    worker.yielded.connect(events.append)
+    qtbot.waitUntil(lambda: bool(events) and events[-1].stage in ("mean", "precision", "done"), timeout=120_000)
     widget.cancel()
     wait_done(qtbot, widget, worker)
-    assert widget.outcome == "cancelled", widget._status.value
-    assert "no new model" in widget._status.value
+    assert widget.status_text.startswith("cancelled"), widget.status_text
+    assert "no new model" in widget.status_text and widget.model is None
     assert not [n for n in REGISTRY.names() if "finetuned" in n]
     assert digest(base_model) == before
 
     # train again, to the end
     worker = widget.train()
     wait_done(qtbot, widget, worker)
-    assert widget.outcome == "trained", widget._status.value
+    assert widget.model is not None, widget.status_text
     name = f"{base_model.name}-finetuned-1"
-    assert name in REGISTRY.names() and name in detect._model.choices   # listed in Detect at once
+    assert f"{name} is ready" in widget.status_text
+    assert name in REGISTRY.names() and name in detect.model_choices   # listed in Detect at once
     assert digest(base_model) == before
     model = widget.model
     assert model.modality == "brightfield" and model.metadata["training"]["finetune"]["intensity_inverted"]
@@ -99,10 +101,10 @@ def test_train_cancel_train_again_and_detect(base_model, make_napari_viewer, qtb
     saved = widget.save_model(tmp_path / "mine.safetensors")
     assert load_model(saved).metadata["base_model"]["name"] == base_model.name
     detect.select_model(name)
-    detect._image.value = image
+    detect.select_image(image)
     worker = detect.run()
     wait_done(qtbot, detect, worker)
-    result = detect.current_result
+    result = detect.result
     assert result.provenance["model"] == name and len(result.cell_table) > 20
     assert f"{image.name} anomaly" in [layer.name for layer in viewer.layers]
 
@@ -118,20 +120,19 @@ def test_bad_marks_notify_and_leave_layers(base_model, make_napari_viewer, qtbot
     assert widget.train() is None and "image" in errors[-1]
 
     image, shapes = field_with_rectangles(viewer)
-    widget._image.value = image
-    widget._healthy.value = shapes
-    widget._minutes.value = 0.05
+    widget.select_image(image)
+    widget.select_healthy(shapes)
+    widget.set_minutes(0.05)
     names = [layer.name for layer in viewer.layers]
     shapes.data = [np.array([[900, 900], [900, 960], [950, 960], [950, 900]], float)]
     wait_done(qtbot, widget, widget.train())
-    assert "outside the image" in errors[-1] and widget.outcome == "failed"
+    assert "outside the image" in errors[-1] and widget.status_text.startswith("failed")
 
     shapes.data = [np.array([[0, 0], [0, 60], [40, 60], [40, 0]], float)]
     wait_done(qtbot, widget, widget.train())
     assert ("holds no whole cell" in errors[-1] or "are needed" in errors[-1]), errors[-1]
 
     lines = viewer.add_shapes([np.array([[10, 10], [100, 100]], float)], shape_type="line", name="a line")
-    widget._healthy.reset_choices()
-    widget._healthy.value = lines
+    widget.select_healthy(lines)
     assert widget.train() is None and "draw rectangles" in errors[-1]
     assert [layer.name for layer in viewer.layers] == names + ["a line"]

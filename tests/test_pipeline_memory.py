@@ -8,8 +8,8 @@ from _tiny_models import tiny_model
 from napari_supn_anomaly.pipeline import memory
 from napari_supn_anomaly.errors import PlaneTooLarge
 from napari_supn_anomaly.pipeline.memory import check_plane_fits, plane_memory_bytes
-from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.pipeline.stacks import detect
+from napari_supn_anomaly.scoring import resolve
 
 
 def test_the_estimate_grows_with_pixels_and_channels():

@@ -6,9 +6,9 @@ import pytest
 
 from _tiny_models import tiny_model
 from napari_supn_anomaly.errors import Cancelled
+from napari_supn_anomaly.pipeline.axes import default_axes, select_channels
+from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect, iter_detect
 from napari_supn_anomaly.scoring import resolve
-from napari_supn_anomaly.pipeline.stacks import (DetectSettings, default_axes, detect,
-                                                 iter_detect, select_channels)
 from napari_supn_anomaly.synthetic import make_field
 
 

@@ -7,9 +7,9 @@ import pytest
 from _tiny_models import tiny_model
 from napari_supn_anomaly.pipeline import tiles
 from napari_supn_anomaly.errors import Cancelled
-from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect, iter_detect, run_to_end
 from napari_supn_anomaly.pipeline.tiles import Tile, cells_of_core, plan_tiles
+from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.synthetic import make_field
 
 

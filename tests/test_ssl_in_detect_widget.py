@@ -34,29 +34,31 @@ def test_shipped_ssl_scorer_runs_on_the_sample(make_napari_viewer, qtbot, errors
     image.data = image.data[:1]  # one plane keeps the test fast
     widget = open_widget(viewer)
     widget.select_model("fluorescence-rbc")
-    widget._image.value = image
-    assert "ssl-ppii" in widget._scorer.choices
-    widget._scorer.value = "ssl-ppii"
-    assert widget._scorer_info.value.startswith("needs training")
-    assert "shipped with fluorescence-rbc" in widget._scorer_info.value
-    widget._scorer.value = "supn"
-    assert widget._scorer_info.value.startswith("instant")
-    widget._scorer.value = "ssl-ppii"
-    assert widget.threshold() is not None
+    widget.select_image(image)
+    assert "ssl-ppii" in widget.scorer_choices
+    widget.select_scorer("ssl-ppii")
+    assert widget.scorer_text.startswith("needs training")
+    assert "shipped with fluorescence-rbc" in widget.scorer_text
+    widget.select_scorer("supn")
+    assert widget.scorer_text.startswith("instant")
+    widget.select_scorer("ssl-ppii")
+    assert widget.state.threshold() is not None
 
     worker = widget.run()
-    assert worker is not None, widget._status.value
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=180_000)
+    assert worker is not None, widget.status_text
+    events = []
+    worker.yielded.connect(events.append)
+    qtbot.waitUntil(lambda: not widget.running, timeout=180_000)
     assert not errors, errors
-    result = widget.current_result
+    result = widget.result
     assert result.provenance["scorer"] == "ssl-ppii"
-    assert result.provenance["threshold"] == pytest.approx(widget.threshold())
+    assert result.provenance["threshold"] == pytest.approx(widget.state.threshold())
     assert 0 <= result.heatmap.min() and result.heatmap.max() <= 1 and result.heatmap.max() > 0
-    assert widget.last_progress.stage == "plane done"
+    assert events[-1].stage == "plane done"
 
 
 def test_scorer_network_button_adds_a_users_network_and_refuses_bad_files(make_napari_viewer, tmp_path, errors):
-    from napari_supn_anomaly import scorers as R
+    from napari_supn_anomaly import scoring
     from napari_supn_anomaly.widgets.model_registry import register_model, unregister_model
 
     torch.set_num_threads(1)
@@ -65,10 +67,10 @@ def test_scorer_network_button_adds_a_users_network_and_refuses_bad_files(make_n
     crops = (rng.random((12, 1, model.crop_size, model.crop_size)) * 40 + 60).astype(np.float32)
     masks = np.zeros((12, model.crop_size, model.crop_size), bool)
     masks[:, 6:-6, 6:-6] = True
-    events = list(R.train_calibrated_scorer("ssl-fpi", model.copy(), crops[:8], masks[:8], crops[8:], masks[8:],
-                                            iterations=5, pool_size=8))
-    segmenter, calibration = events[-1]
-    good = R.save_segmenter(tmp_path / "tiny.ssl-fpi", segmenter, model, calibration)
+    events = list(scoring.train_calibrated_network("ssl-fpi", model.copy(), crops[:8], masks[:8], crops[8:],
+                                                   masks[8:], iterations=5, pool_size=8))
+    network, calibration = events[-1]
+    good = scoring.save_network(tmp_path / "tiny.ssl-fpi", network, model, calibration)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 64)
 
@@ -81,26 +83,26 @@ def test_scorer_network_button_adds_a_users_network_and_refuses_bad_files(make_n
 
         # a network made for the tiny model does not fit the built-in one
         widget.select_model("fluorescence-rbc")
-        scorer_before, choices_before = widget._scorer.value, widget._scorer.choices
+        scorer_before, choices_before = widget.state.scorer_name, widget.scorer_choices
         assert widget.load_scorer_network(good) is False
         assert "does not fit the model 'fluorescence-rbc'" in errors[-1]
         assert widget.load_scorer_network(junk) is False
         assert "not a napari-supn-anomaly model file" in errors[-1]
         assert widget.load_scorer_network(tmp_path / "missing.safetensors") is False
         assert "not found" in errors[-1]
-        assert widget._scorer.value == scorer_before and widget._scorer.choices == choices_before
-        widget._scorer.value = "ssl-fpi"
-        assert "shipped with fluorescence-rbc" in widget._scorer_info.value  # the built-in network stays in use
+        assert widget.state.scorer_name == scorer_before and widget.scorer_choices == choices_before
+        widget.select_scorer("ssl-fpi")
+        assert "shipped with fluorescence-rbc" in widget.scorer_text  # the built-in network stays in use
 
         # it fits the model it was made for: added to the menu and selected, with a threshold
         widget.select_model("tiny fluorescence ssl")
-        assert "ssl-fpi" not in widget._scorer.choices
+        assert "ssl-fpi" not in widget.scorer_choices
         n_errors = len(errors)
         assert widget.load_scorer_network(good) is True
         assert len(errors) == n_errors
-        assert widget._scorer.value == "ssl-fpi" and "ssl-fpi" in widget._scorer.choices
-        assert "network: tiny.ssl-fpi.safetensors" in widget._scorer_info.value
-        assert widget.threshold() is not None
+        assert widget.state.scorer_name == "ssl-fpi" and "ssl-fpi" in widget.scorer_choices
+        assert "network: tiny.ssl-fpi.safetensors" in widget.scorer_text
+        assert widget.state.threshold() is not None
         assert [(layer.name, id(layer.data)) for layer in viewer.layers] == layers_before
     finally:
         unregister_model("tiny fluorescence ssl")

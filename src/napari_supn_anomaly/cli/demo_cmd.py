@@ -98,6 +98,7 @@ def show_in_napari(sample, result, model):
     widget = DetectWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Detect anomalies", area="right")
     widget.select_model(model.name)
-    widget._image.value = layer
-    widget._on_result(result, layer, sample.axes, model, result.provenance["scorer"])
+    widget.select_image(layer)
+    widget.set_sensitivity(100 * result.provenance["target_fpr"])  # the slider says what the result was cut at
+    widget.show_result(result, layer)
     napari.run()

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..cells import guess_modality
 from ..errors import InputError
 from ..io import open_image
-from ..pipeline.stacks import normalise_axes, plane_axes_of, read_plane, select_channels
+from ..pipeline.axes import normalise_axes, plane_axes_of, read_plane, select_channels
 from ..training.regions import TrainingCells, cells_from_fields, read_regions_csv
 
 

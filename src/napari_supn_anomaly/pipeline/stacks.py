@@ -1,7 +1,6 @@
 """Detection on an image or a stack, plane by plane: the one entry point the widget and CLI share.
 
-Axes are named with the letters T, Z (plane axes; any other letter is treated as a plane axis
-too), C (channels), S (RGB samples), Y and X. :func:`iter_detect` is a generator: it yields a
+Axes are named as in ``pipeline.axes``. :func:`iter_detect` is a generator: it yields a
 ``progress.Progress`` after each batch of cells and each plane and returns a
 :class:`DetectionResult`; closing it (or ``should_stop`` returning True, which raises
 ``errors.Cancelled``) stops the work between two batches. The scorer comes resolved
@@ -23,6 +22,7 @@ from ..errors import Cancelled, InputError
 from ..models import AnomalyModel
 from ..progress import Progress
 from ..supn.devices import describe_device, release_memory
+from .axes import normalise_axes, plane_axes_of, read_plane, select_channels
 from .candidates import cell_table
 from .fields import iter_score_field
 from .intensity import apply_match, check_mode, plan_match
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from ..scoring import Scorer
 
 DEFAULT_FPR = 0.01
-SPATIAL = "YX"
-CHANNEL_AXES = "CS"
 
 
 @dataclass
@@ -54,76 +52,6 @@ def _progress(plane: int, n_planes: int, done: int, total: int, stage: str, mess
     """A detection event: ``stage`` is "segmenting", "scoring" or "plane done"."""
     within = 1.0 if stage == "plane done" else (done / total if total else 0.0)
     return Progress(stage, done, total, message, overall=(plane + within) / n_planes, plane=plane)
-
-
-def normalise_axes(axes: str, ndim: int) -> str:
-    axes = (axes or "").upper()
-    if len(axes) != ndim:
-        raise ValueError(f"the axes {axes!r} do not match an image with {ndim} dimensions")
-    if len(set(axes)) != len(axes):
-        raise ValueError(f"the axes {axes!r} name one axis twice")
-    if not axes.endswith("YX") and not axes.endswith("YXS"):
-        raise ValueError(f"the image must end with the axes Y, X (or Y, X, RGB); got {axes!r}")
-    return axes
-
-
-def default_axes(shape: Sequence[int], rgb: bool = False) -> str:
-    """A guess for an array without axis names: (..., Y, X[, S])."""
-    ndim = len(shape)
-    if rgb:
-        lead = "TZ"[-(ndim - 3):] if ndim > 3 else ""
-        return ("Q" * max(0, ndim - 3 - len(lead)) + lead + "YXS")[-ndim:]
-    lead = "TZ"[-(ndim - 2):] if ndim > 2 else ""
-    return ("Q" * max(0, ndim - 2 - len(lead)) + lead + "YX")[-ndim:]
-
-
-def plane_axes_of(axes: str) -> str:
-    return "".join(a for a in axes if a not in SPATIAL + CHANNEL_AXES)
-
-
-def select_channels(axes: str, shape: Sequence[int], model: AnomalyModel,
-                    channel: int | Sequence[int] | None) -> tuple[str | None, list[int] | None]:
-    """Which axis holds channels and which of its entries the model reads (None: grey from RGB)."""
-    dims = dict(zip(axes, shape))
-    want = model.channels
-    chan_axis = "C" if "C" in dims else ("S" if "S" in dims else None)
-    if chan_axis is None:
-        if want != 1:
-            raise ValueError(f"the model {model.name!r} needs {want} channels but the image has one")
-        return None, None
-    n = dims[chan_axis]
-    if channel is not None:
-        picked = [int(channel)] if np.isscalar(channel) else [int(c) for c in channel]
-        bad = [c for c in picked if not 0 <= c < n]
-        if bad:
-            raise ValueError(f"channel {bad[0]} does not exist; the image has channels 0 to {n - 1}")
-        if len(picked) != want:
-            raise ValueError(f"the model {model.name!r} reads {want} channel(s); {len(picked)} were chosen")
-        return chan_axis, picked
-    if n == want:
-        return chan_axis, list(range(n))
-    if want == 1 and chan_axis == "S":
-        return chan_axis, None  # a grey-level model on an RGB image sees the mean of R, G, B
-    raise ValueError(f"the image has {n} channels and the model {model.name!r} reads {want}; "
-                     "choose the channel to analyse")
-
-
-def read_plane(data, axes: str, plane_idx: tuple[int, ...], chan_axis: str | None,
-               channels: list[int] | None) -> np.ndarray:
-    """One plane as [C, Y, X] float32 (reads only that plane from a lazy array)."""
-    plane_axes = plane_axes_of(axes)
-    index = []
-    it = iter(plane_idx)
-    for a in axes:
-        index.append(next(it) if a in plane_axes else slice(None))
-    plane = np.asarray(data[tuple(index)], dtype=np.float32)
-    rest = [a for a in axes if a not in plane_axes]
-    if chan_axis is None:
-        return plane[None]
-    plane = np.moveaxis(plane, rest.index(chan_axis), 0)
-    if channels is None:
-        return plane.mean(0, keepdims=True)
-    return plane[channels]
 
 
 def resolve_threshold(scorer: Scorer, settings: DetectSettings) -> tuple[float, float | None]:

@@ -15,17 +15,18 @@ from magicgui.widgets import (ComboBox, Container, FloatSpinBox, Label, Progress
                               create_widget)
 from napari.utils.notifications import show_error, show_info
 
-from ..models import ModelFileError, builtin_model_names, load_model
-from ..pipeline.stacks import normalise_axes, plane_axes_of, read_plane, select_channels
+from ..cells import MODALITIES, guess_modality
+from ..errors import USER_ERRORS, Cancelled
+from ..models import builtin_model_names, load_model
+from ..pipeline.axes import normalise_axes, plane_axes_of, read_plane, select_channels
+from ..progress import Progress
 from ..supn.devices import DEVICE_CHOICES, resolve_device
 from ..training.finetune import FinetuneSettings, finetune, finetuned_name
-from ..training.fit import DEFAULT_SCORE_RULES
 from ..training.regions import (cells_at_points, cells_from_labels, cells_in_regions, check_training_cells,
                                 regions_from_shapes)
-from ..training.trainer import Progress, TrainingCancelled
 from . import layers as layer_tools
 from .jobs import start_job
-from .loss_plot import LossPlot
+from .loss_plot import STAGE_COLOURS, LossPlot
 from .model_registry import REGISTRY, register_model
 
 if TYPE_CHECKING:
@@ -47,9 +48,7 @@ class FinetuneWidget(Container):
         self._base_models: dict = {}       # choice -> AnomalyModel loaded from a file through this widget
         self._worker = None
         self._stop = threading.Event()
-        self.model = None                   # the last fine-tuned model
-        self.last_progress: Progress | None = None
-        self.outcome = ""                   # "trained", "cancelled" or "failed" after each run (for tests)
+        self._model = None                  # the last fine-tuned model
 
         self._image = create_widget(annotation="napari.layers.Image", label="image")
         self._image.tooltip = "The image with the healthy cells (the plane shown now, for stacks)."
@@ -61,7 +60,7 @@ class FinetuneWidget(Container):
                               tooltip="The model to start from. It is copied, never changed.")
         self._load_base = PushButton(text="Load base model file…",
                                      tooltip="Start from a model file (e.g. one fine-tuned earlier).")
-        self._modality = ComboBox(label="image type", choices=["auto"] + list(DEFAULT_SCORE_RULES), value="auto",
+        self._modality = ComboBox(label="image type", choices=["auto"] + list(MODALITIES), value="auto",
                                   tooltip="auto: dark cells on a light background are bright-field, bright cells on "
                                           "dark are fluorescence. If it differs from the base model's, intensities "
                                           "are inverted so the base model sees familiar cells.")
@@ -90,6 +89,33 @@ class FinetuneWidget(Container):
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._on_layers_changed)
         self.native.destroyed.connect(self._disconnect)
+
+    # -- what a person sees and chooses ------------------------------------------------------------
+    @property
+    def model(self):
+        """The last fine-tuned model (None before the first one)."""
+        return self._model
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    @property
+    def status_text(self) -> str:
+        return self._status.value
+
+    def select_image(self, layer) -> None:
+        self._image.reset_choices()
+        self._image.value = layer
+
+    def select_healthy(self, layer) -> None:
+        """The Shapes, Labels or candidates layer that marks the healthy cells."""
+        self._healthy.reset_choices()
+        self._healthy.value = layer
+
+    def set_minutes(self, minutes: float) -> None:
+        """The time budget of training."""
+        self._minutes.value = minutes
 
     # -- choices ----------------------------------------------------------------------------------
     def _healthy_choices(self, _widget=None):
@@ -132,7 +158,7 @@ class FinetuneWidget(Container):
     def load_base_file(self, path: str | Path) -> bool:
         try:
             model = load_model(Path(path))
-        except (ModelFileError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             show_error(f"Could not load the model: {exc}")
             return False
         name = f"{model.name} ({Path(path).name})"
@@ -220,23 +246,22 @@ class FinetuneWidget(Container):
     # -- training -----------------------------------------------------------------------------------
     def train(self, _=None):
         """Start fine-tuning in a worker thread. Bad input: a notification, nothing else changes."""
-        if self._worker is not None:
+        if self.running:
             show_info("Fine-tuning is already running; cancel it first.")
             return None
         try:
             image, plane, kind, payload, base, settings = self._inputs()
-        except (ValueError, ModelFileError) as exc:
+        except USER_ERRORS as exc:
             show_error(f"Cannot fine-tune: {exc}")
             return None
 
-        from ..training.regions import guess_modality
         taken = set(builtin_model_names()) | set(REGISTRY.names())
         name = finetuned_name(base.name, taken)
         stop = self._stop = threading.Event()
         modality = settings.modality if settings.modality != "auto" else guess_modality(plane)
 
         def job():
-            yield Progress("preparing", 0, 0, float("nan"), 0.0, "finding the healthy cells…")
+            yield Progress("preparing", message="finding the healthy cells…")
             cells = self._training_cells(plane, kind, payload, image.name, modality)
             check_training_cells(cells, base.channels, f"the base model {base.name!r}", settings.holdout_fraction)
             settings.modality = modality
@@ -247,13 +272,12 @@ class FinetuneWidget(Container):
                         yield event
                     else:
                         return event
-            except TrainingCancelled:
+            except Cancelled:
                 return None
             except RuntimeError as exc:  # the worker would swallow RuntimeErrors; report them instead
                 raise FinetuneFailed(str(exc)) from exc
             return None
 
-        self.outcome = ""
         self.loss_plot.clear()
         self._worker = start_job(
             job, "Fine-tuning", run_button=self._train, cancel_button=self._cancel, progress_bar=self._progress,
@@ -264,29 +288,27 @@ class FinetuneWidget(Container):
 
     def cancel(self, _=None):
         """Stop after the current batch: no new model; the base model stays as it was."""
-        if self._worker is not None:
+        if self.running:
             self._status.value = "cancelling…"
             self._stop.set()
 
     def _on_progress(self, event: Progress):
-        self.last_progress = event
-        if event.stage in ("mean", "precision", "joint"):
+        if event.stage in STAGE_COLOURS:
             budget = 60.0 * float(self._minutes.value)
-            frac = max(event.iteration / max(event.total, 1), event.elapsed_s / budget if budget else 0.0)
+            frac = max(event.done / max(event.total, 1), event.elapsed_s / budget if budget else 0.0)
             self._progress.value = int(1000 * min(frac, 0.99))
-            self.loss_plot.add_point(event.stage, event.iteration, event.loss)
-            self._status.value = f"training ({event.stage}): iteration {event.iteration}, loss {event.loss:.3f}"
+            self.loss_plot.add_point(event.stage, event.done, event.loss)
+            loss = "" if event.loss is None else f", loss {event.loss:.3f}"
+            self._status.value = f"training ({event.stage}): iteration {event.done}{loss}"
         elif event.message:
             self._status.value = event.message
 
     def _on_result(self, model, name: str):
         if model is None:
-            self.outcome = "cancelled"
             self._status.value = "cancelled: no new model; the base model is unchanged"
             return
-        self.model = model
+        self._model = model
         register_model(name, model)
-        self.outcome = "trained"
         self.loss_plot.refresh()
         self._progress.value = 1000
         self._save.enabled = True
@@ -294,8 +316,7 @@ class FinetuneWidget(Container):
         show_info(f"Fine-tuned model {name!r} added to the Detect widget's models.")
 
     def _on_error(self, exc: Exception):
-        self.outcome = "failed"
-        message = str(exc) if isinstance(exc, (ValueError, ModelFileError, FinetuneFailed)) else \
+        message = str(exc) if isinstance(exc, USER_ERRORS + (FinetuneFailed,)) else \
             f"{type(exc).__name__}: {exc}"
         show_error(f"Fine-tuning failed: {message}")
         self._status.value = f"failed: {message}"
@@ -307,17 +328,17 @@ class FinetuneWidget(Container):
 
     # -- saving --------------------------------------------------------------------------------------
     def _on_save_clicked(self, _=None):
-        if self.model is None:
+        if self._model is None:
             return
         from qtpy.QtWidgets import QFileDialog
-        path, _ = QFileDialog.getSaveFileName(self.native, "Save the fine-tuned model", f"{self.model.name}.safetensors",
-                                              "Model files (*.safetensors)")
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save the fine-tuned model",
+                                              f"{self._model.name}.safetensors", "Model files (*.safetensors)")
         if path:
             self.save_model(path)
 
     def save_model(self, path: str | Path) -> Path | None:
         try:
-            written = self.model.save(path)
+            written = self._model.save(path)
         except OSError as exc:
             show_error(f"Could not save the model: {exc}")
             return None

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 
 from ..pipeline.result import DetectionResult
-from ..pipeline.stacks import default_axes
+from ..pipeline.axes import default_axes
 
 OUTPUT_KEY = "supn_anomaly_output"   # layer.metadata[OUTPUT_KEY] = {"role": ..., "source": image layer name}
 ROLES = ("heatmap", "cells", "candidates")
+GREY_FROM_RGB = "grey (mean of R, G, B)"
 
 
 def layer_axes(layer) -> str:
@@ -29,6 +30,19 @@ def layer_channel_names(layer) -> list[str]:
     n = layer.data.shape[axes.index("C")]
     names = list((layer.metadata or {}).get("channel_names") or [])
     return names if len(names) == n else [f"channel {i}" for i in range(n)]
+
+
+def channel_choices(layer, model) -> list[tuple[str, int]]:
+    """(name, index) of the channels a one-channel model can read in ``layer``; index -1: grey from RGB.
+    Empty when there is nothing to choose."""
+    if layer is None or model is None or model.channels != 1:
+        return []
+    axes = layer_axes(layer)
+    if "C" in axes:
+        return [(name, i) for i, name in enumerate(layer_channel_names(layer))]
+    if "S" in axes:
+        return [(GREY_FROM_RGB, -1), ("red", 0), ("green", 1), ("blue", 2)]
+    return []
 
 
 def output_geometry(layer, axes: str) -> tuple[list[float], list[float]]:
@@ -146,6 +160,21 @@ def _update_layer(layer, role, data, kwargs):
         layer.contrast_limits = kwargs["contrast_limits"]
     elif kwargs.get("features") is not None:
         layer.features = kwargs["features"]
+
+
+def show_threshold(viewer, layers: dict, result: DetectionResult) -> None:
+    """Show ``result`` re-thresholded in the output ``layers`` made for it (role -> layer): new
+    candidates, cell features and provenance. Layers the user closed are left alone."""
+    layers = {role: layer for role, layer in layers.items() if layer in viewer.layers}
+    points = layers.get("candidates")
+    if points is None:
+        return
+    update_candidates(points, candidate_points(result), candidate_features(result))
+    features = cell_features(result)
+    if "cells" in layers and features is not None:
+        layers["cells"].features = features
+    for layer in layers.values():
+        layer.metadata = {**layer.metadata, "provenance": dict(result.provenance)}
 
 
 def update_candidates(layer, points: np.ndarray, features: pd.DataFrame) -> None:

@@ -46,8 +46,8 @@ class LossPlot(FigureCanvasQTAgg):
         self._style()
         self.draw_idle()
 
-    def add_point(self, stage: str, iteration: int, loss: float) -> None:
-        if stage not in STAGE_COLOURS or not math.isfinite(loss):
+    def add_point(self, stage: str, iteration: int, loss: float | None) -> None:
+        if stage not in STAGE_COLOURS or loss is None or not math.isfinite(loss):
             return
         xs, ys = self.points.setdefault(stage, ([], []))
         xs.append(int(iteration))

@@ -4,9 +4,11 @@ import napari
 from magicgui import magic_factory
 from napari.types import LayerDataTuple
 
+from ..cells import MODALITIES, segment_cells
+
 
 @magic_factory(
-    modality={"choices": ["fluorescence", "brightfield", "brightfield-stained"],
+    modality={"choices": list(MODALITIES),
               "tooltip": "fluorescence: bright cells on dark; bright-field: dark cells on light; "
                          "stained: Giemsa cells on white"},
     cell_diameter={"label": "cell diameter (px, 0 = measure)", "min": 0.0, "max": 2000.0},
@@ -19,7 +21,6 @@ def segment_cells_widget(viewer: napari.Viewer, image: napari.layers.Image, moda
     import numpy as np
     from napari.utils.notifications import show_error
 
-    from ..pipeline.segmentation import segment_cells
     from .layers import layer_axes
 
     if image is None:
