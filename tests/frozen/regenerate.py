@@ -31,7 +31,7 @@ PAIRS = (("fluorescence", "fluorescence-rbc"), ("giemsa", "giemsa-rbc"))
 
 def detect_cases() -> list[dict]:
     from napari_supn_anomaly.models import load_model
-    from napari_supn_anomaly.scorers import available_scorers
+    from napari_supn_anomaly.scoring import available_scorers
 
     cases = []
     for field, model in PAIRS:
@@ -43,14 +43,14 @@ def detect_cases() -> list[dict]:
 
 def score_cells_cases() -> tuple[list[dict], list[dict]]:
     from napari_supn_anomaly.models import load_model
-    from napari_supn_anomaly.scorers import has_segmenter, scorer_info, scorer_names
+    from napari_supn_anomaly.scoring import scorer_info, scorer_names, shipped_network_path
 
     cases, skipped = [], []
     for crops, name in PAIRS:
         model = load_model(name)
         calibrated = model.metadata.get("calibration", {})
         for s in scorer_names():
-            if scorer_info(s).segmenter is not None and not has_segmenter(model, s):
+            if scorer_info(s).needs_network and shipped_network_path(model, s) is None:
                 skipped.append({"model": name, "scorer": s, "reason": "no network ships with the model"})
                 continue
             cases.append({"id": f"{crops}_{s}", "crops": crops, "model": name, "scorer": s,
