@@ -2,20 +2,25 @@
 
     python benchmarks/evaluate_all.py                      # built-in models where they exist
     python benchmarks/evaluate_all.py --fl-model /tmp/fl.safetensors --beta-model /tmp/fl-beta4.safetensors
+    python benchmarks/evaluate_all.py --assemble A.csv,B.csv     # rebuild the page from earlier runs
 
 Models: fluorescence -> built-in ``fluorescence-rbc`` (or --fl-model); Giemsa -> built-in
 ``giemsa-rbc`` tested on the fields it did not train on (or a small model trained here on the
 first two thirds of the fields); Remoscope -> a small model trained here on the healthy boxes
 of three fields, tested on the other four. Self-supervised scorers are trained here on healthy
 cells (never on test cells). Timings are wall-clock on a shared machine: see the load average.
+
+The page keeps its hand-written findings: everything between the title and the generated part
+(the "Date ..." paragraph before "Commands (one run per dataset, then assembled):") is carried
+over when the page is rewritten, unless --preface names a file to use instead.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -27,10 +32,11 @@ from napari_supn_anomaly.evaluation.datasets import giemsa_fields, load_giemsa_c
 from napari_supn_anomaly.evaluation.harness import evaluate_scorers, markdown_table, read_csv, write_csv
 from napari_supn_anomaly.evaluation.roc import plot_roc
 from napari_supn_anomaly.models import builtin_model_names, load_model
-from napari_supn_anomaly.scorers import scorer_names
+from napari_supn_anomaly.progress import Progress
+from napari_supn_anomaly.scoring import scorer_names
 from napari_supn_anomaly.supn import ArchConfig
 from napari_supn_anomaly.training.fit import fit_anomaly_model
-from napari_supn_anomaly.training.trainer import Progress, TrainConfig
+from napari_supn_anomaly.training.trainer import TrainConfig
 
 BETA_SCORERS = ("supn", "recon", "grad-kl", "grad-elbo", "combi")
 REMOSCOPE_TRAIN = ["img_0385.png", "img_0459.png", "img_0587.png"]
@@ -50,8 +56,8 @@ def train_small(images, masks, name, modality, channels, iters, log):
     model = None
     for ev in fit_anomaly_model(images, masks, name=name, modality=modality, arch=arch, cfg=cfg):
         if isinstance(ev, Progress):
-            if ev.iteration % 200 == 0:
-                log(f"  {name}: {ev.stage} {ev.iteration}/{ev.total} loss {ev.loss:.3f}")
+            if ev.done % 200 == 0 and ev.loss is not None:
+                log(f"  {name}: {ev.stage} {ev.done}/{ev.total} loss {ev.loss:.3f}")
         else:
             model = ev
     return model
@@ -154,13 +160,16 @@ def main():
     p.add_argument("--assemble", default=None,
                    help="comma-separated CSVs of earlier runs (one per dataset) to assemble into --out, "
                         "instead of running anything")
-    p.add_argument("--preface", default=None, help="markdown file (findings, figures) placed after the title")
+    p.add_argument("--preface", default=None,
+                   help="markdown file (findings, figures) placed after the title (default: keep the hand-written "
+                        "part of the existing --out page)")
     p.add_argument("--out", default="docs/benchmarks/scorers.md")
     p.add_argument("--images", default="docs/images/scorers")
     args = p.parse_args()
+    preface = Path(args.preface).read_text() if args.preface else existing_preface(Path(args.out))
     if args.assemble:
-        preface = Path(args.preface).read_text() if args.preface else ""
-        write_markdown(Path(args.out), [Path(p) for p in args.assemble.split(",")], Path(args.images), preface)
+        write_markdown(Path(args.out), [Path(p) for p in args.assemble.split(",")], Path(args.images), preface,
+                       preface_file=args.preface)
         return
     torch.set_num_threads(1)
     root = Path(args.data_root)
@@ -229,10 +238,28 @@ def main():
             "notes": list(dict.fromkeys(notes)), "models": models_used}
     csv_path.with_suffix(".json").write_text(json.dumps(info, indent=1))
     print(f"wrote {csv_path} and {n_png} ROC curves to {images}")
-    write_markdown(out, [csv_path], images)
+    write_markdown(out, [csv_path], images, preface, preface_file=args.preface)
 
 
-def write_markdown(out: Path, csv_paths: list[Path], images: Path, preface: str = "") -> None:
+GENERATED_ANCHOR = "Commands (one run per dataset, then assembled):"
+
+
+def existing_preface(page: Path) -> str:
+    """The hand-written part of a page written by :func:`write_markdown`: the text between its title and
+    the generated "Date ..." paragraph that precedes the list of commands ("" for a new page)."""
+    if not page.exists():
+        return ""
+    text = page.read_text()
+    end = text.find(GENERATED_ANCHOR)
+    if end < 0:
+        return ""
+    end = text.rfind("\nDate ", 0, end)
+    start = text.find("\n") + 1
+    return text[start:end].strip() if 0 < start <= end else ""
+
+
+def write_markdown(out: Path, csv_paths: list[Path], images: Path, preface: str = "",
+                   preface_file: str | None = None) -> None:
     rows, runs = [], []
     for path in csv_paths:
         rows += read_csv(path)
@@ -250,13 +277,14 @@ def write_markdown(out: Path, csv_paths: list[Path], images: Path, preface: str 
         "Date 2026-11-22; machine: 2-core x86_64 CPU, 24 GB, no GPU, shared with four other helpers' jobs "
         "(so timings are pessimistic; see the load averages).",
         "",
-        "Commands (one run per dataset, then assembled):",
+        GENERATED_ANCHOR,
         "",
         *[f"- `{r['command']}` (load average {r.get('load_start', '?')} at the start, {r.get('load_end', '?')} "
           f"at the end; {r.get('minutes', '?')} min; models: "
           + ", ".join(f"{k}: `{v}`" for k, v in r.get("models", {}).items()) + ")" for r in runs],
         "- `python benchmarks/evaluate_all.py --assemble " + ",".join(str(p) for p in csv_paths)
-        + (" --preface FILE" if preface else "") + "`",
+        + (f" --preface {preface_file}`" if preface_file else "`")
+        + (" (keeps the page's hand-written findings above)" if preface and not preface_file else ""),
         "",
         "## One table",
         "",

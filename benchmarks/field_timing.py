@@ -22,6 +22,7 @@ from napari_supn_anomaly.models import load_model
 from napari_supn_anomaly.pipeline.candidates import candidate_regions
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
 from napari_supn_anomaly.sample_data import SAMPLES, load_sample
+from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.synthetic import make_field, match_parasites
 
 
@@ -36,11 +37,12 @@ def load_average() -> list[float]:
 def time_field(model, n_cells: int, size: int, diameter: float, repeats: int, batch_size: int):
     field = make_field((size, size), "fluorescence", cell_diameter=diameter, n_cells=n_cells,
                        infected_fraction=0.15, seed=2048)
+    scorer = resolve(model)
+    settings = DetectSettings(device="cpu", batch_size=batch_size, cell_diameter=None)
     rows = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        result = detect(field.image, "YX", model, settings=DetectSettings(device="cpu", batch_size=batch_size,
-                                                                          cell_diameter=None))
+        result = detect(field.image, "YX", scorer, settings=settings)
         total = time.perf_counter() - t0
         t = result.provenance["timings_s"]
         rows.append({"segmentation": t["segmentation_s"], "rescale": t["rescale_s"], "scoring": t["score_s"],
@@ -73,7 +75,7 @@ def best_trade_off(sample, heatmaps: np.ndarray, cells: np.ndarray):
 
 def sample_detection(model, key: str, fprs):
     sample = load_sample(key)
-    base = detect(sample.image, sample.axes, model, settings=DetectSettings(device="cpu"))
+    base = detect(sample.image, sample.axes, resolve(model), settings=DetectSettings(device="cpu"))
     out = []
     for fpr in fprs:
         scorer = base.provenance["scorer"]
@@ -94,7 +96,7 @@ def large_plane_lines(model, size: int, fpr: float = 0.10) -> list[str]:
                             n_cells=int(6500 * (size / 6144) ** 2), seed=5).result()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    result = detect(field.image, "YX", model, settings=DetectSettings(device="cpu", fpr=fpr))
+    result = detect(field.image, "YX", resolve(model), settings=DetectSettings(device="cpu", fpr=fpr))
     seconds = time.perf_counter() - t0
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     m = match_parasites(result.candidate_mask(), field)
@@ -117,7 +119,7 @@ def other_camera_lines(model, fpr: float = 0.10) -> list[str]:
              "| --- | --- | --- | ---: | ---: | ---: |"]
     for name, image, mode in (("8-bit original", sample.image, "auto"), ("12-bit copy", wide, "off"),
                               ("12-bit copy", wide, "auto")):
-        r = detect(image, sample.axes, model, settings=DetectSettings(device="cpu", fpr=fpr, intensity=mode))
+        r = detect(image, sample.axes, resolve(model), settings=DetectSettings(device="cpu", fpr=fpr, intensity=mode))
         m = match_sample(sample, r.heatmap, r.cells, r.threshold)
         applied = any(p["applied"] for p in r.provenance["intensity_matching"]["planes"])
         lines.append(f"| {name} | {mode} | {'yes' if applied else 'no'} | {m.n_found}/{m.n_parasites} | {m.n_false} | "

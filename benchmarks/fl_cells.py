@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
+from napari_supn_anomaly.cells import loss_weight, standardise_crops
 from napari_supn_anomaly.evaluation.datasets import load_fl_cells
 from napari_supn_anomaly.evaluation.handmade import bright_spots
 from napari_supn_anomaly.evaluation.metrics import auprc, auroc, bootstrap_interval
 from napari_supn_anomaly.models import load_model
-from napari_supn_anomaly.pipeline.cell_crops import loss_weight, standardise_crops
 from napari_supn_anomaly.training.fit import split_holdout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,8 +47,7 @@ def with_rule(model, rule):
 
 def standardise(model, images, masks):
     scale = model.metadata["training"]["crop_scale"]
-    crops, cell_masks, _ = standardise_crops(images, masks, model.crop_size, model.cell_diameter_px,
-                                             model.modality, scale=scale)
+    crops, cell_masks, _ = standardise_crops(images, masks, model.geometry, scale=scale)
     return crops, cell_masks
 
 
@@ -164,7 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "fluorescence.md")
     p.add_argument("--figure", type=Path, default=REPO / "docs" / "images" / "fl_residuals.png")
     p.add_argument("--other-seeds", nargs="*", default=[], metavar="MODEL",
-                   help="models built with other seeds (build_fluorescence_model.py --seed N --out FILE): "
+                   help="models built with other seeds (build/fluorescence_model.py --seed N --out FILE): "
                         "their default-rule AUROC/AUPRC are tabulated to show the spread between runs")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -219,8 +218,8 @@ def main(argv=None) -> int:
         f"({platform.processor() or platform.machine()}); torch {torch.__version__}.", "",
         f"Command: `python benchmarks/fl_cells.py --model {args.model} --threads {args.threads}"
         + "".join(f" --other-seeds {o}" if i == 0 else f" {o}" for i, o in enumerate(args.other_seeds)) + "` "
-        "(the model built by `python benchmarks/build_fluorescence_model.py`; other seeds by "
-        "`python benchmarks/build_fluorescence_model.py --threads 1 --seed N --out FILE`).", "",
+        "(the model built by `python benchmarks/build/fluorescence_model.py`; other seeds by "
+        "`python benchmarks/build/fluorescence_model.py --threads 1 --seed N --out FILE`).", "",
         f"Model `{model.name}`: crop {model.crop_size} px, cell diameter {model.cell_diameter_px:.0f} px, "
         f"stencil radius {model.net.cfg.radius}, latent {model.net.cfg.latent_dim}, "
         f"{sum(p.numel() for p in model.net.parameters()) / 1e6:.2f} M parameters; trained from scratch on "

@@ -1,18 +1,19 @@
 """Giemsa benchmark: falciparum vs healthy per cell on held-back fields of view.
 
+    python benchmarks/build/giemsa_model.py --grayscale     # once: runs/giemsa-gray.safetensors
     python benchmarks/giemsa.py [--data-root ../shared/data] [--model giemsa-rbc]
                                 [--gray-model runs/giemsa-gray.safetensors]
 
 Rows: the colour SUPN model (the shipped ``giemsa-rbc``), its diagonal and L2 heads, a grayscale
-SUPN model trained on the same cells (built first if its file is missing), and the hand-made
-saturation detector of TARGETS.md, all on the validation fields of build_giemsa_model.py.
+SUPN model trained on the same cells with the same recipe (``benchmarks/build/giemsa_model.py
+--grayscale``), and the hand-made saturation detector of TARGETS.md, all on the validation fields
+of giemsa-rbc's split (napari_supn_anomaly.evaluation.builtin_splits).
 Writes docs/benchmarks/giemsa.md and docs/images/giemsa_residuals.png.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -24,18 +25,23 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from skimage.color import rgb2hsv  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_giemsa_model import (DEFAULT_DATA_ROOT, REPO, as_grayscale, load_split, model_crops,  # noqa: E402
-                                per_cell_metrics, train_model, with_masks)
-
+from napari_supn_anomaly.cells import loss_weight  # noqa: E402
+from napari_supn_anomaly.evaluation.builtin_splits import (as_grayscale, load_giemsa_split,  # noqa: E402
+                                                           model_crops, with_masks)
 from napari_supn_anomaly.evaluation.datasets import CellSet, load_giemsa_cells  # noqa: E402
+from napari_supn_anomaly.evaluation.metrics import auprc, auroc  # noqa: E402
 from napari_supn_anomaly.models import AnomalyModel, load_model  # noqa: E402
-from napari_supn_anomaly.pipeline.cell_crops import loss_weight  # noqa: E402
 from napari_supn_anomaly.supn import SCORE_RULES, cell_scores, pixel_map, whitened_residual  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"
 DOC = REPO / "docs" / "benchmarks" / "giemsa.md"
 PICTURE = REPO / "docs" / "images" / "giemsa_residuals.png"
 FPR_TARGETS = (0.01, 0.05)
+
+
+def per_cell_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
+    return {"auroc": auroc(labels, scores), "ap": auprc(labels, scores)}
 
 
 def saturation_score(image: np.ndarray) -> float:
@@ -142,21 +148,18 @@ def main(argv=None) -> int:
     parser.add_argument("--gray-model", type=Path, default=REPO / "runs" / "giemsa-gray.safetensors")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--figure", type=Path, default=PICTURE)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    split = load_split(args.data_root)
+    if not args.gray_model.exists():
+        parser.error(f"no grayscale comparison model at {args.gray_model}: build it first with "
+                     f"`python benchmarks/build/giemsa_model.py --grayscale --out {args.gray_model}`")
+    split = load_giemsa_split(args.data_root)
     validation = with_masks(split.validation)
     labels = validation.labels
     colour = load_model(args.model)
-    if args.gray_model.exists():
-        gray = AnomalyModel.from_file(args.gray_model)
-    else:
-        print(f"building the grayscale comparison model at {args.gray_model}")
-        gray_split = type(split)(split.training_fields, split.validation_fields, with_masks(split.train),
-                                 with_masks(split.calibration), split.validation)
-        gray = train_model(gray_split, grayscale=True)
-        gray.save(args.gray_model)
+    gray = AnomalyModel.from_file(args.gray_model)
 
     rule = colour.score_rule("supn")
     rules = [rule] + [r for r in ("dark-channel", "dark", "paper") if r != rule]
@@ -175,7 +178,7 @@ def main(argv=None) -> int:
     selection_rows = {rule: per_cell_metrics(selection.labels, values) for rule, values in
                       other_rule_scores(colour, scrops, smasks, "supn", ["purple", "dark-channel", "dark", "paper"]).items()}
     supn_scores = colour.score_crops(crops, masks, scorer="supn").scores
-    residual_picture(colour, crops, masks, labels, supn_scores, PICTURE)
+    residual_picture(colour, crops, masks, labels, supn_scores, args.figure)
 
     load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else ["?"] * 3
     tr = colour.metadata["training"]
@@ -185,7 +188,7 @@ def main(argv=None) -> int:
         "Date 2026-11-22; machine: 2-core x86_64 CPU, 24 GB, no GPU (shared with other jobs; load average "
         f"{' '.join(load)} when scoring finished).",
         "",
-        "Command: `python benchmarks/build_giemsa_model.py && python benchmarks/build_giemsa_model.py --grayscale "
+        "Command: `python benchmarks/build/giemsa_model.py && python benchmarks/build/giemsa_model.py --grayscale "
         "&& python benchmarks/giemsa.py`",
         "",
         f"Data: `plymouth_pf_giemsa_cells`, slide 57546. Validation = all cells of the {len(split.validation_fields)} "

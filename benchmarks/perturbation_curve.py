@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from napari_supn_anomaly.evaluation.datasets import load_fl_cells
-from napari_supn_anomaly.evaluation.eval_sets import model_scale, standardise_for
+from napari_supn_anomaly.evaluation.eval_sets import standardise_for, training_crop_scale
 from napari_supn_anomaly.evaluation.perturbations import add_ellipses
 from napari_supn_anomaly.models import load_model
 from napari_supn_anomaly.supn import whitened_residual
@@ -43,7 +43,7 @@ def main():
     model = load_model(args.model)
     val = load_fl_cells(Path(args.data_root), "validation")
     healthy = val.subset(np.nonzero(val.labels == 0)[0])
-    crops, masks = standardise_for(model, healthy, model_scale(model))
+    crops, masks = standardise_for(model, healthy, training_crop_scale(model))
     strengths = np.linspace(0, 1, 10)
     curves = {}
     for kind in ("noise", "smooth"):

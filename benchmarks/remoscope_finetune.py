@@ -27,7 +27,9 @@ from napari_supn_anomaly.evaluation.handmade import bright_spots_in_box
 from napari_supn_anomaly.evaluation.metrics import auprc, auroc, bootstrap_interval
 from napari_supn_anomaly.models import load_model
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
-from napari_supn_anomaly.training import Progress, fit_anomaly_model
+from napari_supn_anomaly.progress import Progress
+from napari_supn_anomaly.scoring import resolve
+from napari_supn_anomaly.training import fit_anomaly_model
 from napari_supn_anomaly.training.finetune import FinetuneSettings, finetune
 from napari_supn_anomaly.training.regions import as_channels_first, cells_from_fields, rectangle
 
@@ -65,9 +67,10 @@ def evaluate_model(model, fields, scorer: str, score_edge_cells: bool = False):
     seconds, {field name: matched boxes})."""
     y, s, missed, matched = [], [], 0, {}
     t0 = time.perf_counter()
+    resolved = resolve(model, scorer)
+    settings = DetectSettings(device="cpu", exclude_edge_cells=not score_edge_cells)
     for f in fields:
-        result = detect(f.image, "YX", model, settings=DetectSettings(scorer=scorer, device="cpu",
-                                                                       exclude_edge_cells=not score_edge_cells))
+        result = detect(f.image, "YX", resolved, settings=settings)
         table = result.cell_table
         yy, ss, mm, boxes = match_boxes(f, result.cells, dict(zip(table["cell_id"].astype(int), table["score"])))
         y.append(yy)
@@ -148,7 +151,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t0
     load_after = open("/proc/loadavg").read().split()[:3]
     train_s = model.metadata["training"]["seconds"]
-    iters = last.iteration if last else 0
+    iters = last.done if last else 0
     print(f"fine-tuned in {wall:.1f} s (training {train_s} s, {iters} iterations); "
           f"rules {model.metadata['score_rules']}", flush=True)
     if args.save:

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 
 from napari_supn_anomaly.evaluation.datasets import load_fl_cells
+from napari_supn_anomaly.progress import Progress
 from napari_supn_anomaly.supn import ArchConfig
 from napari_supn_anomaly.training.fit import fit_anomaly_model
-from napari_supn_anomaly.training.trainer import Progress, TrainConfig
+from napari_supn_anomaly.training.trainer import TrainConfig
 
 
 def main():
@@ -41,8 +42,8 @@ def main():
     for ev in fit_anomaly_model(cells.images, cells.masks, name=f"fl-dev-beta{args.kl_weight:g}",
                                 modality="fluorescence", arch=arch, cfg=cfg):
         if isinstance(ev, Progress):
-            if ev.iteration % 100 == 0:
-                print(ev.stage, ev.iteration, ev.total, round(ev.loss, 3), round(ev.elapsed_s), flush=True)
+            if ev.done % 100 == 0 and ev.loss is not None:
+                print(ev.stage, ev.done, ev.total, round(ev.loss, 3), round(ev.elapsed_s), flush=True)
         else:
             ev.save(args.out)
             print(f"saved {args.out} after {time.time() - started:.0f} s")

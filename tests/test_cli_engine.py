@@ -147,7 +147,7 @@ def test_score_cells_accepts_gray_saved_as_rgb(tmp_path, capsys):
 def test_score_real_crops_with_the_builtin_model(tmp_path, capsys):
     data = require_data("supn_fl_cells", "validation")
     if "fluorescence-rbc" not in builtin_model_names():
-        pytest.skip("the built-in model file has not been built (benchmarks/build_fluorescence_model.py)")
+        pytest.skip("the built-in model file has not been built (benchmarks/build/fluorescence_model.py)")
     imgs, masks = tmp_path / "raw", tmp_path / "mask"
     imgs.mkdir()
     masks.mkdir()

@@ -110,7 +110,7 @@ def test_purple_rule_ignores_grey_darkening_and_needs_rgb():
 
 def shipped():
     if "giemsa-rbc" not in builtin_model_names():
-        pytest.fail("the built-in model giemsa-rbc is missing (run benchmarks/build_giemsa_model.py)")
+        pytest.fail("the built-in model giemsa-rbc is missing (run benchmarks/build/giemsa_model.py)")
     return load_model("giemsa-rbc")
 
 

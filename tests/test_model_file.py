@@ -129,7 +129,7 @@ def test_newer_format_version_asks_for_an_update(saved, tmp_path):
 
 def test_builtin_fluorescence_model_loads_and_is_described():
     if "fluorescence-rbc" not in builtin_model_names():
-        pytest.skip("the built-in model file has not been built (benchmarks/build_fluorescence_model.py)")
+        pytest.skip("the built-in model file has not been built (benchmarks/build/fluorescence_model.py)")
     model = load_model("fluorescence-rbc")
     assert model.channel_names == ["fluorescence"] and model.modality == "fluorescence"
     assert set(model.scorers) == {"supn", "diag", "l2"}

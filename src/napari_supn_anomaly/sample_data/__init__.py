@@ -1,6 +1,6 @@
 """Small synthetic example images with their true parasites, for File > Open Sample and the demo.
 
-The files are made by ``benchmarks/make_sample_data.py`` with :mod:`napari_supn_anomaly.synthetic`.
+The files are made by ``benchmarks/build/sample_data.py`` with :mod:`napari_supn_anomaly.synthetic`.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def load_sample(key: str = "fluorescence") -> Sample:
     path = folder / f"{stem}.tif"
     if not path.exists():
         raise FileNotFoundError(f"the sample {path.name} is missing from the installation; "
-                                "run benchmarks/make_sample_data.py")
+                                "run benchmarks/build/sample_data.py")
     with tifffile.TiffFile(path) as tif:
         image = tif.asarray()
         found = re.search(r"cell_diameter_px=([0-9.]+)", tif.pages[0].description or "")

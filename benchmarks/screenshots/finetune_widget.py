@@ -1,6 +1,6 @@
 """Screenshot of the Fine-tune widget after a real run on a Remoscope field (run under xvfb-run).
 
-    xvfb-run -a python benchmarks/finetune_widget_screenshot.py --base fluorescence-rbc \
+    xvfb-run -a python benchmarks/screenshots/finetune_widget.py --base fluorescence-rbc \
         --minutes 0.5 --out docs/images/finetune_widget.png
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(os.environ.get("SUPN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(os.environ.get("SUPN_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="fluorescence-rbc")
     ap.add_argument("--minutes", type=float, default=0.5)
     ap.add_argument("--field", default="img_1228.png")
@@ -50,23 +50,22 @@ def main(argv=None) -> int:
         base = load_model(args.base)
         register_model(base.name, base)
         widget.select_base(base.name)
-    widget._image.value = image
-    widget._healthy.reset_choices()
-    widget._healthy.value = shapes
-    widget._minutes.value = args.minutes
+    widget.select_image(image)
+    widget.select_healthy(shapes)
+    widget.set_minutes(args.minutes)
     worker = widget.train()
     if worker is None:
-        print("could not start:", widget._status.value)
+        print("could not start:", widget.status_text)
         return 1
     app = QApplication.instance()
     deadline = time.time() + 60 * args.minutes + 300
-    while widget._worker is not None and time.time() < deadline:
+    while widget.running and time.time() < deadline:
         app.processEvents()
         time.sleep(0.05)
     for _ in range(20):
         app.processEvents()
         time.sleep(0.05)
-    print(widget.outcome, widget._status.value)
+    print(widget.status_text)
     viewer.reset_view()
     from napari._qt.dialogs.qt_notification import NapariQtNotification
     for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
     viewer.window._qt_window.grab().save(str(args.out))
     print(f"wrote {args.out}")
     viewer.close()
-    return 0 if widget.outcome == "trained" else 1
+    return 0 if widget.model is not None else 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ infected; giemsa-rbc: every cell of its 6 held-out validation fields).
 for reference) and prints AUROC with a 95% bootstrap interval, the share of healthy and infected
 cells flagged at the calibrated 5% healthy FPR, and seconds per 100 cells.
 
-    python benchmarks/train_builtin_segmenters.py [--model fluorescence-rbc|giemsa-rbc]
+    python benchmarks/build/scorer_networks.py [--model fluorescence-rbc|giemsa-rbc]
         [--data-root ../shared/data] [--scorers ssl-ppii,ssl-fpi,ssl-pii,ssl-ppii-he]
         [--iterations 400] [--pool 512] [--threads 1] [--evaluate]
 """
@@ -25,32 +25,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calibrate_builtin_scorers import DEFAULT_DATA_ROOT, _giemsa_build, fluorescence_split, giemsa_split
-from napari_supn_anomaly.evaluation.datasets import load_fl_cells
+from napari_supn_anomaly.evaluation.builtin_splits import fluorescence_split, giemsa_split, validation_cells
 from napari_supn_anomaly.evaluation.metrics import auroc, cell_metrics
 from napari_supn_anomaly.models import builtin_model_path, load_model
-from napari_supn_anomaly.models.builtin import builtin_segmenter_path
-from napari_supn_anomaly.pipeline.cell_crops import standardise_crops
-from napari_supn_anomaly.scorers import network_for_run, save_segmenter, score_cells_with, train_calibrated_scorer
+from napari_supn_anomaly.models.builtin import builtin_network_path
+from napari_supn_anomaly.progress import Progress
+from napari_supn_anomaly.scoring import resolve, save_network, train_calibrated_network
 
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
 SPLITS = {"fluorescence-rbc": fluorescence_split, "giemsa-rbc": giemsa_split}
 
 
-def validation_cells(model, data_root):
-    """supn_fl_cells/validation, or every cell of giemsa-rbc's held-out validation fields."""
-    if model.name == "giemsa-rbc":
-        build = _giemsa_build()
-        cells = build.with_masks(build.load_split(data_root).validation)
-    else:
-        cells = load_fl_cells(data_root, "validation")
-    crops, masks, _ = standardise_crops(cells.images, cells.masks, model.crop_size, model.cell_diameter_px,
-                                        model.modality, scale=model.metadata["training"]["crop_scale"])
-    return crops, masks, np.asarray(cells.labels)
-
-
-def validation_auroc(model, segmenter, name, data_root) -> tuple[float, int]:
+def validation_auroc(model, network, name, data_root) -> tuple[float, int]:
+    """Per-cell AUROC of a freshly trained network on the model's validation cells."""
     crops, masks, labels = validation_cells(model, data_root)
-    scores = score_cells_with(name, model, crops, masks, segmenter=segmenter).scores
+    scores = resolve(model, name, network=network, require_calibration=False).score(crops, masks).scores
     return auroc(labels, scores), len(scores)
 
 
@@ -61,9 +50,10 @@ def evaluate_shipped(model, names, data_root, fpr: float = 0.05) -> None:
     print("|---|---|---|---|---|")
     for name in ["supn"] + names:
         started = time.perf_counter()
-        scores = score_cells_with(name, model, crops, masks, segmenter=network_for_run(model, name)).scores
+        scorer = resolve(model, name)
+        scores = scorer.score(crops, masks).scores
         seconds = 100 * (time.perf_counter() - started) / len(scores)
-        threshold = model.threshold_for_fpr(fpr, name)
+        threshold = scorer.threshold_for_fpr(fpr)
         m = cell_metrics(labels, scores, (fpr,), 1000)
         print(f"| {name} | {m.auroc} | {(scores[labels == 0] > threshold).mean():.2f} | "
               f"{(scores[labels == 1] > threshold).mean():.2f} | {seconds:.2f} |")
@@ -72,7 +62,7 @@ def evaluate_shipped(model, names, data_root, fpr: float = 0.05) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", choices=sorted(SPLITS), default="fluorescence-rbc")
-    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
+    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--scorers", default="ssl-ppii,ssl-fpi,ssl-pii,ssl-ppii-he")
     p.add_argument("--iterations", type=int, default=400)
     p.add_argument("--pool", type=int, default=512)
@@ -86,24 +76,24 @@ def main(argv=None) -> int:
         evaluate_shipped(model, names, args.data_root)
         print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         return 0
-    (tr_crops, tr_masks), (cal_crops, cal_masks) = SPLITS[args.model](model, Path(args.data_root))
+    (tr_crops, tr_masks), (cal_crops, cal_masks) = SPLITS[args.model](model, args.data_root)
     print(f"{len(tr_crops)} training and {len(cal_crops)} held-back healthy cells; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name in names:
         started = time.perf_counter()
-        for event in train_calibrated_scorer(name, model, tr_crops, tr_masks, cal_crops, cal_masks,
-                                             iterations=args.iterations, pool_size=args.pool, seed=0):
-            if isinstance(event, tuple) and isinstance(event[0], str):
-                stage, step, total, loss = event
-                if step == total or step % 100 == 0:
-                    print(f"  {name}: {stage} {step}/{total}" + ("" if np.isnan(loss) else f" loss {loss:.4f}"))
+        for event in train_calibrated_network(name, model, tr_crops, tr_masks, cal_crops, cal_masks,
+                                              iterations=args.iterations, pool_size=args.pool, seed=0):
+            if isinstance(event, Progress):
+                if event.done == event.total or event.done % 100 == 0:
+                    loss = "" if event.loss is None or np.isnan(event.loss) else f" loss {event.loss:.4f}"
+                    print(f"  {name}: {event.stage} {event.done}/{event.total}{loss}")
             else:
-                segmenter, calibration = event
+                network, calibration = event
         seconds = time.perf_counter() - started
-        path = save_segmenter(builtin_segmenter_path(args.model, name), segmenter, model, calibration)
-        auc, n = validation_auroc(model, segmenter, name, args.data_root)
-        print(f"{name}: trained in {segmenter.seconds:.0f} s, {seconds:.0f} s with calibration on "
-              f"{calibration['n_cells']} cells; validation AUROC {auc:.3f} ({n} cells); "
+        path = save_network(builtin_network_path(args.model, name), network, model, calibration)
+        auc, n = validation_auroc(model, network, name, args.data_root)
+        print(f"{name}: trained in {network.seconds:.0f} s, {seconds:.0f} s with calibration on "
+              f"{calibration.n_cells} cells; validation AUROC {auc:.3f} ({n} cells); "
               f"{path.name} {path.stat().st_size / 1e6:.2f} MB; load {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     model.save(builtin_model_path(args.model))
     return 0

@@ -1,6 +1,8 @@
-"""Screenshots for docs/user-guide.md, taken in a real napari window (run under xvfb-run).
+"""Screenshots of the Detect widget for docs/user-guide.md, taken in a real napari window (run under xvfb-run).
 
-    xvfb-run -a python benchmarks/make_screenshots.py --model fluorescence-rbc [--giemsa-model giemsa-rbc]
+    xvfb-run -a python benchmarks/screenshots/detect_widget.py --model fluorescence-rbc [--giemsa-model giemsa-rbc]
+
+Writes docs/images/detect_widget_fluorescence.png (and detect_widget_giemsa.png with --giemsa-model).
 """
 from __future__ import annotations
 
@@ -15,12 +17,12 @@ from napari_supn_anomaly.models import builtin_model_names, load_model
 from napari_supn_anomaly.widgets.detect_widget import DetectWidget
 from napari_supn_anomaly.widgets.model_registry import register_model
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+OUT = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
 def wait_for(widget, timeout=600):
     start = time.time()
-    while widget._worker is not None and time.time() - start < timeout:
+    while widget.running and time.time() - start < timeout:
         QApplication.processEvents()
         time.sleep(0.05)
     for _ in range(20):
@@ -45,8 +47,8 @@ def shoot(sample_key: str, model: str, out_name: str, zoom_box, fpr: float = 1.0
     widget = DetectWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Detect anomalies", area="right")
     use_model(widget, model)
-    widget._image.value = image
-    widget._sensitivity.value = fpr
+    widget.select_image(image)
+    widget.set_sensitivity(fpr)
     widget.run()
     wait_for(widget)
     if step is not None:
@@ -59,12 +61,12 @@ def shoot(sample_key: str, model: str, out_name: str, zoom_box, fpr: float = 1.0
         QApplication.processEvents()
     path = OUT / out_name
     viewer.screenshot(str(path), canvas_only=False)
-    print(path, widget._status.value)
+    print(path, widget.status_text)
     viewer.close()
 
 
 def main():
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--giemsa-model", default=None)
     args = p.parse_args()

@@ -1,6 +1,6 @@
 """Regenerate the synthetic example images shipped in src/napari_supn_anomaly/sample_data/.
 
-    python benchmarks/make_sample_data.py
+    python benchmarks/build/sample_data.py
 
 Deterministic (fixed seeds); the files stay small (uint8, zlib-compressed, < 5 MB in all).
 """

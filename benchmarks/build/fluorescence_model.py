@@ -1,6 +1,6 @@
 """Build the built-in ``fluorescence-rbc`` model from ../shared/data/supn_fl_cells/healthy_train.
 
-    python benchmarks/build_fluorescence_model.py [--data-root ../shared/data] [--out PATH] [--seed 0]
+    python benchmarks/build/fluorescence_model.py [--data-root ../shared/data] [--out PATH] [--seed 0]
 
 Trains the SUPN-VAE from scratch on the 1315 healthy training crops, except a seeded tenth that
 is held back to calibrate the healthy-score distribution of each scorer (the candidate
@@ -20,11 +20,12 @@ import torch
 
 from napari_supn_anomaly.evaluation.datasets import load_fl_cells
 from napari_supn_anomaly.models.builtin import builtin_model_path
+from napari_supn_anomaly.progress import Progress
 from napari_supn_anomaly.supn import ArchConfig
 from napari_supn_anomaly.training.fit import fit_anomaly_model
-from napari_supn_anomaly.training.trainer import Progress, TrainConfig
+from napari_supn_anomaly.training.trainer import TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"
 MODEL_NAME = "fluorescence-rbc"
 
@@ -42,12 +43,10 @@ DESCRIPTION = ("Healthy red blood cells in fluorescence (MIDL 2022 data, 1 chann
 def validation_metrics(model, data_root: Path) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from napari_supn_anomaly.pipeline.cell_crops import standardise_crops
+    from napari_supn_anomaly.evaluation.builtin_splits import model_crops
 
     val = load_fl_cells(data_root, "validation")
-    scale = model.metadata["training"]["crop_scale"]
-    crops, masks, _ = standardise_crops(val.images, val.masks, model.crop_size, model.cell_diameter_px,
-                                        model.modality, scale=scale)
+    crops, masks = model_crops(model, val)
     out = {"dataset": "supn_fl_cells/validation", "n_healthy": int((val.labels == 0).sum()),
            "n_infected": int((val.labels == 1).sum())}
     for scorer in model.scorers:
@@ -82,8 +81,9 @@ def main(argv=None) -> int:
                                    cell_diameter_px=CELL_DIAMETER_PX, holdout_fraction=HOLDOUT_FRACTION,
                                    score_rule=SCORE_RULE, description=DESCRIPTION, training_data=data):
         if isinstance(event, Progress):
-            if event.iteration % 100 == 0 or event.message or event.stage == "done":
-                print(f"{event.stage:>9} {event.iteration}/{event.total} loss {event.loss:.4f} "
+            if event.done % 100 == 0 or event.message or event.stage == "done":
+                loss = "" if event.loss is None else f" loss {event.loss:.4f}"
+                print(f"{event.stage:>9} {event.done}/{event.total}{loss} "
                       f"{event.elapsed_s:.0f} s {event.message}", file=sys.stderr, flush=True)
         else:
             model = event

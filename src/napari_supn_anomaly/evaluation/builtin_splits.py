@@ -1,0 +1,133 @@
+"""The seeded data splits the built-in models were built on, reproduced cell for cell.
+
+``giemsa-rbc`` (``plymouth_pf_giemsa_cells``): a seeded draw of 6 of the 24 fields of view is
+held back for validation, so no field gives cells to both training and validation; a seeded
+tenth of the other 18 fields' healthy cells is held back to calibrate the scorers, and the
+network learns the rest.
+
+``fluorescence-rbc`` (``supn_fl_cells/healthy_train``): the seeded tenth of the training crops
+that :func:`napari_supn_anomaly.training.fit.fit_anomaly_model` held back for calibration.
+
+The build scripts in ``benchmarks/build/`` make the models from these splits; the benchmarks and
+the scorer calibrations use them to reach exactly the cells a model never trained on. The
+functions that take a model check the split against the model's metadata.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..cells import find_cell_mask
+from ..models import AnomalyModel
+from ..training.fit import split_holdout
+from .datasets import CellSet, giemsa_fields, load_fl_cells, load_giemsa_cells
+from .eval_sets import standardise_for, training_crop_scale
+
+GIEMSA_DATASET = "plymouth_pf_giemsa_cells"
+GIEMSA_MODALITY = "brightfield-stained"
+SPLIT_SEED = 6
+N_VALIDATION_FIELDS = 6
+CALIBRATION_FRACTION = 0.1
+CALIBRATION_SEED = 0
+
+
+@dataclass
+class GiemsaSplit:
+    training_fields: list[str]
+    validation_fields: list[str]
+    train: CellSet          # healthy cells of the training fields the network learns
+    calibration: CellSet    # held-back healthy cells of the training fields
+    validation: CellSet     # every cell (healthy and infected) of the validation fields
+
+    def describe(self) -> dict:
+        """The split as stored in a model's ``training.data`` metadata."""
+        return {"dataset": GIEMSA_DATASET, "validation_fields": self.validation_fields,
+                "training_fields": self.training_fields,
+                "split": f"random.Random({SPLIT_SEED}).sample(fields, {N_VALIDATION_FIELDS}); calibration = "
+                         f"{CALIBRATION_FRACTION:.0%} of the training fields' healthy cells "
+                         f"(numpy default_rng({CALIBRATION_SEED}))",
+                "n_train_cells": len(self.train), "n_calibration_cells": len(self.calibration),
+                "n_validation_healthy": int((self.validation.labels == 0).sum()),
+                "n_validation_infected": int((self.validation.labels == 1).sum())}
+
+
+def giemsa_validation_fields(data_root: Path) -> list[str]:
+    """The fields of view held back for validation (a seeded draw)."""
+    return sorted(random.Random(SPLIT_SEED).sample(giemsa_fields(data_root), N_VALIDATION_FIELDS))
+
+
+def load_giemsa_split(data_root: Path) -> GiemsaSplit:
+    """Training, calibration and validation cells of giemsa-rbc (masks not found yet: see :func:`with_masks`)."""
+    val = giemsa_validation_fields(data_root)
+    train_fields = [f for f in giemsa_fields(data_root) if f not in val]
+    healthy = load_giemsa_cells(data_root, fields=train_fields, infected=False)
+    order = np.random.default_rng(CALIBRATION_SEED).permutation(len(healthy))
+    n_cal = int(round(CALIBRATION_FRACTION * len(healthy)))
+    return GiemsaSplit(train_fields, val, healthy.subset(np.sort(order[n_cal:])),
+                       healthy.subset(np.sort(order[:n_cal])), load_giemsa_cells(data_root, fields=val))
+
+
+def with_masks(cells: CellSet, modality: str = GIEMSA_MODALITY) -> CellSet:
+    """Find each crop's cell where the dataset gives no mask (once, on the colour image: the
+    grayscale comparison model uses the same masks)."""
+    masks = [m if m is not None else find_cell_mask(img, modality) for img, m in zip(cells.images, cells.masks)]
+    return CellSet(cells.images, masks, cells.labels, cells.names, cells.groups)
+
+
+def as_grayscale(cells: CellSet) -> CellSet:
+    """The mean of the channels, one channel per crop."""
+    return CellSet([img.mean(0, keepdims=True) for img in cells.images], cells.masks, cells.labels,
+                   cells.names, cells.groups)
+
+
+def model_crops(model: AnomalyModel, cells: CellSet) -> tuple[np.ndarray, np.ndarray]:
+    """Crops and masks at the model's size and at the scale it was trained at (same slide, same optics)."""
+    return standardise_for(model, cells, training_crop_scale(model))
+
+
+def checked_giemsa_split(model: AnomalyModel, data_root: Path) -> GiemsaSplit:
+    """:func:`load_giemsa_split`, asserted against the validation fields stored in ``model``."""
+    split = load_giemsa_split(data_root)
+    if split.validation_fields != model.metadata["training"]["data"]["validation_fields"]:
+        raise AssertionError("the Giemsa field split does not match the build")
+    return split
+
+
+def giemsa_held_back(model: AnomalyModel, data_root: Path, split: GiemsaSplit | None = None):
+    """(crops, masks) of the healthy calibration cells of giemsa-rbc."""
+    split = split or checked_giemsa_split(model, data_root)
+    crops, masks = model_crops(model, with_masks(split.calibration))
+    if len(crops) != model.metadata["training"]["n_held_back"]:
+        raise AssertionError("the held-back split does not match the build")
+    return crops, masks
+
+
+def giemsa_split(model: AnomalyModel, data_root: Path):
+    """((train crops, masks), (held-back crops, masks)) of giemsa-rbc, exactly as it was built."""
+    split = checked_giemsa_split(model, data_root)
+    return model_crops(model, with_masks(split.train)), giemsa_held_back(model, data_root, split)
+
+
+def fluorescence_split(model: AnomalyModel, data_root: Path):
+    """((train crops, masks), (held-back crops, masks)) of fluorescence-rbc, exactly as it was built."""
+    crops, masks = model_crops(model, load_fl_cells(data_root, "train"))
+    keep = masks.reshape(len(masks), -1).any(1)
+    crops, masks = crops[keep], masks[keep]
+    train, hold = split_holdout(len(crops), 0.1, model.metadata["training"]["settings"]["seed"])
+    if len(hold) != model.metadata["training"]["n_held_back"]:
+        raise AssertionError("the held-back split does not match the build")
+    return (crops[train], masks[train]), (crops[hold], masks[hold])
+
+
+def validation_cells(model: AnomalyModel, data_root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(crops, masks, labels) of a built-in model's validation cells at its scale:
+    ``supn_fl_cells/validation`` for fluorescence-rbc, every cell of giemsa-rbc's held-out fields."""
+    if model.name == "giemsa-rbc":
+        cells = with_masks(checked_giemsa_split(model, data_root).validation)
+    else:
+        cells = load_fl_cells(data_root, "validation")
+    crops, masks = model_crops(model, cells)
+    return crops, masks, np.asarray(cells.labels)
