@@ -69,20 +69,17 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
         if init.channels != channels:
             raise ValueError(f"the base model {init.name!r} expects {init.channels} channel(s), "
                              f"but the training cells have {channels}")
-        arch = init.net.cfg
-        cell_diameter_px = init.cell_diameter_px
-        modality = init.modality
+        arch, geometry = init.net.cfg, init.geometry
         score_rules = dict(init.metadata.get("score_rules", {}))
         channel_names = channel_names or init.channel_names
     else:
         arch = arch or ArchConfig(channels=channels)
-        cell_diameter_px = cell_diameter_px or 0.47 * arch.crop_size
+        geometry = CropGeometry(arch.crop_size, cell_diameter_px or 0.47 * arch.crop_size, modality)
         rule = score_rule or DEFAULT_SCORE_RULES.get(modality, "paper")
         score_rules = {"supn": rule, "diag": rule, "l2": rule}
     if arch.channels != channels:
         raise ValueError(f"the architecture expects {arch.channels} channel(s), the cells have {channels}")
 
-    geometry = CropGeometry(arch.crop_size, cell_diameter_px, modality)
     crops, cell_masks, scale = standardise_crops(images, masks, geometry)
     empty = ~cell_masks.reshape(len(cell_masks), -1).any(1)
     if empty.all():
@@ -110,31 +107,32 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
             yield event
         else:
             net = event
-    train_seconds = time.perf_counter() - started
-    net = net.to("cpu")
+    training = {"settings": cfg.to_dict(), "n_cells": int(len(train_idx)), "n_held_back": int(len(hold_idx)),
+                "crop_scale": float(scale), "seconds": round(time.perf_counter() - started, 1),
+                "data": training_data or {}}
+    metadata = _metadata(name, description, geometry, channel_names or [f"channel {i}" for i in range(channels)],
+                         stats, score_rules, training, init)
+    model = AnomalyModel(net.to("cpu"), metadata)
+    if len(hold_idx):
+        calibrate(model, crops[hold_idx], cell_masks[hold_idx])
+    yield model
 
+
+def _metadata(name: str, description: str, geometry: CropGeometry, channel_names: list[str], stats: IntensityStats,
+              score_rules: dict, training: dict, init: AnomalyModel | None) -> dict:
+    """A new model's JSON header (see DESIGN.md, 'Models on disk')."""
     metadata = {
         "name": name,
         "description": description,
-        "modality": modality,
-        "channel_names": channel_names or [f"channel {i}" for i in range(channels)],
-        "cell_diameter_px": float(cell_diameter_px),
+        "modality": geometry.modality,
+        "channel_names": channel_names,
+        "cell_diameter_px": float(geometry.cell_diameter_px),
         "intensity": stats.to_dict(),
         "score_rules": score_rules,
         "default_scorer": "supn",
-        "training": {
-            "settings": cfg.to_dict(),
-            "n_cells": int(len(train_idx)),
-            "n_held_back": int(len(hold_idx)),
-            "crop_scale": float(scale),
-            "seconds": round(train_seconds, 1),
-            "data": training_data or {},
-        },
+        "training": training,
         "package_version": __version__,
     }
     if init is not None:
         metadata["base_model"] = {"name": init.name, "training": copy.deepcopy(init.metadata.get("training", {}))}
-    model = AnomalyModel(net, metadata)
-    if len(hold_idx):
-        calibrate(model, crops[hold_idx], cell_masks[hold_idx])
-    yield model
+    return metadata
