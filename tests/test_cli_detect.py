@@ -45,9 +45,11 @@ def test_detect_stack_with_channel_and_labels(tmp_path, model_file, field):
     tifffile.imwrite(tmp_path / "cells.tif", labels)
     assert main(["detect", str(tmp_path / "stack.tif"), "--model", model_file, "--out", str(tmp_path / "o"),
                  "--channel", "0", "--cells", str(tmp_path / "cells.tif"), "--cell-diameter", "30",
-                 "--quiet"]) == 0
+                 "--overlay", "--quiet"]) == 0
     heat = tifffile.imread(tmp_path / "o" / "stack_heatmap.tif")
     assert heat.shape == (2, 192, 192)
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["stack_plane0_overlay.png",
+                                                                       "stack_plane1_overlay.png"]
     cells = pd.read_csv(tmp_path / "o" / "stack_cells.csv")
     assert "plane" in cells.columns and sorted(cells["plane"].unique()) == [0, 1]
     assert "plane" in pd.read_csv(tmp_path / "o" / "stack_candidates.csv").columns

@@ -40,7 +40,8 @@ def test_rethreshold_recuts_the_result_without_running_the_model(state, monkeypa
     assert state.scorer_name == default_scorer_name(model)
     scorer = state.scorer()
     field = make_field((256, 256), "fluorescence", seed=3)
-    found = detect(field.image, "YX", scorer, settings=DetectSettings(fpr=state.fpr))
+    first_fpr = state.fpr
+    found = detect(field.image, "YX", scorer, settings=DetectSettings(fpr=first_fpr))
     state.keep_result(found, scorer)
     monkeypatch.setattr(type(model), "iter_score_batches", lambda *a, **k: pytest.fail("the model ran"))
 
@@ -54,7 +55,7 @@ def test_rethreshold_recuts_the_result_without_running_the_model(state, monkeypa
 
     state.min_area = 6
     assert (state.rethreshold().candidate_table["area"] >= 6).all()
-    state.fpr, state.min_area = 0.01, 1
+    state.fpr, state.min_area = first_fpr, 1
     assert len(state.rethreshold().candidate_table) == len(found.candidate_table)
 
 

@@ -53,7 +53,7 @@ def output_layers(viewer, source):
 def test_widget_from_manifest_runs_on_sample(make_napari_viewer, qtbot, fl_model):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "synthetic_fluorescence")
-    image = viewer.layers["fluorescence_stack"]
+    image = viewer.layers["synthetic_fluorescence_stack"]
     image.scale = (1.0, 0.5, 0.5)
     image.translate = (0.0, 10.0, -4.0)
     widget = open_widget(viewer)
@@ -70,10 +70,18 @@ def test_widget_from_manifest_runs_on_sample(make_napari_viewer, qtbot, fl_model
     assert set(outputs) == {"heatmap", "cells", "candidates"}
     heat, cells, points = outputs["heatmap"], outputs["cells"], outputs["candidates"]
     assert heat.data.shape == image.data.shape and cells.data.shape == image.data.shape
-    assert heat.blending == "additive"
+    # the heatmap shows over bright spots (not added to them), its colour changing at the threshold
+    assert heat.blending == "translucent"
+    threshold = widget.result.threshold
+    np.testing.assert_allclose(heat.contrast_limits, (0.0, 2 * threshold), rtol=1e-6)
+    assert heat.metadata["units"] == heat.metadata["provenance"]["heatmap_units"] != ""
+    assert heat.metadata["threshold"] == pytest.approx(threshold)
+    # candidates: thin circles with nothing inside, so the spot they mark stays visible
+    assert np.allclose(points.face_color[:, 3], 0) and (points.border_width < 0.1).all()
     for layer in (heat, cells, points):
         np.testing.assert_allclose(layer.scale, image.scale)
         np.testing.assert_allclose(layer.translate, image.translate)
+        assert layer.axis_labels == image.axis_labels == ("field", "y", "x")
         assert layer.metadata["provenance"]["model"] == "tiny-fluorescence"
     matching = heat.metadata["provenance"]["intensity_matching"]
     assert matching["mode"] == "match" and all(p["applied"] for p in matching["planes"])
@@ -94,7 +102,7 @@ def test_slider_rethresholds_without_running_the_model(make_napari_viewer, qtbot
     widget.select_model("tiny fluorescence")
     widget.set_sensitivity(1.0)
     run_and_wait(qtbot, widget)
-    points = output_layers(viewer, "fluorescence_stack")["candidates"]
+    points = output_layers(viewer, "synthetic_fluorescence_stack")["candidates"]
     n_low = len(points.data)
 
     calls = []
@@ -106,8 +114,11 @@ def test_slider_rethresholds_without_running_the_model(make_napari_viewer, qtbot
     assert n_high > n_low
     assert len(points.features) == n_high == len(widget.result.candidate_table)
     thr = fl_model.threshold_for_fpr(0.2, widget.state.scorer_name)
-    assert f"{thr:.3g}" in widget.threshold_text
+    assert f"{thr:.3g}" in widget.threshold_text and "about 20 false candidates per 100 healthy cells" in \
+        widget.threshold_text
     assert (points.features["score"] >= thr - 1e-5).all()
+    heat = output_layers(viewer, "synthetic_fluorescence_stack")["heatmap"]
+    np.testing.assert_allclose(heat.contrast_limits, (0.0, 2 * thr), rtol=1e-6)  # the colour change follows
     widget.set_sensitivity(1.0)
     assert len(points.data) == n_low
     widget.set_sensitivity(20.0)
@@ -232,13 +243,13 @@ def test_open_stack_confirms_channel_axis(make_napari_viewer, tmp_path, fl_model
 def test_find_cells_widget_segments_the_plane_on_screen(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "synthetic_fluorescence")
-    image = viewer.layers["fluorescence_stack"]
+    image = viewer.layers["synthetic_fluorescence_stack"]
     viewer.dims.set_current_step(0, 2)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Find red cells")
     widget.image.value = image
     widget.modality.value = "fluorescence"
     widget()
-    cells = viewer.layers["fluorescence_stack cells"]
+    cells = viewer.layers["synthetic_fluorescence_stack cells"]
     assert cells.data.shape == image.data.shape[1:] and cells.data.max() > 30
     # it is the third plane's cells
     from napari_supn_anomaly.cells import segment_cells
@@ -259,3 +270,33 @@ def test_demo_gui_opens_the_layers_and_the_widget(tmp_path, monkeypatch, qtbot):
         assert set(find_outputs(viewer, "synthetic_fluorescence_stack")) == {"heatmap", "cells", "candidates"}
     finally:
         viewer.close()
+
+
+def test_demo_viewer_shows_the_result_at_the_sensitivity_it_was_cut_at(make_napari_viewer, fl_model):
+    """demo --gui: the widget's slider, threshold line and status say what the layers show."""
+    import dataclasses
+
+    from napari_supn_anomaly.cli.demo_cmd import set_up_viewer
+    from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
+    from napari_supn_anomaly.sample_data import load_sample
+    from napari_supn_anomaly.scoring import resolve
+    from napari_supn_anomaly.widgets.model_registry import unregister_model
+
+    sample = load_sample("fluorescence")
+    sample = dataclasses.replace(sample, image=sample.image[:1], cells=sample.cells[:1], parasites=sample.parasites[:1])
+    result = detect(sample.image, sample.axes, resolve(fl_model), settings=DetectSettings(fpr=0.12, device="cpu"))
+    viewer = make_napari_viewer()
+    try:
+        widget = set_up_viewer(viewer, sample, result, fl_model)
+        assert widget.sensitivity == pytest.approx(12.0) and widget.state.fpr == pytest.approx(0.12)
+        assert widget.result.threshold == pytest.approx(result.threshold)
+        assert f"score threshold {result.threshold:.3g}: about 12 false candidates per 100 healthy cells" == \
+            widget.threshold_text
+        assert widget.status_text == result.summary()
+        layers = output_layers(viewer, sample.name)
+        assert len(layers["candidates"].data) == len(result.candidate_table) > 0
+        np.testing.assert_allclose(layers["heatmap"].contrast_limits, (0.0, 2 * result.threshold), rtol=1e-6)
+        assert viewer.layers[sample.name].axis_labels == ("field", "y", "x")
+        assert not viewer.layers[f"{sample.name} true parasites"].visible
+    finally:
+        unregister_model(fl_model.name)

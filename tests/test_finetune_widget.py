@@ -41,7 +41,7 @@ def open_finetune(viewer):
 
 def field_with_rectangles(viewer):
     viewer.open_sample(PLUGIN, "synthetic_brightfield")
-    image = viewer.layers["brightfield_field"]
+    image = viewer.layers["synthetic_brightfield_field"]
     h, w = image.data.shape
     rects = [np.array([[0, 0], [0, w], [h // 2, w], [h // 2, 0]], float),
              np.array([[h // 2, 0], [h // 2, w // 2], [h - 1, w // 2], [h - 1, 0]], float)]

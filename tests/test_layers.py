@@ -10,17 +10,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_supn_anomaly"
 
 # A unit may import units of a lower rank only (and itself). Units of equal rank are independent.
 RANKS = {
-    "__init__": 0, "errors": 0, "progress": 0,
-    "supn": 1, "cells": 1,
+    "__init__": 0, "errors": 0, "progress": 0, "lazy": 0,
+    "supn": 1, "cells": 1, "files": 1,
     "models": 2,
     "scoring": 3,
     "pipeline": 4, "training": 4,
-    "io": 5, "crop_folders": 5, "evaluation": 5, "synthetic": 5,
+    "io": 5, "overlay": 5, "crop_folders": 5, "evaluation": 5, "synthetic": 5,
     "sample_data": 6,
     "widgets": 7,
     "cli": 8,
 }
-BOTTOM = {"errors", "progress", "supn", "cells"}  # they import nothing else of the package but each other
+BOTTOM = {"errors", "progress", "lazy", "supn", "cells"}  # they import nothing else of the package but each other
 NO_GUI_OR_FILES = {"supn", "cells", "scoring", "pipeline"}
 GUI_AND_FILE_LIBRARIES = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy",
                           "tifffile", "bioio", "imageio", "PIL", "zarr"}

@@ -54,8 +54,10 @@ def test_bad_csv_gives_one_clear_message(tmp_path, text, message):
         read_regions_csv(write(tmp_path, text))
 
 
-def test_missing_csv_is_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="regions file not found"):
+def test_missing_csv_is_an_input_error(tmp_path):
+    from napari_supn_anomaly.errors import InputError
+
+    with pytest.raises(InputError, match="regions file not found"):
         read_regions_csv(tmp_path / "nope.csv")
 
 

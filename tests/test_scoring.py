@@ -99,3 +99,13 @@ def test_dark_spot_is_the_mirror_of_spot():
     x = torch.randn(2, 1, 16, 16)
     bright = anomaly_maps(net, x, "supn", SCORE_RULES["spot"])
     assert torch.allclose(anomaly_maps(net, x, "supn", SCORE_RULES["dark-spot"]), -bright)
+
+
+def test_the_registry_names_the_model_likelihoods_and_builds_every_network_config():
+    from napari_supn_anomaly.scoring import REGISTRY
+    from napari_supn_anomaly.supn import LIKELIHOODS
+    from napari_supn_anomaly.supn.self_supervised import SegmentationConfig
+
+    assert {n for n, info in REGISTRY.items() if info.likelihood} == set(LIKELIHOODS)
+    for info in REGISTRY.values():
+        assert isinstance(info.network, SegmentationConfig) == info.needs_network

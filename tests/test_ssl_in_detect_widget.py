@@ -30,7 +30,7 @@ def test_shipped_ssl_scorer_runs_on_the_sample(make_napari_viewer, qtbot, errors
     torch.set_num_threads(1)
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "synthetic_fluorescence")
-    image = viewer.layers["fluorescence_stack"]
+    image = viewer.layers["synthetic_fluorescence_stack"]
     image.data = image.data[:1]  # one plane keeps the test fast
     widget = open_widget(viewer)
     widget.select_model("fluorescence-rbc")

@@ -38,8 +38,8 @@ def use_model(widget, name_or_path: str):
         widget.select_model(model.name)
 
 
-def shoot(sample_key: str, model: str, out_name: str, zoom_box, fpr: float = 1.0, step=None):
-    """``fpr``: the sensitivity slider, in percent of healthy cells."""
+def shoot(sample_key: str, model: str, out_name: str, zoom_box, step=None):
+    """The widget after Run at its default sensitivity."""
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 950)
     layers = viewer.open_sample("napari-supn-anomaly", sample_key)
@@ -48,7 +48,6 @@ def shoot(sample_key: str, model: str, out_name: str, zoom_box, fpr: float = 1.0
     viewer.window.add_dock_widget(widget, name="Detect anomalies", area="right")
     use_model(widget, model)
     widget.select_image(image)
-    widget.set_sensitivity(fpr)
     widget.run()
     wait_for(widget)
     if step is not None:
@@ -71,8 +70,7 @@ def main():
     p.add_argument("--giemsa-model", default=None)
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    shoot("synthetic_fluorescence", args.model, "detect_widget_fluorescence.png", ((0, 0), (512, 512)), fpr=10.0,
-          step=0)
+    shoot("synthetic_fluorescence", args.model, "detect_widget_fluorescence.png", ((30, 80), (390, 380)), step=0)
     if args.giemsa_model:
         shoot("synthetic_giemsa", args.giemsa_model, "detect_widget_giemsa.png", ((0, 0), (512, 512)))
 

@@ -78,10 +78,14 @@ def read_crop(path: str | Path) -> np.ndarray:
         raise InputError(f"cannot read {path.name}: not a readable image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
     if arr.dtype.kind not in "uif" or min(arr.shape[1:]) < 4:
         raise InputError(f"cannot use {path.name}: it is not a 2-D intensity image (shape {arr.shape}, {arr.dtype})")
-    arr = arr.astype(np.float32)
-    if not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise InputError(f"cannot use {path.name}: it contains NaN or infinite values")
-    return arr
+    with np.errstate(over="ignore"):
+        out = arr.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise InputError(f"cannot use {path.name}: its values reach {float(np.abs(arr).max()):.3g}, beyond what can "
+                         "be analysed; rescale it (e.g. to 0-65535)")
+    return out
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -131,6 +135,9 @@ def read_crop_folder(images: str | Path, masks: str | Path | None = None,
             progress(i + 1, len(files))
     if mask_root is not None and all(m is None for m in cell_masks):
         raise InputError(f"no file in {mask_root} matches a crop name in {root} (masks are matched by file name)")
+    if mask_root is not None and not any(m is not None and m.any() for m in cell_masks):
+        raise InputError(f"every mask in {mask_root} is empty (all its pixels are 0); a mask marks its cell with "
+                         "non-zero pixels")
     channels = {c.shape[0] for c in crops}
     if len(channels) > 1:
         raise InputError(f"the crops in {root} mix gray and colour images ({sorted(channels)} channels)")

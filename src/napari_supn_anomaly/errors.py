@@ -19,6 +19,10 @@ class PlaneTooLarge(InputError):
     """The plane would not fit in the free memory."""
 
 
+class OutputError(InputError):
+    """A result or model could not be written (disk full, read-only folder); nothing was left half-written."""
+
+
 class ScorerUnavailable(InputError):
     """The model cannot run the scorer asked for (unknown, uncalibrated, or its network is missing)."""
 
@@ -28,5 +32,6 @@ class Cancelled(RuntimeError):
 
 
 # What the user interfaces report as a message rather than a traceback. ValueError stays in the
-# list because numpy, scikit-image and torch raise it for input they cannot take.
-USER_ERRORS = (InputError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
+# list because numpy, scikit-image and torch raise it for input they cannot take; OSError because
+# a file system can fail (an I/O error, a network drive gone) where no bug is.
+USER_ERRORS = (InputError, OSError, ValueError)

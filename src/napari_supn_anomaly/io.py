@@ -17,8 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import atomic_outputs, check_input_file
 
 KNOWN_AXES = "TCZYXS"
+# What open_image reads with the plugins this package installs (bioio-tifffile, -ome-tiff, -imageio).
+READABLE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+READABLE_FORMATS = "TIFF, OME-TIFF, PNG or JPEG"
 
 
 @dataclass
@@ -93,11 +97,7 @@ def _open_with_aicsimageio(path: Path):
 
 def open_image(path: str | Path) -> ImageData:
     """Read an image lazily: data, axes (without length-1 axes), pixel size, channel names."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise InputError(f"image not found: {path}")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give an image file")
+    path = check_input_file(path, "image")
     image = None
     errors = []
     with _quiet():
@@ -112,9 +112,11 @@ def open_image(path: str | Path) -> ImageData:
                 errors.append(str(exc).split(". ")[0] or type(exc).__name__)
                 image = None
         if image is None:
-            raise InputError(f"{path.name} could not be read as an image ({errors[0] if errors else 'no reader'}); "
-                             "TIFF and OME-TIFF are supported, other formats need the matching bioio plugin "
-                             "(for example pip install bioio-nd2)")
+            detail = errors[0] if errors else "no reader"
+            if path.name.lower().endswith(READABLE_SUFFIXES):
+                raise InputError(f"{path.name} could not be read: it is damaged or not an image ({detail})")
+            raise InputError(f"{path.name} could not be read ({detail}); {READABLE_FORMATS} files are read, "
+                             "other formats need their bioio plugin (for example pip install bioio-nd2 for .nd2)")
         order = [a for a in dims.order if a in KNOWN_AXES and (getattr(dims, a) > 1 or a in "YX")]
         if "S" in dims.order and getattr(dims, "S") > 1:
             order = [a for a in order if a != "S"] + ["S"]
@@ -163,6 +165,9 @@ def with_axes(image: ImageData, axes: str) -> ImageData:
 # ---------------------------------------------------------------------------------------------
 # writing results
 
+RESULT_SUFFIXES = ("_heatmap.tif", "_cells.tif", "_cells.csv", "_candidates.csv")
+
+
 def write_result(result, out_dir: str | Path, stem: str) -> list[Path]:
     """``<stem>_heatmap.tif`` (float32), ``<stem>_cells.tif``, ``<stem>_cells.csv`` and
     ``<stem>_candidates.csv`` in ``out_dir``; returns the paths."""
@@ -170,17 +175,21 @@ def write_result(result, out_dir: str | Path, stem: str) -> list[Path]:
 
     import tifffile
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{stem}_heatmap.tif", out / f"{stem}_cells.tif", out / f"{stem}_cells.csv",
-             out / f"{stem}_candidates.csv"]
+    paths = result_paths(out_dir, stem)
     description = json.dumps(_jsonable(result.provenance))
-    tifffile.imwrite(paths[0], result.heatmap.astype(np.float32), description=description)
     cells = result.cells
-    tifffile.imwrite(paths[1], cells.astype(np.uint16 if cells.max() < 65536 else np.uint32), description=description)
-    result.cell_table.to_csv(paths[2], index=False, float_format="%.4f")
-    result.candidate_table.to_csv(paths[3], index=False, float_format="%.4f")
+    with atomic_outputs(paths) as tmp:  # all four appear together, complete, or none does
+        tifffile.imwrite(tmp[0], result.heatmap.astype(np.float32), description=description)
+        tifffile.imwrite(tmp[1], cells.astype(np.uint16 if cells.max() < 65536 else np.uint32),
+                         description=description)
+        result.cell_table.to_csv(tmp[2], index=False, float_format="%.4f")
+        result.candidate_table.to_csv(tmp[3], index=False, float_format="%.4f")
     return paths
+
+
+def result_paths(out_dir: str | Path, stem: str) -> list[Path]:
+    """Where :func:`write_result` writes the results of the input ``stem``."""
+    return [Path(out_dir) / f"{stem}{suffix}" for suffix in RESULT_SUFFIXES]
 
 
 def _jsonable(obj):
@@ -191,44 +200,3 @@ def _jsonable(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
-
-
-def write_overlay_png(image_plane: np.ndarray, heatmap: np.ndarray, cells: np.ndarray, candidates,
-                      path: str | Path, title: str = "", truth: np.ndarray | None = None,
-                      threshold: float | None = None) -> Path:
-    """A picture for people: the image, cell outlines, the heatmap from half the threshold up
-    (all of its positive part without a threshold), candidates circled, true parasites in green."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from skimage.segmentation import find_boundaries
-
-    img = np.asarray(image_plane, np.float32)
-    if img.ndim == 3 and img.shape[-1] not in (3, 4):
-        img = img[0]
-    lo, hi = np.percentile(img, (0.5, 99.8))
-    shown = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
-    h, w = cells.shape
-    fig, ax = plt.subplots(figsize=(8, 8 * h / w), dpi=120)
-    ax.imshow(shown, cmap=None if shown.ndim == 3 else "gray", interpolation="nearest")
-    edges = find_boundaries(cells, mode="inner")
-    overlay = np.zeros((h, w, 4), np.float32)
-    overlay[edges] = (0.2, 0.8, 1.0, 0.7)
-    ax.imshow(overlay, interpolation="nearest")
-    low = 0.5 * threshold if threshold is not None and threshold > 0 else 0.0
-    hm = np.ma.masked_less_equal(heatmap, low)
-    ax.imshow(hm, cmap="magma", alpha=0.7, vmin=low, vmax=max(float(np.nanmax(heatmap)), low + 1e-6),
-              interpolation="nearest")
-    if truth is not None:
-        ax.contour(truth > 0, levels=[0.5], colors=["lime"], linewidths=0.7)
-    if len(candidates):
-        ax.scatter(candidates["x"], candidates["y"], s=160, facecolors="none", edgecolors="yellow", linewidths=1.2)
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path

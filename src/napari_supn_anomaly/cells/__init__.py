@@ -2,17 +2,17 @@
 
 Knows nothing of models, napari, Qt or files; imports only ``supn``-free numerics and ``errors``.
 """
-from .crops import CropGeometry, crop_scale, find_cell_mask, loss_weight, standardise_crop, standardise_crops
-from .field_crops import background_fill, cut_crops, field_scale, paste_maps, rescale_plane
-from .measure import (cell_centres, equivalent_diameter, equivalent_diameters, label_centroids,
-                      median_cell_diameter)
-from .modality import DARK_CELL_MODALITIES, MODALITIES, cell_contrast, check_modality, dark_cells, guess_modality
-from .segmentation import Segmentation, check_plane, segment_cells
+from ..lazy import exports_on_first_use
 
-__all__ = [
-    "CropGeometry", "crop_scale", "find_cell_mask", "loss_weight", "standardise_crop", "standardise_crops",
-    "background_fill", "cut_crops", "field_scale", "paste_maps", "rescale_plane",
-    "cell_centres", "equivalent_diameter", "equivalent_diameters", "label_centroids", "median_cell_diameter",
-    "DARK_CELL_MODALITIES", "MODALITIES", "cell_contrast", "check_modality", "dark_cells", "guess_modality",
-    "Segmentation", "check_plane", "segment_cells",
-]
+_EXPORTS = {
+    "CropGeometry": "crops", "crop_scale": "crops", "find_cell_mask": "crops", "loss_weight": "crops",
+    "standardise_crop": "crops", "standardise_crops": "crops", "background_fill": "field_crops",
+    "cut_crops": "field_crops", "field_scale": "field_crops", "paste_maps": "field_crops",
+    "rescale_plane": "field_crops", "cell_centres": "measure", "equivalent_diameter": "measure",
+    "equivalent_diameters": "measure", "label_centroids": "measure", "median_cell_diameter": "measure",
+    "DARK_CELL_MODALITIES": "modality", "MODALITIES": "modality", "cell_contrast": "modality",
+    "check_modality": "modality", "dark_cells": "modality", "guess_modality": "modality",
+    "Segmentation": "segmentation", "check_plane": "segmentation", "segment_cells": "segmentation",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = exports_on_first_use(__name__, _EXPORTS)

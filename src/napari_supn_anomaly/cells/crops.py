@@ -125,6 +125,9 @@ def standardise_crops(images: list[np.ndarray], masks: list[np.ndarray | None], 
     masks = [m if m is not None else find_cell_mask(img, geometry.modality) for img, m in zip(images, masks)]
     if scale is None:
         scale = crop_scale(masks, geometry.cell_diameter_px)
+    if not np.isfinite(scale) or scale <= 0 or any(min(img.shape[-2:]) * scale < 2 for img in images):
+        raise ValueError(f"the crops cannot be brought to the model's cell size (scale {scale:.3g}): is the cell "
+                         "diameter right?")
     size = geometry.crop_size
     out = [standardise_crop(img, m, size, scale) for img, m in zip(images, masks)]
     if not out:

@@ -3,7 +3,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NoCellsFound
+from ..errors import InputError, NoCellsFound
+
+# Narrower objects are not measured as cells, and a model would see such a cell (and the image
+# with it) blown up many times over.
+MIN_CELL_DIAMETER_PX = 4.0
+
+
+def check_cell_diameter(value, name: str = "the cell diameter") -> float:
+    """A cell diameter a person gave, in pixels: a finite number of at least MIN_CELL_DIAMETER_PX."""
+    ok = (isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+          and bool(np.isfinite(value)))
+    if not ok or value < MIN_CELL_DIAMETER_PX:
+        raise InputError(f"{name} must be a positive number of pixels, at least {MIN_CELL_DIAMETER_PX:g} (the "
+                         f"diameter of one cell in the image); got {value!r}")
+    return float(value)
 
 
 def equivalent_diameter(mask: np.ndarray) -> float:

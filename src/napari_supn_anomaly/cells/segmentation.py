@@ -14,7 +14,7 @@ from skimage import filters, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
 from ..errors import InputError, NoCellsFound
-from .measure import equivalent_diameters, median_cell_diameter
+from .measure import MIN_CELL_DIAMETER_PX, equivalent_diameters, median_cell_diameter
 from .modality import cell_contrast
 
 
@@ -64,7 +64,7 @@ def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diamet
 
     if cell_diameter is None:
         d = equivalent_diameters(components)
-        d = d[d >= 4]
+        d = d[d >= MIN_CELL_DIAMETER_PX]
         if len(d) == 0:
             raise NoCellsFound("no cells were found: every object is only a few pixels wide")
         # clumps inflate the mean, single cells dominate the median

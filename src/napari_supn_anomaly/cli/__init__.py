@@ -1,6 +1,10 @@
 """The ``supn-anomaly`` command. Each sub-command lives in its own module with
 ``add_parser(subparsers)`` and ``run(args) -> int``; this module only dispatches and turns
-expected failures into one readable line and exit code 2."""
+expected failures into one readable line and exit code 2.
+
+The command modules import torch, napari and the image libraries inside ``run``, never at the
+top: building the parser stays light, so ``--help`` answers at once (benchmarks/cli_startup.py).
+"""
 from __future__ import annotations
 
 import argparse
@@ -21,8 +25,15 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line, like every other failure, with where to read more."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="supn-anomaly", description=(
+    parser = OneLineParser(prog="supn-anomaly", description=(
         "Find malaria parasites in red-cell images with a SUPN-VAE of healthy cells."))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -42,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         print("supn-anomaly: cancelled", file=sys.stderr)
         return 130
     except USER_ERRORS as exc:
-        print(f"supn-anomaly {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split()) or type(exc).__name__  # one line, whatever a library wrote
+        print(f"supn-anomaly {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from ..errors import InputError
-from ..models import load_model
-from ..scoring import INSTANT, REGISTRY, save_network, scorer_names
+from ..files import atomic_outputs, check_output_folder
+from ..scoring.registry import INSTANT, REGISTRY, scorer_names
 from ..supn.devices import DEVICE_CHOICES
 
 # every instant scorer: the slow and the self-supervised ones are asked for by name (or 'all')
@@ -91,20 +91,25 @@ def build_eval_data(model, args):
 def run(args) -> int:
     from ..evaluation.harness import evaluate_scorers, markdown_table, write_csv
     from ..evaluation.roc import plot_roc
+    from ..models import load_model
+    from ..scoring import save_network
+
     names = _names(args.scorers)
     if args.ssl_iterations < 1 or args.bootstrap < 1:
         raise InputError("--ssl-iterations and --bootstrap must be positive")
+    out = check_output_folder(args.out)  # before the scoring, not after it
+    if args.save_segmenters:
+        check_output_folder(args.save_segmenters, option="--save-segmenters")
     model = load_model(args.model).to(args.device)
     data = build_eval_data(model, args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     segmenters, calibrations = {}, {}
     result = evaluate_scorers(model, data, names, ssl_iterations=args.ssl_iterations, n_boot=args.bootstrap,
                               segmenters=segmenters, calibrations=calibrations)
     write_csv(result.rows, out / "results.csv")
     notes = "".join(f"\n- {n}" for n in data.notes)
-    (out / "results.md").write_text(f"# Scorers on {data.dataset} with model {model.name}\n\n"
-                                    + markdown_table(result.rows) + notes + "\n")
+    with atomic_outputs([out / "results.md"]) as (tmp,):
+        tmp.write_text(f"# Scorers on {data.dataset} with model {model.name}\n\n" + markdown_table(result.rows)
+                       + notes + "\n")
     for set_name, scores in result.scores.items():
         slug = re.sub(r"[^A-Za-z0-9]+", "_", set_name).strip("_")
         plot_roc(result.labels[set_name], scores, out / f"roc_{slug}.png", f"{set_name} ({model.name})")

@@ -4,16 +4,17 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..cells import equivalent_diameter, standardise_crops
-from ..crop_folders import match_channels, read_crop_folder
 from ..errors import InputError
-from ..models import load_model
-from ..scoring import Scorer, ScorerNetworks, calibrate, resolve, scorer_info, scorer_names
+from ..files import atomic_outputs, check_output_file
+from ..pipeline.sensitivity import DEFAULT_FPR, describe_fpr
+from ..scoring.registry import scorer_info, scorer_names
 from ..supn.devices import DEVICE_CHOICES
 from .progress import ProgressLine
+
+if TYPE_CHECKING:
+    from ..scoring import Scorer
 
 COLUMNS = ("file", "score", "healthy_fpr", "candidate", "mask", "cell_diameter_px")
 
@@ -40,27 +41,35 @@ def add_parser(sub, name):
                    help="trained network of a self-supervised (ssl-*) scorer made for this model, as saved by "
                         "'supn-anomaly train-scorer' or 'supn-anomaly evaluate --save-segmenters' (default: the "
                         "network shipped with a built-in model)")
-    p.add_argument("--fpr", type=float, default=0.01, metavar="F",
-                   help="a cell is a candidate when at most this fraction of healthy cells scores as high (default 0.01)")
+    p.add_argument("--fpr", type=float, default=DEFAULT_FPR, metavar="F",
+                   help="a cell is a candidate when at most this fraction of healthy cells scores as high "
+                        f"(default {DEFAULT_FPR}: {describe_fpr(DEFAULT_FPR)})")
     p.add_argument("--cell-diameter", type=float, metavar="PX",
                    help="typical cell diameter in the crops, in pixels (default: measured from the cells)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    p.add_argument("--batch-size", type=int, default=64, metavar="N")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs (default auto)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="cells scored at once (default 64)")
     return p
 
 
 def run(args) -> int:
+    import numpy as np
+
+    from ..models import load_model
+    from ..scoring import calibrate
+
+    from ..cells.measure import check_cell_diameter
+    from ..crop_folders import list_image_files
+
     if not 0.0 <= args.fpr <= 1.0:
         raise InputError("--fpr must lie between 0 and 1")
-    if args.cell_diameter is not None and args.cell_diameter <= 0:
-        raise InputError("--cell-diameter must be positive")
+    if args.cell_diameter is not None:
+        check_cell_diameter(args.cell_diameter, "--cell-diameter")
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
-    out = Path(args.out).expanduser()
-    if out.is_dir():
-        raise InputError(f"--out {out} is a folder; give a CSV file name")
-    if not out.parent.exists():
-        raise InputError(f"the folder for --out does not exist: {out.parent}")
+    # a table of scores is replaced by a new run; an input (model, network, crop or mask) never is
+    inputs = [p for p in (args.model, args.segmenter) if p] + [
+        f for folder in (args.images, args.masks, args.healthy) if folder for f in list_image_files(folder)]
+    out = check_output_file(args.out, overwrite=True, inputs=inputs)
     model = load_model(args.model)
     scorer = _resolve(model, args.scorer, args.segmenter)
     scale = None if args.cell_diameter is None else model.cell_diameter_px / args.cell_diameter
@@ -79,6 +88,8 @@ def run(args) -> int:
 
 def _resolve(model, name: str, network_file: str | None) -> Scorer:
     """The scorer asked for, uncalibrated if need be (--healthy calibrates it); a network file attached first."""
+    from ..scoring import ScorerNetworks, resolve
+
     if not network_file:
         return resolve(model, name, require_calibration=False)
     if not scorer_info(name).needs_network:
@@ -92,10 +103,11 @@ def _resolve(model, name: str, network_file: str | None) -> Scorer:
 
 def _write_scores(args, scorer: Scorer, out, folder, masks, scores, scale) -> int:
     """One CSV row per crop, written under a temporary name first; a summary line on stderr."""
+    from ..cells import equivalent_diameter
+
     found = masks.reshape(len(masks), -1).any(1)
     threshold = scorer.threshold_for_fpr(args.fpr)
-    tmp = out.with_name(out.name + ".partial")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_outputs([out]) as (tmp,), open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         for i, name in enumerate(folder.names):
@@ -103,7 +115,6 @@ def _write_scores(args, scorer: Scorer, out, folder, masks, scores, scale) -> in
             mask_source = "given" if folder.masks[i] is not None else ("found" if found[i] else "none")
             writer.writerow([name, f"{scores[i]:.6g}", f"{fpr:.4g}", int(scores[i] > threshold), mask_source,
                              f"{equivalent_diameter(masks[i]) / scale:.1f}" if found[i] else ""])
-    tmp.replace(out)
     n_cand = int((scores > threshold).sum())
     print(f"{len(scores)} cells scored, {n_cand} candidate(s) at healthy false-positive rate {args.fpr:g}; "
           f"wrote {out}", file=sys.stderr)
@@ -115,10 +126,14 @@ def _write_scores(args, scorer: Scorer, out, folder, masks, scores, scale) -> in
 
 def read_standardised(model, images_dir, masks_dir, scale, label):
     """(folder, crops, masks, scale) of a folder of single-cell crops, cut at the model's scale."""
+    from ..cells import standardise_crops
+    from ..crop_folders import match_channels, read_crop_folder
+
     folder = read_crop_folder(images_dir, masks_dir, progress=ProgressLine(label))
     images = match_channels(folder.images, model.channels, model.channel_names, model.name)
     try:
         crops, masks, scale = standardise_crops(images, folder.masks, model.geometry, scale=scale)
     except ValueError as exc:
-        raise InputError(f"{exc}; give --masks or --cell-diameter") from exc
+        hint = "; give --masks or --cell-diameter" if masks_dir is None and scale is None else ""
+        raise InputError(f"{exc}{hint}") from exc
     return folder, crops, masks, scale

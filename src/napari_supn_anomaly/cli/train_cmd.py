@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..cells import MODALITIES
-from ..crop_folders import match_channels, read_crop_folder
+from ..cells.modality import MODALITIES
 from ..errors import InputError
-from ..models import load_model
-from ..models.model_file import MODEL_SUFFIX
+from ..files import check_output_file
 from ..progress import Progress
-from ..supn.devices import DEVICE_CHOICES, describe_device, resolve_device
-from ..training import TrainConfig, fit_anomaly_model
-from ..training.finetune import FinetuneSettings, finetune
-from ..training.regions import TrainingCells
+from ..supn.devices import DEVICE_CHOICES
 from .progress import ProgressLine
-from .train_fields import add_field_options, field_cells
+from .train_fields import add_field_options
+
+if TYPE_CHECKING:
+    from ..training.regions import TrainingCells
 
 
 def add_parser(sub, name):
@@ -33,7 +32,9 @@ def add_parser(sub, name):
     p.add_argument("--masks", metavar="DIR",
                    help="folder of cell masks matched to --images by file name; without it the cell is found in each crop")
     add_field_options(source, p)  # --fields IMAGE... --regions REGIONS.csv (fine-tuning on whole fields)
-    p.add_argument("--out", required=True, metavar="FILE", help=f"model file to write ({MODEL_SUFFIX} is added if missing)")
+    p.add_argument("--out", required=True, metavar="FILE", help="model file to write (.safetensors is added if missing)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (never the --init model: fine-tuning writes a new file)")
     p.add_argument("--init", metavar="MODEL",
                    help="start from this model (built-in name or file) instead of from scratch: fine-tuning")
     p.add_argument("--minutes", type=float, metavar="M", help="stop training after about M minutes")
@@ -51,9 +52,15 @@ def add_parser(sub, name):
 
 
 def check_options(args) -> Path:
-    """The checks both ways of training share; the output file."""
-    if args.minutes is not None and args.minutes <= 0:
-        raise InputError("--minutes must be positive")
+    """The checks both ways of training share, before any training; the model file to write."""
+    from ..models.builtin import builtin_model_names, builtin_model_path
+    from ..models.model_file import model_file_path
+    from ..training.trainer import check_minutes
+
+    try:
+        check_minutes(args.minutes, "--minutes")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if args.iterations is not None and args.iterations < 1:
         raise InputError("--iterations must be at least 1")
     if args.threads is not None and args.threads < 1:
@@ -63,12 +70,14 @@ def check_options(args) -> Path:
     out = Path(args.out).expanduser()
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a model file name")
-    if not out.parent.exists():
-        raise InputError(f"the folder for --out does not exist: {out.parent}")
-    return out
+    base = builtin_model_path(args.init) if args.init in builtin_model_names() else args.init
+    inputs = [p for p in [base, args.regions, *(args.fields or [])] if p]
+    return check_output_file(model_file_path(out), overwrite=args.overwrite, inputs=inputs)
 
 
 def model_name(args, out: Path) -> str:
+    from ..models.model_file import MODEL_SUFFIX
+
     return args.name or (out.name[: -len(MODEL_SUFFIX)] if out.name.endswith(MODEL_SUFFIX) else out.stem)
 
 
@@ -84,6 +93,10 @@ def run(args) -> int:
 
 
 def _from_scratch(args, out: Path):
+    from ..crop_folders import read_crop_folder
+    from ..supn.devices import describe_device, resolve_device
+    from ..training import TrainConfig, fit_anomaly_model
+
     folder = read_crop_folder(args.images, args.masks)
     images = folder.images
     channel_names = args.channel_names
@@ -102,6 +115,10 @@ def _from_scratch(args, out: Path):
 
 
 def _finetune(args, out: Path):
+    from ..models import load_model
+    from ..training.finetune import FinetuneSettings, finetune
+    from .train_fields import field_cells
+
     base = load_model(args.init)
     if args.fields:
         cells, modality = field_cells(args, base)
@@ -118,6 +135,9 @@ def _finetune(args, out: Path):
 
 
 def _crop_cells(args, base) -> TrainingCells:
+    from ..crop_folders import match_channels, read_crop_folder
+    from ..training.regions import TrainingCells
+
     folder = read_crop_folder(args.images, args.masks)
     images = match_channels(folder.images, base.channels, base.channel_names, base.name)
     sources = [{"image": name, "y": 0.0, "x": 0.0, "how": "crop"} for name in folder.names]

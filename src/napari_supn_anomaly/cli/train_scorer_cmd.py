@@ -7,17 +7,13 @@ is in the Detect widget ('Scorer network…'), `detect --segmenter` and `score-c
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..errors import InputError
-from ..models import load_model
-from ..models.model_file import MODEL_SUFFIX
+from ..files import check_output_file
 from ..progress import Progress
-from ..scoring import network_scorer_names, save_network, train_calibrated_network
-from ..supn.devices import DEVICE_CHOICES, resolve_device
-from ..training.fit import split_holdout
+from ..scoring.registry import network_scorer_names
+from ..supn.devices import DEVICE_CHOICES
 from .progress import ProgressLine
-from .score_cells_cmd import read_standardised
 
 
 def add_parser(sub, name):
@@ -29,7 +25,8 @@ def add_parser(sub, name):
     p.add_argument("--scorer", default="ssl-ppii", choices=network_scorer_names(), help="which scorer (default ssl-ppii)")
     p.add_argument("--images", required=True, metavar="DIR", help="folder of single-cell crops of healthy cells")
     p.add_argument("--masks", metavar="DIR", help="folder of cell masks matched by file name")
-    p.add_argument("--out", required=True, metavar="FILE", help=f"network file to write ({MODEL_SUFFIX} is added)")
+    p.add_argument("--out", required=True, metavar="FILE", help="network file to write (.safetensors is added)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never the --model file)")
     p.add_argument("--cell-diameter", type=float, metavar="PX",
                    help="typical cell diameter in the crops, in pixels (default: measured from the cells)")
     p.add_argument("--holdout", type=float, default=0.1, metavar="F",
@@ -37,20 +34,27 @@ def add_parser(sub, name):
     p.add_argument("--iterations", type=int, default=400, metavar="N", help="training steps (default 400)")
     p.add_argument("--pool", type=int, default=512, metavar="N", help="synthetic training samples (default 512)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES)
+    p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES, help="where the network trains (default cpu)")
     return p
 
 
 def run(args) -> int:
+    from ..cells.measure import check_cell_diameter
+    from ..models import load_model
+    from ..models.model_file import model_file_path
+    from ..scoring import save_network, train_calibrated_network
+    from ..supn.devices import resolve_device
+    from ..training.fit import split_holdout
+    from .score_cells_cmd import read_standardised
+
     if not 0.0 < args.holdout < 1.0:
         raise InputError("--holdout must lie between 0 and 1, e.g. 0.1")
     if args.iterations < 1 or args.pool < 2:
         raise InputError("--iterations must be at least 1 and --pool at least 2")
-    if args.cell_diameter is not None and args.cell_diameter <= 0:
-        raise InputError("--cell-diameter must be positive")
-    out = Path(args.out).expanduser()
-    if out.is_dir():
-        raise InputError(f"--out {out} is a folder; give a file name")
+    if args.cell_diameter is not None:
+        check_cell_diameter(args.cell_diameter, "--cell-diameter")
+    # before the training, not after it; the model the network is for is never replaced
+    out = check_output_file(model_file_path(args.out), overwrite=args.overwrite, inputs=[args.model])
     model = load_model(args.model)
     scale = None if args.cell_diameter is None else model.cell_diameter_px / args.cell_diameter
     _, crops, masks, _ = read_standardised(model, args.images, args.masks, scale, "reading healthy crops")

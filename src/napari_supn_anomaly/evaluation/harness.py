@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..files import atomic_outputs
 from ..models import AnomalyModel
 from ..progress import Progress
 from ..scoring import calibrate, resolve, scorer_info, train_network
@@ -142,10 +143,9 @@ def row_dict(r: ScorerRow) -> dict:
 
 def write_csv(rows: list[ScorerRow], path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     dicts = [row_dict(r) for r in rows]
     keys = list(dict.fromkeys(k for d in dicts for k in d))
-    with open(path, "w", newline="") as fh:
+    with atomic_outputs([path]) as (tmp,), open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(dicts)

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from ..files import atomic_outputs
+
 
 def plot_roc(labels: np.ndarray, scores: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path:
     """One curve per scorer (name -> per-cell scores), AUROC in the legend."""
@@ -30,7 +32,9 @@ def plot_roc(labels: np.ndarray, scores: dict[str, np.ndarray], path: str | Path
     ax.set_ylim(0, 1.01)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_outputs([path]) as (tmp,):
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from ..cells import CropGeometry
-from ..errors import Cancelled
-from ..supn import SCORE_RULES, ArchConfig, IntensityStats, SupnVAE, cell_scores, whitened_residual
+from ..errors import Cancelled, InputError
+from ..supn import SCORE_RULES, IntensityStats, SupnVAE, cell_scores, whitened_residual
 from ..supn.scoring import anomaly_maps
 from ..supn.devices import resolve_device
-from ..errors import ModelFileError
+from .model_check import check_model
 from .model_file import load_model_file, save_model_file
 
 
@@ -78,7 +78,7 @@ class AnomalyModel:
     def healthy_scores(self, scorer: str = "supn") -> np.ndarray:
         cal = self.metadata.get("calibration", {}).get(scorer)
         if not cal:
-            raise ValueError(f"model {self.name!r} has no healthy-score calibration for scorer {scorer!r}")
+            raise InputError(f"model {self.name!r} has no healthy-score calibration for scorer {scorer!r}")
         return np.asarray(cal["healthy_scores"], dtype=np.float64)
 
     def threshold_for_fpr(self, fpr: float, scorer: str = "supn") -> float:
@@ -102,14 +102,14 @@ class AnomalyModel:
 
     def check_crops(self, crops: np.ndarray) -> None:
         if crops.ndim != 4 or crops.shape[1:] != (self.channels, self.crop_size, self.crop_size):
-            raise ValueError(f"crops must be [N, {self.channels}, {self.crop_size}, {self.crop_size}], got {crops.shape}")
+            raise InputError(f"crops must be [N, {self.channels}, {self.crop_size}, {self.crop_size}], got {crops.shape}")
 
     def iter_score_batches(self, crops: np.ndarray, masks: np.ndarray, scorer: str = "supn",
                            batch_size: int = 64, n_samples: int = 0, seed: int = 0) -> Iterator[tuple[int, CropScores]]:
         """Yield (start index, scores of the batch) so callers can report progress and stop between batches."""
         self.check_crops(crops)
         if scorer not in self.scorers:
-            raise ValueError(f"model {self.name!r} has no scorer {scorer!r}; it has {', '.join(self.scorers)}")
+            raise InputError(f"model {self.name!r} has no scorer {scorer!r}; it has {', '.join(self.scorers)}")
         rule = SCORE_RULES[self.score_rule(scorer)]
         generator = torch.Generator(device=self.device).manual_seed(seed) if n_samples else None
         for start in range(0, len(crops), batch_size):
@@ -154,15 +154,10 @@ class AnomalyModel:
     @classmethod
     def from_file(cls, path: str | Path) -> "AnomalyModel":
         tensors, meta = load_model_file(path)
-        name = Path(path).name
-        try:
-            cfg = ArchConfig.from_dict(meta["architecture"])
-            net = SupnVAE(cfg)
-            net.load_state_dict(tensors, strict=True)
-            model = cls(net, meta)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"{name} is damaged or incomplete: {str(exc).splitlines()[0]}") from exc
-        return model
+        cfg = check_model(tensors, meta, Path(path).name)
+        net = SupnVAE(cfg)
+        net.load_state_dict(tensors, strict=True)
+        return cls(net, meta)
 
     def copy(self) -> "AnomalyModel":
         net = SupnVAE(self.net.cfg)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from ..errors import ModelFileError
+from ..errors import InputError, ModelFileError
+from ..files import atomic_outputs, check_input_file
 
 FORMAT_NAME = "napari-supn-anomaly-model"
 FORMAT_VERSION = 1
@@ -19,27 +20,28 @@ METADATA_KEY = "napari_supn_anomaly"
 MODEL_SUFFIX = ".safetensors"
 
 
+def model_file_path(path: str | Path) -> Path:
+    """Where a model saved as ``path`` is written: the suffix is added when it is missing."""
+    path = Path(path).expanduser()
+    return path if path.suffix == MODEL_SUFFIX else path.with_name(path.name + MODEL_SUFFIX)
+
+
 def save_model_file(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict) -> Path:
-    path = Path(path)
-    if path.suffix != MODEL_SUFFIX:
-        path = path.with_name(path.name + MODEL_SUFFIX)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = model_file_path(path)
     header = dict(metadata, format=FORMAT_NAME, format_version=FORMAT_VERSION)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(header)})
-    tmp.chmod(0o644)  # safetensors writes owner-only files; a model is meant to be shared
-    tmp.replace(path)  # never leave a half-written model under the real name
+    data = save(tensors, metadata={METADATA_KEY: json.dumps(header)})
+    with atomic_outputs([path]) as (tmp,):  # never a half-written model under the real name
+        tmp.write_bytes(data)
     return path
 
 
 def read_metadata(path: str | Path) -> dict:
     """The JSON header of a model file, checked to be ours and of a version we understand."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"model file not found: {path}")
-    if path.is_dir():
-        raise ModelFileError(f"{path} is a folder, not a model file")
+    try:
+        path = check_input_file(path, "model file")
+    except InputError as exc:
+        raise ModelFileError(str(exc)) from None
     try:
         with open(path, "rb") as fh:
             size = int.from_bytes(fh.read(8), "little")
@@ -53,11 +55,16 @@ def read_metadata(path: str | Path) -> dict:
         raise ModelFileError(f"{path.name} is a safetensors file but not a napari-supn-anomaly model (no model header)")
     try:
         meta = json.loads(raw)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path.name} has a damaged model header") from exc
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path.name} has a damaged model header (its settings are not a table)")
     if meta.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path.name} is not a napari-supn-anomaly model file")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{path.name} has a damaged model header (format_version {version!r})")
+    if version > FORMAT_VERSION:
         raise ModelFileError(f"{path.name} was written by a newer napari-supn-anomaly; please update the plugin")
     return meta
 

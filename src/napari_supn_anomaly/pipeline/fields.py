@@ -15,6 +15,7 @@ from skimage import transform
 
 from ..cells import background_fill, cell_centres, cut_crops, field_scale, paste_maps, rescale_plane
 from ..progress import Progress
+from .memory import check_rescale_fits
 
 if TYPE_CHECKING:
     from ..scoring import Scorer
@@ -40,6 +41,7 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     t0 = time.perf_counter()
     geometry = scorer.model.geometry
     scale = field_scale(geometry, field_cell_diameter)
+    check_rescale_fits(*labels.shape, plane.shape[0], scale)
     plane_s, labels_s = rescale_plane(plane, labels, scale)
     ids = np.unique(labels_s)
     ids = ids[ids > 0]

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..supn.normalisation import IntensityStats
 
-MODES = ("auto", "match", "off")
+MODES = ("auto", "match", "off")  # offered by the command line, whose --help loads no scipy
 PERCENTILES = (1.0, 99.8)  # as IntensityStats.from_images, which measured the model's range
 AUTO_TOLERANCE = 0.25      # auto matches when either end is off by more than this share of the range
 
@@ -42,6 +41,8 @@ def check_mode(mode: str) -> str:
 
 def field_range(plane: np.ndarray, labels: np.ndarray, window_px: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel 1st / 99.8th percentiles over the pixels within ``window_px / 2`` of a cell."""
+    from scipy import ndimage as ndi
+
     near = ndi.maximum_filter(labels > 0, size=max(1, int(window_px))) if window_px > 1 else labels > 0
     if near.sum() < 64:
         near = np.ones(labels.shape, bool)

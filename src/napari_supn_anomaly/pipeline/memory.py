@@ -15,6 +15,10 @@ from ..errors import PlaneTooLarge
 
 BYTES_PER_PIXEL = 100        # measured peak ~80, plus room
 BYTES_PER_CHANNEL_PIXEL = 8  # the plane as float32, and its rescaled copy
+# A plane enlarged to the model's cell size (small cells) holds, per enlarged pixel, the plane
+# (float32, and float64 while resizing), its labels, the heatmap and the centroid sums.
+BYTES_PER_RESCALED_PIXEL = 32
+BYTES_PER_RESCALED_CHANNEL_PIXEL = 12
 USABLE_SHARE = 0.8
 
 
@@ -30,14 +34,31 @@ def plane_memory_bytes(height: int, width: int, channels: int = 1) -> int:
     return int(height) * int(width) * (BYTES_PER_PIXEL + BYTES_PER_CHANNEL_PIXEL * max(1, int(channels)))
 
 
+def rescaled_memory_bytes(height: int, width: int, channels: int, scale: float) -> int:
+    """What enlarging a ``height`` x ``width`` window by ``scale`` adds (nothing when it shrinks)."""
+    if scale <= 1.0:
+        return 0
+    pixels = int(height) * int(width) * float(scale) ** 2
+    return int(pixels * (BYTES_PER_RESCALED_PIXEL + BYTES_PER_RESCALED_CHANNEL_PIXEL * max(1, int(channels))))
+
+
+def check_rescale_fits(height: int, width: int, channels: int, scale: float, available: int | None = None) -> None:
+    """Refuse, before it is allocated, a plane enlarged by ``scale`` that would not fit in the free memory
+    (cells measured much smaller than the model's)."""
+    check_plane_fits(0, 0, channels, available, extra_bytes=rescaled_memory_bytes(height, width, channels, scale),
+                     plane_shape=(height, width))
+
+
 def check_plane_fits(height: int, width: int, channels: int = 1, available: int | None = None,
-                     extra_bytes: int = 0, plane_shape: tuple[int, int] | None = None) -> None:
+                     extra_bytes: int = 0, plane_shape: tuple[int, int] | None = None, scale: float = 1.0) -> None:
     """Refuse when processing a ``height`` x ``width`` window (a whole plane, or one tile of a very
-    large plane) plus ``extra_bytes`` of results would not fit in the free memory."""
+    large plane), enlarged by ``scale`` when its cells are smaller than the model's, plus
+    ``extra_bytes`` of results would not fit in the free memory."""
     available = available_memory_bytes() if available is None else available
     if available is None:
         return
-    need = plane_memory_bytes(height, width, channels) + int(extra_bytes)
+    need = (plane_memory_bytes(height, width, channels) + rescaled_memory_bytes(height, width, channels, scale)
+            + int(extra_bytes))
     if need > USABLE_SHARE * available:
         ph, pw = plane_shape or (height, width)
         raise PlaneTooLarge(

@@ -66,15 +66,23 @@ class DetectionResult:
             out[idx] = candidate_regions(self.heatmap[idx], self.cells[idx], self.threshold)
         return out
 
+    @property
+    def warnings(self) -> list[str]:
+        """What a person must know before trusting the result, e.g. a field that does not look like red cells."""
+        return list(self.provenance.get("warnings") or [])
+
     def summary(self) -> str:
         n_cells = len(self.cell_table)
         n_flagged = int(self.cell_table["candidate"].sum()) if n_cells else 0
         where = f" in {self.n_planes} planes" if self.is_stack else ""
         matching = self.provenance.get("intensity_matching") or {}
         matched = any(p.get("applied") for p in matching.get("planes", [matching]))
+        warnings = self.warnings
+        more = f" (and {len(warnings) - 1} more plane(s) like it)" if len(warnings) > 1 else ""
         return (f"{n_cells} cells{where}; {n_flagged} with candidates; {len(self.candidate_table)} candidate "
                 f"regions at threshold {self.threshold:.3g}"
-                + ("; intensities were mapped onto the model's range" if matched else ""))
+                + ("; intensities were mapped onto the model's range" if matched else "")
+                + (f"; WARNING: {warnings[0]}{more}" if warnings else ""))
 
 
 def _with_plane_columns(table: pd.DataFrame, flat: int, idx: tuple[int, ...], plane_axes: str) -> pd.DataFrame:

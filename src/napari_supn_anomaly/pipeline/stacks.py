@@ -18,22 +18,24 @@ import pandas as pd
 
 from .. import __version__
 from ..cells import check_plane, field_scale, median_cell_diameter, segment_cells
+from ..cells.measure import check_cell_diameter
+from ..cells.plausibility import field_warning
 from ..errors import Cancelled, InputError
 from ..models import AnomalyModel
 from ..progress import Progress
-from ..supn.devices import describe_device, release_memory
-from .axes import normalise_axes, plane_axes_of, read_plane, select_channels
+from ..supn.devices import DEVICE_CHOICES, describe_device, release_memory
+from .axes import check_image_array, normalise_axes, plane_axes_of, read_plane, select_channels
 from .candidates import cell_table
 from .fields import iter_score_field
-from .intensity import apply_match, check_mode, plan_match
+from .intensity import MODES as INTENSITY_MODES
+from .intensity import apply_match, plan_match
 from .memory import check_plane_fits
 from .result import DetectionResult, _with_plane_columns
+from .sensitivity import DEFAULT_FPR
 from .tiles import CORE_PX, PlaneOutcome, iter_plane_in_tiles, needs_tiles
 
 if TYPE_CHECKING:
     from ..scoring import Scorer
-
-DEFAULT_FPR = 0.01
 
 
 @dataclass
@@ -46,6 +48,34 @@ class DetectSettings:
     device: str = "auto"
     exclude_edge_cells: bool = True     # segmentation leaves out cells cut by the field's edge
     intensity: str = "auto"             # match the field's intensities to the model's: auto / match / off
+
+    def check(self, names: dict[str, str] | None = None) -> "DetectSettings":
+        """InputError for a setting no detection can use. ``names``: what a person calls each
+        setting where it is not its field name (the command line: ``{"fpr": "--fpr", ...}``)."""
+        def name(key: str) -> str:
+            return (names or {}).get(key, key)
+
+        if not _finite(self.fpr) or not 0 < self.fpr < 1:
+            raise InputError(f"{name('fpr')} must lie between 0 and 1, e.g. 0.01 for one healthy cell in a hundred")
+        if self.threshold is not None and not _finite(self.threshold):
+            raise InputError(f"{name('threshold')} must be a number (a score)")
+        if self.cell_diameter is not None:
+            check_cell_diameter(self.cell_diameter, name("cell_diameter"))
+        for key in ("batch_size", "min_area"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name(key)} must be a whole number of at least 1")
+        if not isinstance(self.device, str) or self.device.lower() not in DEVICE_CHOICES:
+            raise InputError(f"{name('device')}: unknown device {self.device!r}; choose one of "
+                             f"{', '.join(DEVICE_CHOICES)}")
+        if self.intensity not in INTENSITY_MODES:
+            raise InputError(f"{name('intensity')}: unknown intensity matching {self.intensity!r}; choose one of "
+                             f"{', '.join(INTENSITY_MODES)}")
+        return self
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 def _progress(plane: int, n_planes: int, done: int, total: int, stage: str, message: str) -> Progress:
@@ -76,9 +106,16 @@ def _plane_labels(labels, plane_shape, idx, yx_shape) -> np.ndarray | None:
     elif lab.shape == tuple(plane_shape) + tuple(yx_shape):
         out = lab[idx]
     else:
-        raise ValueError(f"the cell labels have shape {lab.shape} but the image planes are {tuple(yx_shape)}")
+        raise InputError(f"the cell labels have shape {lab.shape} but the image planes are {tuple(yx_shape)}")
     if not np.issubdtype(out.dtype, np.integer):
-        raise ValueError("the cell labels must be an integer label image")
+        raise InputError("the cell labels must be an integer label image")
+    if out.size and out.min() < 0:
+        raise InputError("the cell labels hold negative numbers; label the cells 1, 2, 3, ... and the background 0")
+    if out.size and int(out.max()) > out.size:
+        # ids beyond the pixel count are sparse (there cannot be that many cells): number them
+        # 1..N in their order, rather than size per-cell tables by the largest id
+        ids, inverse = np.unique(out, return_inverse=True)
+        return (inverse.reshape(out.shape) + (ids[0] != 0)).astype(np.int32)
     return out.astype(np.int32, copy=False)
 
 
@@ -128,16 +165,18 @@ def _layout(data, axes: str, model: AnomalyModel, channel) -> _Layout:
     return _Layout(axes, plane_axes, tuple(dims[a] for a in plane_axes), (dims["Y"], dims["X"]), chan_axis, channels)
 
 
-def _check_settings_and_memory(layout: _Layout, settings: DetectSettings) -> None:
-    if settings.cell_diameter is not None and settings.cell_diameter <= 0:
-        raise InputError("the cell diameter must be a positive number of pixels")
-    check_mode(settings.intensity)
+def _check_settings_and_memory(layout: _Layout, settings: DetectSettings, model: AnomalyModel) -> None:
     yx = layout.yx
+    diameter = settings.cell_diameter
+    if diameter is not None and diameter > min(yx):
+        raise InputError(f"the cell diameter of {diameter:g} px is larger than the image ({yx[1]} x {yx[0]} px); "
+                         "give the diameter of one cell in pixels")
     n_channels = 1 if layout.channels is None else len(layout.channels)
     # heatmap + labels of every plane, one plane read as float32, and the candidate regions of one plane
     outputs = layout.n_planes * yx[0] * yx[1] * 8 + yx[0] * yx[1] * (4 * n_channels + 12)
     work = (min(yx[0], 2 * CORE_PX), min(yx[1], 2 * CORE_PX)) if needs_tiles(*yx) else yx
-    check_plane_fits(*work, n_channels, extra_bytes=outputs, plane_shape=yx)
+    scale = 1.0 if diameter is None else field_scale(model.geometry, diameter)
+    check_plane_fits(*work, n_channels, extra_bytes=outputs, plane_shape=yx, scale=scale)
 
 
 def _no_cells(flat: int, n_planes: int) -> InputError:
@@ -152,9 +191,11 @@ def _iter_plane(data, layout: _Layout, flat: int, labels, scorer: Scorer, settin
     yield _progress(flat, n_planes, 0, 0, "segmenting", f"{where}: finding cells")
     plane = read_plane(data, layout.axes, idx, layout.chan_axis, layout.channels)
     check_plane(plane)
+    warning = field_warning(plane)
     plane_labels = _plane_labels(labels, layout.plane_shape, idx, layout.yx)
     if plane_labels is not None and not plane_labels.any():
-        raise _no_cells(flat, n_planes)
+        where = f" in plane {flat + 1}" if n_planes > 1 else ""
+        raise InputError(f"the cell labels mark no cell (every pixel is 0){where}")
     if needs_tiles(*layout.yx):
         job = iter_plane_in_tiles(plane, scorer, labels=plane_labels, cell_diameter=settings.cell_diameter,
                                   intensity=settings.intensity, batch_size=settings.batch_size,
@@ -174,6 +215,7 @@ def _iter_plane(data, layout: _Layout, flat: int, labels, scorer: Scorer, settin
         yield _progress(flat, n_planes, step.done, step.total, "scoring", f"{where}: {what}")
     if not outcome.labels.any():
         raise _no_cells(flat, n_planes)
+    outcome.warning = warning if n_planes == 1 or warning is None else f"plane {flat + 1}: {warning}"
     return outcome
 
 
@@ -195,6 +237,7 @@ def _provenance(scorer: Scorer, settings: DetectSettings, layout: _Layout, outco
         "modality": model.modality,
         "scorer": scorer.name,
         "score_rule": model.score_rule(scorer.name),
+        "heatmap_units": scorer.units,
         "threshold": threshold,
         "target_fpr": fpr,
         "cell_diameter_px": _one_or_each([o.diameter for o in outcomes]),
@@ -208,6 +251,7 @@ def _provenance(scorer: Scorer, settings: DetectSettings, layout: _Layout, outco
         "tiles": outcomes[0].n_tiles if layout.n_planes == 1 else [o.n_tiles for o in outcomes],
         "intensity_matching": dict({"mode": settings.intensity}, **(
             {"planes": [m.to_dict() for m in matches]} if layout.n_planes > 1 else matches[0].to_dict())),
+        "warnings": [o.warning for o in outcomes if o.warning],
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "total_s": round(time.perf_counter() - started, 4),
     }
@@ -218,13 +262,17 @@ def iter_detect(data, axes: str, scorer: Scorer, *, channel: int | Sequence[int]
                 should_stop: Callable[[], bool] | None = None,
                 source: dict | None = None) -> Iterator[Progress]:
     """Detect parasite candidates in every plane of ``data`` with ``scorer``; returns a DetectionResult."""
-    settings = settings or DetectSettings()
+    settings = (settings or DetectSettings()).check()
+    data = check_image_array(data)
     model = scorer.model
     threshold, fpr = resolve_threshold(scorer, settings)
     layout = _layout(data, axes, model, channel)
-    _check_settings_and_memory(layout, settings)
+    _check_settings_and_memory(layout, settings, model)
 
-    model.to(settings.device)
+    try:
+        model.to(settings.device)
+    except ValueError as exc:  # a GPU asked for that this machine does not have
+        raise InputError(str(exc)) from None
     heatmap = np.zeros(layout.plane_shape + layout.yx, np.float32)
     cells = np.zeros(layout.plane_shape + layout.yx, np.int32)
     cell_tables, outcomes = [], []

@@ -42,6 +42,7 @@ class PlaneOutcome:
     match: IntensityMatch
     timings: dict = field(default_factory=dict)
     n_tiles: int = 1
+    warning: str | None = None  # the field does not look like red cells (cells.plausibility)
 
 
 def needs_tiles(height: int, width: int) -> bool:

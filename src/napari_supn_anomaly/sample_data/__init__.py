@@ -8,10 +8,12 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..synthetic import SyntheticField
+if TYPE_CHECKING:
+    from ..synthetic import SyntheticField
 
 SAMPLES = {
     # key: (file stem, axes, modality, display name)
@@ -22,6 +24,8 @@ SAMPLES = {
     "brightfield": ("synthetic_brightfield_field", "YX", "brightfield",
                     "Synthetic unstained bright-field field (with true parasites)"),
 }
+# The fluorescence sample's planes are separate fields, stacked along its first axis.
+PLANE_AXIS_LABEL = "field"
 
 
 @dataclass
@@ -35,8 +39,20 @@ class Sample:
     path: Path
     cell_diameter_px: float
 
+    @property
+    def name(self) -> str:
+        """The name of its layer in napari and the stem of the demo's output files."""
+        return self.path.stem
+
+    @property
+    def axis_labels(self) -> tuple[str, ...]:
+        """napari's name of each axis but the RGB one: the plane axis is called 'field'."""
+        return tuple(a.lower() if a in "YX" else PLANE_AXIS_LABEL for a in self.axes if a != "S")
+
     def truth(self, plane: int = 0) -> SyntheticField:
         """The truth of one plane, for :func:`napari_supn_anomaly.synthetic.match_parasites`."""
+        from ..synthetic import SyntheticField
+
         cells = self.cells if self.cells.ndim == 2 else self.cells[plane]
         parasites = self.parasites if self.parasites.ndim == 2 else self.parasites[plane]
         image = self.image if self.cells.ndim == 2 else self.image[plane]
@@ -74,14 +90,14 @@ def load_sample(key: str = "fluorescence") -> Sample:
 
 def _layers(key: str):
     sample = load_sample(key)
-    _, _, _, display = SAMPLES[key]
-    name = SAMPLES[key][0].replace("synthetic_", "")
     meta = {"axes": sample.axes, "modality": sample.modality, "source_path": str(sample.path),
             "channel_names": []}
+    labels = sample.axis_labels
     return [
-        (sample.image, {"name": name, "rgb": sample.axes.endswith("S"), "metadata": meta}, "image"),
-        (sample.parasites, {"name": f"{name} true parasites", "opacity": 0.6, "visible": False,
-                            "metadata": {"truth": True}}, "labels"),
+        (sample.image, {"name": sample.name, "rgb": sample.axes.endswith("S"), "metadata": meta,
+                        "axis_labels": labels}, "image"),
+        (sample.parasites, {"name": f"{sample.name} true parasites", "opacity": 0.6, "visible": False,
+                            "metadata": {"truth": True}, "axis_labels": labels}, "labels"),
     ]
 
 

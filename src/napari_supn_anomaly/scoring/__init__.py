@@ -3,18 +3,19 @@
 The command line and the widgets call :func:`resolve` once and hand the :class:`Scorer` to the
 pipeline, which only calls its methods.
 """
-from .calibration import Calibration, calibrate
-from .networks import (ScorerNetworks, load_network, network_scorer, read_network, save_network, shipped_network_path,
-                       train_calibrated_network, train_network)
-from .registry import (DEFAULT_SCORE_RULES, ENSEMBLE_MEMBERS, INSTANT, NEEDS_TRAINING, REGISTRY, SLOW, ScorerInfo,
-                       describe_cost, describe_scorers, network_scorer_names, scorer_info, scorer_names)
-from .resolve import available_scorers, default_scorer_name, resolve
-from .scorer import Scorer
+from ..lazy import exports_on_first_use
 
-__all__ = [
-    "Calibration", "calibrate", "ScorerNetworks", "load_network", "network_scorer", "read_network", "save_network",
-    "shipped_network_path", "train_calibrated_network", "train_network", "DEFAULT_SCORE_RULES", "ENSEMBLE_MEMBERS",
-    "INSTANT", "NEEDS_TRAINING", "REGISTRY", "SLOW", "ScorerInfo", "describe_cost", "describe_scorers",
-    "network_scorer_names", "scorer_info", "scorer_names", "available_scorers", "default_scorer_name", "resolve",
-    "Scorer",
-]
+_EXPORTS = {
+    "Calibration": "calibration", "calibrate": "calibration",
+    "ScorerNetworks": "networks", "load_network": "networks", "network_scorer": "networks",
+    "read_network": "networks", "save_network": "networks", "shipped_network_path": "networks",
+    "train_calibrated_network": "networks", "train_network": "networks",
+    "DEFAULT_SCORE_RULES": "registry", "ENSEMBLE_MEMBERS": "registry", "INSTANT": "registry",
+    "NEEDS_TRAINING": "registry", "REGISTRY": "registry", "SLOW": "registry", "ScorerInfo": "registry",
+    "describe_cost": "registry", "describe_scorers": "registry", "network_scorer_names": "registry",
+    "scorer_info": "registry", "scorer_names": "registry",
+    "available_scorers": "resolve", "default_scorer_name": "resolve", "resolve": "resolve",
+    "Scorer": "scorer",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = exports_on_first_use(__name__, _EXPORTS)

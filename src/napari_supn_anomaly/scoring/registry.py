@@ -9,11 +9,13 @@ papers' alternatives, with their cost class and what each needs before it can ru
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..cells import MODALITIES
+from ..cells.modality import MODALITIES
 from ..errors import ScorerUnavailable
-from ..supn import LIKELIHOODS
-from ..supn.self_supervised import SegmentationConfig
+
+if TYPE_CHECKING:
+    from ..supn.self_supervised import SegmentationConfig
 
 INSTANT, SLOW, NEEDS_TRAINING = "instant", "slow", "needs training"
 COST_WORDS = {INSTANT: "instant: one pass of the network per batch of cells",
@@ -25,6 +27,7 @@ COST_WORDS = {INSTANT: "instant: one pass of the network per batch of cells",
 # modalities keep the rules their benchmarks chose.
 DEFAULT_SCORE_RULES = dict(zip(MODALITIES, ("spot", "bright", "dark-channel")))
 ENSEMBLE_MEMBERS = ("supn", "diag", "recon", "grad-elbo")
+LIKELIHOOD_FAMILY = "SUPN-VAE"
 
 
 @dataclass(frozen=True)
@@ -34,15 +37,26 @@ class ScorerInfo:
     family: str
     description: str
     needs_calibration: bool = False
-    network: SegmentationConfig | None = None  # how a "needs training" scorer's network is trained
+    # how a "needs training" scorer's network is trained: SegmentationConfig options, as (name, value)
+    # pairs so that the registry loads without torch (the command line's --help lists its names)
+    network_options: tuple[tuple[str, object], ...] | None = None
 
     @property
     def likelihood(self) -> bool:
-        return self.name in LIKELIHOODS
+        """One of the heads of the model's own network (supn.LIKELIHOODS)."""
+        return self.family == LIKELIHOOD_FAMILY
 
     @property
     def needs_network(self) -> bool:
-        return self.network is not None
+        return self.network_options is not None
+
+    @property
+    def network(self) -> SegmentationConfig | None:
+        if self.network_options is None:
+            return None
+        from ..supn.self_supervised import SegmentationConfig
+
+        return SegmentationConfig(**dict(self.network_options))
 
     def to_dict(self) -> dict:
         return {"name": self.name, "cost": self.cost, "family": self.family, "description": self.description,
@@ -50,13 +64,13 @@ class ScorerInfo:
 
 
 def _ssl(name: str, description: str, **config) -> ScorerInfo:
-    return ScorerInfo(name, NEEDS_TRAINING, "self-supervised", description, network=SegmentationConfig(**config))
+    return ScorerInfo(name, NEEDS_TRAINING, "self-supervised", description, network_options=tuple(config.items()))
 
 
 REGISTRY: dict[str, ScorerInfo] = {s.name: s for s in [
-    ScorerInfo("supn", INSTANT, "SUPN-VAE", "whitened residual of the sparse-precision Gaussian (MIDL 2022)"),
-    ScorerInfo("diag", INSTANT, "SUPN-VAE", "whitened residual of the learned diagonal Gaussian (paper baseline)"),
-    ScorerInfo("l2", INSTANT, "SUPN-VAE", "residual over one fixed standard deviation (paper baseline)"),
+    ScorerInfo("supn", INSTANT, LIKELIHOOD_FAMILY, "whitened residual of the sparse-precision Gaussian (MIDL 2022)"),
+    ScorerInfo("diag", INSTANT, LIKELIHOOD_FAMILY, "whitened residual of the learned diagonal Gaussian (paper baseline)"),
+    ScorerInfo("l2", INSTANT, LIKELIHOOD_FAMILY, "residual over one fixed standard deviation (paper baseline)"),
     ScorerInfo("recon", INSTANT, "VAE", "squared reconstruction error (Zhou et al. 2020)"),
     ScorerInfo("grad-kl", INSTANT, "VAE gradient", "|d KL / d x|, smoothed (Zimmerer et al. 2019)"),
     ScorerInfo("grad-rec", INSTANT, "VAE gradient", "|d Rec / d x|, smoothed (Zhou et al. 2020)"),
@@ -75,7 +89,6 @@ REGISTRY: dict[str, ScorerInfo] = {s.name: s for s in [
     ScorerInfo("ensemble", INSTANT, "ensemble", "mean of supn, diag, recon and grad-elbo maps, each calibrated "
                "on healthy cells", needs_calibration=True),
 ]}
-assert set(LIKELIHOODS) <= set(REGISTRY)
 
 
 def scorer_names() -> list[str]:

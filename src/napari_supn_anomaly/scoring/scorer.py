@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from ..cells import loss_weight
-from ..errors import Cancelled, ScorerUnavailable
+from ..errors import Cancelled, InputError, ModelFileError, ScorerUnavailable
 from ..models import AnomalyModel, CropScores
-from ..supn import cell_scores
+from ..supn import SCORE_RULES, cell_scores
 from ..supn.ensemble import MemberScale, combine_calibrated
 from ..supn.self_supervised import TrainedSegmenter
 from ..supn.vae_scorers import gradient_map, projection_map, reconstruction_error_map
@@ -40,6 +40,13 @@ class Scorer:
     def score_rule(self) -> str | None:
         """The per-cell rule of a likelihood scorer (stored with the model); None for the others."""
         return self.model.score_rule(self.name) if self.info.likelihood else None
+
+    @property
+    def units(self) -> str:
+        """What a value of this scorer's maps is, in words (the heatmap's units)."""
+        if self.score_rule is None:
+            return f"{self.name} score (its own scale; the threshold is set on healthy cells)"
+        return SCORE_RULES[self.score_rule].units
 
     def __repr__(self) -> str:
         return f"Scorer({self.name!r} of model {self.model.name!r})"
@@ -73,6 +80,16 @@ class Scorer:
     def iter_batches(self, crops: np.ndarray, masks: np.ndarray, batch_size: int = 32
                      ) -> Iterator[tuple[int, CropScores]]:
         """Yield (start index, scores of the batch), so callers can report progress and stop between batches."""
+        if not np.isfinite(np.asarray(crops, np.float32)).all():
+            raise InputError("the crops contain NaN or infinite values; fill or remove them first")
+        for start, part in self._iter_batches(crops, masks, batch_size):
+            if np.isnan(part.scores).any() or np.isnan(part.maps).any():
+                raise ModelFileError(f"the model {self.model.name!r} gives scores that are not numbers (NaN) with "
+                                     f"the scorer {self.name!r}; it is damaged and cannot tell healthy cells from "
+                                     "parasites: retrain it or use another model")
+            yield start, part
+
+    def _iter_batches(self, crops: np.ndarray, masks: np.ndarray, batch_size: int) -> Iterator[tuple[int, CropScores]]:
         model = self.model
         if self.info.likelihood:
             yield from model.iter_score_batches(crops, masks, scorer=self.name, batch_size=batch_size)
@@ -95,7 +112,7 @@ class Scorer:
         crops = np.asarray(crops, np.float32)
         masks = np.asarray(masks, bool)
         if masks.shape != (len(crops),) + crops.shape[-2:]:
-            raise ValueError(f"masks must be [N, S, S] matching the crops, got {masks.shape} for crops {crops.shape}")
+            raise InputError(f"masks must be [N, S, S] matching the crops, got {masks.shape} for crops {crops.shape}")
         parts = []
         for start, part in self.iter_batches(crops, masks, batch_size):
             parts.append(part)

@@ -1,11 +1,11 @@
 """The maths and the networks: no napari, no Qt, no files, no cells."""
-from .networks import LIKELIHOODS, ArchConfig, SupnVAE, kl_divergence
-from .normalisation import IntensityStats
-from .precision import SupnFactor, stencil_offsets
-from .scoring import SCORE_RULES, ScoreRule, anomaly_maps, cell_scores, matched_spot_map, pixel_map, whitened_residual
+from ..lazy import exports_on_first_use
 
-__all__ = [
-    "LIKELIHOODS", "ArchConfig", "SupnVAE", "kl_divergence", "IntensityStats", "SupnFactor",
-    "stencil_offsets", "SCORE_RULES", "ScoreRule", "cell_scores", "pixel_map", "whitened_residual",
-    "anomaly_maps", "matched_spot_map",
-]
+_EXPORTS = {
+    "LIKELIHOODS": "networks", "ArchConfig": "networks", "SupnVAE": "networks", "kl_divergence": "networks",
+    "IntensityStats": "normalisation", "SupnFactor": "precision", "stencil_offsets": "precision",
+    "SCORE_RULES": "scoring", "ScoreRule": "scoring", "anomaly_maps": "scoring", "cell_scores": "scoring",
+    "matched_spot_map": "scoring", "pixel_map": "scoring", "whitened_residual": "scoring",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = exports_on_first_use(__name__, _EXPORTS)

@@ -1,17 +1,28 @@
-"""Choosing where torch runs, with a name a person can read."""
+"""Choosing where torch runs, with a name a person can read.
+
+torch is imported by the functions, not by the module: the command line lists DEVICE_CHOICES
+in its help without loading torch.
+"""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available() -> bool:
+    import torch
+
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
 def resolve_device(choice: str = "auto") -> torch.device:
     """'auto' picks CUDA, then Apple MPS, then the CPU. Asking for one that is absent is an error."""
+    import torch
+
     choice = (choice or "auto").lower()
     if choice not in DEVICE_CHOICES:
         raise ValueError(f"unknown device {choice!r}; choose one of {', '.join(DEVICE_CHOICES)}")
@@ -27,6 +38,8 @@ def resolve_device(choice: str = "auto") -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
@@ -36,6 +49,8 @@ def describe_device(device: torch.device) -> str:
 
 def release_memory(device: torch.device) -> None:
     """Give cached accelerator memory back after a job."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.empty_cache()
     elif device.type == "mps" and hasattr(torch, "mps"):

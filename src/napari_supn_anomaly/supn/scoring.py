@@ -25,6 +25,17 @@ class ScoreRule:
     spot_sigma: float = 0.0  # "matched" only: spot width in crop pixels
     polarity: int = 1        # "matched" only: +1 looks for bright spots, -1 for dark ones
 
+    @property
+    def units(self) -> str:
+        """What a value of the pixel map is, in words (healthy pixels: z ~ N(0, 1))."""
+        window = f"{self.window}x{self.window} pixels"
+        return {"matched": "z (matched-filter statistic, N(0, 1) in healthy cells)",
+                "chi2": f"chi-square (sum of z^2 over {window} and the channels)",
+                "bright": f"sum of z over {window}",
+                "dark": f"sum of -z over {window}",
+                "dark-channel": f"sum of -z over {window} in one colour channel",
+                "purple": f"sum of z_blue - z_green over {window}"}[self.statistic]
+
 
 SCORE_RULES = {
     "paper": ScoreRule("paper", 4, "chi2", "max over 4x4 windows inside the cell of summed z^2 (MIDL 2022)"),

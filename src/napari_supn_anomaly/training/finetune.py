@@ -23,7 +23,7 @@ from ..supn import IntensityStats
 from ..supn.devices import release_memory, resolve_device
 from .fit import calibrate, fit_anomaly_model, split_holdout
 from .regions import TrainingCells, check_training_cells
-from .trainer import TrainConfig
+from .trainer import TrainConfig, check_minutes
 
 # Inverting intensities turns a bright spot into a dark one: signed rules swap, symmetric ones
 # (e.g. "paper", summed z^2) stay.
@@ -87,8 +87,7 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     closed (nothing is produced and the base model is untouched).
     """
     settings = settings or FinetuneSettings()
-    if settings.minutes is not None and settings.minutes <= 0:
-        raise ValueError("the time budget must be more than 0 minutes")
+    check_minutes(settings.minutes, "the time budget")
     check_training_cells(cells, base.channels, f"the base model {base.name!r}", settings.holdout_fraction)
     device = resolve_device(settings.device)
     modality = target_modality(cells, settings.modality, base)

@@ -17,7 +17,8 @@ import numpy as np
 from skimage import draw, measure
 
 from ..cells import segment_cells
-from ..errors import NoCellsFound
+from ..errors import InputError, NoCellsFound
+from ..files import check_input_file
 from .fit import MIN_CELLS, split_holdout
 
 REGION_COLUMNS = ("image", "y0", "x0", "y1", "x1")
@@ -95,15 +96,21 @@ class TrainingCells:
 # -- reading regions ------------------------------------------------------------------------
 def read_regions_csv(path: str | Path) -> list[Region]:
     """Rectangles from a CSV with columns image,y0,x0,y1,x1 (pixels; other columns are ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"regions file not found: {path}")
+    path = check_input_file(path, "regions file")
+    try:
+        return _read_regions(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path.name} is not a text CSV file of regions (columns {','.join(REGION_COLUMNS)}): "
+                         f"{str(exc).splitlines()[0]}") from None
+
+
+def _read_regions(path: Path) -> list[Region]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         missing = [c for c in REGION_COLUMNS if c not in header]
         if missing:
-            raise ValueError(f"{path.name} must have the columns {','.join(REGION_COLUMNS)}; "
+            raise InputError(f"{path.name} must have the columns {','.join(REGION_COLUMNS)}; "
                              f"missing: {', '.join(missing)}")
         reader.fieldnames = header
         regions = []
@@ -113,16 +120,16 @@ def read_regions_csv(path: str | Path) -> list[Region]:
             where = f"{path.name} line {reader.line_num}"
             name = (row["image"] or "").strip()
             if not name:
-                raise ValueError(f"{where}: the image column is empty")
+                raise InputError(f"{where}: the image column is empty")
             try:
                 y0, x0, y1, x1 = (float(row[c]) for c in ("y0", "x0", "y1", "x1"))
             except (TypeError, ValueError):
-                raise ValueError(f"{where}: y0, x0, y1, x1 must be numbers (pixels)") from None
+                raise InputError(f"{where}: y0, x0, y1, x1 must be numbers (pixels)") from None
             if not (y1 > y0 and x1 > x0):
-                raise ValueError(f"{where}: the rectangle is empty (y1 must be larger than y0 and x1 than x0)")
+                raise InputError(f"{where}: the rectangle is empty (y1 must be larger than y0 and x1 than x0)")
             regions.append(rectangle(name, y0, x0, y1, x1, where))
     if not regions:
-        raise ValueError(f"{path.name} lists no regions")
+        raise InputError(f"{path.name} lists no regions")
     return regions
 
 
@@ -134,10 +141,10 @@ def regions_from_shapes(shapes: list[np.ndarray], kinds: list[str], image: str) 
     regions = []
     for i, (vertices, kind) in enumerate(zip(shapes, kinds), start=1):
         if kind not in REGION_KINDS:
-            raise ValueError(f"shape {i} is a {kind}; draw rectangles, polygons or ellipses around healthy cells")
+            raise InputError(f"shape {i} is a {kind}; draw rectangles, polygons or ellipses around healthy cells")
         regions.append(Region(image, np.asarray(vertices, float)[:, -2:], kind, f"shape {i}"))
     if not regions:
-        raise ValueError("the Shapes layer is empty: draw rectangles around some healthy cells first")
+        raise InputError("the Shapes layer is empty: draw rectangles around some healthy cells first")
     return regions
 
 
@@ -147,13 +154,13 @@ def as_channels_first(image: np.ndarray, rgb: bool = False) -> np.ndarray:
     image = np.asarray(image)
     if rgb:
         if image.ndim != 3 or image.shape[-1] not in (3, 4):
-            raise ValueError(f"an RGB image must be [Y, X, 3], got shape {image.shape}")
+            raise InputError(f"an RGB image must be [Y, X, 3], got shape {image.shape}")
         return np.moveaxis(image[..., :3], -1, 0).astype(np.float32)
     if image.ndim == 2:
         return image[None].astype(np.float32)
     if image.ndim == 3:
         return image.astype(np.float32)
-    raise ValueError(f"expected one 2D plane, got an array of shape {image.shape}; choose a single plane")
+    raise InputError(f"expected one 2D plane, got an array of shape {image.shape}; choose a single plane")
 
 
 # -- cells -------------------------------------------------------------------------------------
@@ -194,7 +201,7 @@ def cells_from_labels(image: np.ndarray, labels: np.ndarray, image_name: str, id
     """
     labels = np.asarray(labels)
     if labels.shape != image.shape[1:]:
-        raise ValueError(f"the cell labels ({labels.shape[0]} x {labels.shape[1]}) do not have the size of "
+        raise InputError(f"the cell labels ({labels.shape[0]} x {labels.shape[1]}) do not have the size of "
                          f"the image ({image.shape[1]} x {image.shape[2]})")
     props = {p.label: p for p in measure.regionprops(labels.astype(np.int32))}
     ids = sorted(props) if ids is None else [int(i) for i in ids if int(i) in props]
@@ -220,7 +227,7 @@ def segment_plane(image: np.ndarray, modality: str, cell_diameter: float | None 
     try:
         return segment_cells(image, modality, cell_diameter).labels
     except NoCellsFound as exc:
-        raise ValueError(f"no cells could be found in the image: {exc}") from None
+        raise InputError(f"no cells could be found in the image: {exc}") from None
 
 
 def cells_in_regions(image: np.ndarray, regions: list[Region], modality: str,
@@ -237,7 +244,7 @@ def cells_in_regions(image: np.ndarray, regions: list[Region], modality: str,
     for r in regions:
         y0, x0, y1, x1 = r.bbox
         if y1 <= 0 or x1 <= 0 or y0 >= h or x0 >= w:
-            raise ValueError(f"{r.source or 'a region'} (y {y0:.0f}-{y1:.0f}, x {x0:.0f}-{x1:.0f}) lies outside "
+            raise InputError(f"{r.source or 'a region'} (y {y0:.0f}-{y1:.0f}, x {x0:.0f}-{x1:.0f}) lies outside "
                              f"the image {r.image!r}, which is {h} x {w} pixels")
     if labels is None:
         labels = segment_plane(image, modality, cell_diameter)
@@ -255,7 +262,7 @@ def cells_in_regions(image: np.ndarray, regions: list[Region], modality: str,
             y0, x0, y1, x1 = r.bbox
             hint = ("the cells it touches lie mostly outside it (touching cells may be found as one object): "
                     "draw it around whole cells" if frac.max() > 0 else "draw it around at least one healthy cell")
-            raise ValueError(f"{r.source or 'a region'} (y {y0:.0f}-{y1:.0f}, x {x0:.0f}-{x1:.0f}) on {r.image!r} "
+            raise InputError(f"{r.source or 'a region'} (y {y0:.0f}-{y1:.0f}, x {x0:.0f}-{x1:.0f}) on {r.image!r} "
                              f"holds no whole cell; {hint}")
         chosen += [int(i) for i in ids if i not in chosen]
     out = cells_from_labels(image, labels, regions[0].image, chosen, how="region")
@@ -268,7 +275,7 @@ def cells_at_points(image: np.ndarray, points: np.ndarray, image_name: str, moda
     """Cells under points [N, 2] (y, x): candidates a person marked as not a parasite."""
     points = np.asarray(points, float).reshape(-1, 2)
     if len(points) == 0:
-        raise ValueError("no candidates are marked as rejected; reject some false candidates first")
+        raise InputError("no candidates are marked as rejected; reject some false candidates first")
     if labels is None:
         labels = segment_plane(image, modality, cell_diameter)
     h, w = labels.shape
@@ -296,12 +303,12 @@ def check_training_cells(cells: TrainingCells, base_channels: int | None = None,
         c = cells.images[0].shape[0]
         if c != base_channels:
             what = {1: "1 channel (grey)", 3: "3 channels (RGB)"}
-            raise ValueError(f"{base_name} works on {what.get(base_channels, f'{base_channels} channels')} but the "
+            raise InputError(f"{base_name} works on {what.get(base_channels, f'{base_channels} channels')} but the "
                              f"image has {what.get(c, f'{c} channels')}; choose a base model made for this kind of image")
     need = cells_needed(holdout_fraction)
     if len(cells) < need:
         why = f" ({MIN_CELLS} to train on, {need - MIN_CELLS} held back to calibrate the threshold)" if need > MIN_CELLS else ""
-        raise ValueError(f"only {len(cells)} healthy cell(s) were found in the marked regions; at least {need} "
+        raise InputError(f"only {len(cells)} healthy cell(s) were found in the marked regions; at least {need} "
                          f"are needed{why}: mark more healthy cells, or larger regions")
 
 
@@ -323,7 +330,7 @@ def cells_from_fields(fields: dict[str, np.ndarray], regions: list[Region], moda
     for r in regions:
         match = _match_image(r.image, names)
         if match is None:
-            raise ValueError(f"{r.source or 'a region'} is on {r.image!r}, which is not among the images given "
+            raise InputError(f"{r.source or 'a region'} is on {r.image!r}, which is not among the images given "
                              f"({', '.join(Path(n).name for n in names)})")
         by_field.setdefault(match, []).append(r)
     out = TrainingCells()

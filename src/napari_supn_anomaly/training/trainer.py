@@ -48,8 +48,17 @@ class TrainConfig:
     early_stop_patience: int = 4    # checks without improvement before a stage stops early
     num_threads: int | None = None
 
+    def __post_init__(self):
+        check_minutes(self.max_minutes, "max_minutes")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_minutes(minutes: float | None, name: str) -> None:
+    """A time budget is None (none) or a positive, finite number of minutes; ValueError naming ``name``."""
+    if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+        raise ValueError(f"{name} must be a finite number of more than 0 minutes")
 
 
 def augment_batch(x: torch.Tensor, w: torch.Tensor, generator: torch.Generator):

@@ -4,8 +4,9 @@ from __future__ import annotations
 from magicgui.widgets import (ComboBox, FloatSlider, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox,
                               create_widget)
 
+from ..io import READABLE_FORMATS
 from ..pipeline.intensity import MODES as INTENSITY_MODES
-from ..pipeline.stacks import DEFAULT_FPR
+from ..pipeline.sensitivity import DEFAULT_FPR
 from ..supn.devices import DEVICE_CHOICES
 from .detect_state import DetectState
 from .layers import channel_choices
@@ -18,7 +19,8 @@ class DetectForm:
     def __init__(self, state: DetectState):
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.image.tooltip = "The field or stack to analyse."
-        self.open = PushButton(text="Open stack…", tooltip="Open a TIFF or OME-TIFF and confirm its axes.")
+        self.open = PushButton(text="Open stack…", tooltip=f"Open an image or stack ({READABLE_FORMATS}) and confirm "
+                                                            "its axes.")
         self.cells = create_widget(annotation="napari.layers.Labels", label="cell labels",
                                    options={"nullable": True})
         self.cells.tooltip = ("Optional: cells found by another tool (e.g. cellpose). Empty: the plugin "
@@ -52,7 +54,8 @@ class DetectForm:
         self.sensitivity = FloatSlider(label="healthy cells flagged (%)", min=0.1, max=20.0, step=0.1,
                                        value=100 * DEFAULT_FPR,
                                        tooltip="Sensitivity: the share of healthy cells that would be flagged "
-                                               "(measured on healthy cells when the model was trained). Moving "
+                                               "(measured on healthy cells held back when the model was trained; "
+                                               "5 means about 5 false candidates per 100 healthy cells). Moving "
                                                "it re-thresholds the candidates without running the model.")
         self.min_area = SpinBox(label="smallest region (px)", value=1, min=1, max=100000,
                                 tooltip="Candidate regions smaller than this are dropped (re-cut without "

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..models import AnomalyModel, builtin_model_names, load_model
 from ..pipeline.result import DetectionResult
-from ..pipeline.stacks import DEFAULT_FPR
+from ..pipeline.sensitivity import DEFAULT_FPR, describe_fpr
 from ..scoring import REGISTRY as SCORERS
 from ..scoring import (Scorer, ScorerNetworks, available_scorers, default_scorer_name, describe_cost, resolve,
                        scorer_info)
@@ -113,6 +113,14 @@ class DetectState:
             return model.threshold_for_fpr(self.fpr, self.scorer_name)
         except ValueError:
             return None
+
+    def describe_threshold(self) -> str:
+        """The line under the sensitivity slider: the threshold of the result shown (else of the
+        chosen scorer) and what the sensitivity means in false candidates."""
+        threshold = self.result.threshold if self.result is not None else self.threshold()
+        if threshold is None:
+            return "this model has no healthy-cell calibration"
+        return f"score threshold {threshold:.3g}: {describe_fpr(self.fpr)}"
 
     def keep_result(self, result: DetectionResult, scorer: Scorer) -> None:
         """``result`` is the one shown now; ``scorer`` (which made it) re-thresholds it."""

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import Container
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import USER_ERRORS, InputError
+from ..io import READABLE_SUFFIXES
 from ..pipeline.result import DetectionResult
-from ..pipeline.axes import normalise_axes, select_channels
+from ..pipeline.axes import check_image_array, normalise_axes, select_channels
 from ..pipeline.stacks import DetectSettings, iter_detect
 from ..scoring import Scorer
 from ..supn.devices import describe_device, resolve_device
@@ -27,8 +28,6 @@ from .open_stack import add_image_layer, ask_axes
 
 if TYPE_CHECKING:
     import napari
-
-LOAD_ERRORS = USER_ERRORS + (OSError,)
 
 
 class DetectWidget(Container):
@@ -84,6 +83,11 @@ class DetectWidget(Container):
         return self._form.threshold_info.value
 
     @property
+    def sensitivity(self) -> float:
+        """The slider: share of healthy cells flagged, in percent."""
+        return self._form.sensitivity.value
+
+    @property
     def scorer_text(self) -> str:
         return self._form.scorer_info.value
 
@@ -126,7 +130,7 @@ class DetectWidget(Container):
         """Load a model file, list it under its name and select it. False (and a notification) if damaged."""
         try:
             name = self._state.load_model_file(path)
-        except LOAD_ERRORS as exc:
+        except USER_ERRORS as exc:
             show_error(f"Could not load the model: {exc}")
             return False
         self.select_model(name)
@@ -143,7 +147,7 @@ class DetectWidget(Container):
             return False
         try:
             self._state.load_scorer_network(path)
-        except LOAD_ERRORS as exc:
+        except USER_ERRORS as exc:
             show_error(f"Could not load the scorer network: {exc}")
             return False
         self._show_scorers()
@@ -216,6 +220,8 @@ class DetectWidget(Container):
         self._form.progress.value = 1000
         self._form.status.value = result.summary()
         self._update_threshold_info()
+        for warning in result.warnings:
+            show_warning(f"{image_layer.name}: {warning}")
 
     def _image_inputs(self):
         """The image layer, its axes, the channel and the user's cell labels, checked; InputError for people."""
@@ -226,8 +232,7 @@ class DetectWidget(Container):
         channel = self._form.channel.value
         if channel == -1:
             channel = None  # grey from RGB
-        if not np.issubdtype(np.dtype(layer.data.dtype), np.number):
-            raise InputError("the image must hold numbers")
+        check_image_array(layer.data)
         labels = self._form.cells.value
         cells = None if labels is None else np.asarray(labels.data)
         yx = layer.data.shape[axes.index("Y")], layer.data.shape[axes.index("X")]
@@ -256,7 +261,7 @@ class DetectWidget(Container):
     def _on_model_changed(self, choice):
         try:
             model = self._state.choose_model(choice)
-        except LOAD_ERRORS as exc:
+        except USER_ERRORS as exc:
             show_error(f"Could not load the model {choice!r}: {exc}")
             model = None
         self._form.model_info.value = (
@@ -302,17 +307,14 @@ class DetectWidget(Container):
     def _on_sensitivity(self, _=None):
         self._state.fpr = self._form.sensitivity.value / 100.0
         self._state.min_area = int(self._form.min_area.value)
-        self._update_threshold_info()
         recut = self._state.rethreshold()
+        self._update_threshold_info()
         if recut is not None:
-            self._form.threshold_info.value = f"score threshold {recut.threshold:.3g}"
             layer_tools.show_threshold(self.viewer, self._outputs, recut)
             self._form.status.value = recut.summary()
 
     def _update_threshold_info(self):
-        thr = self._state.threshold()
-        self._form.threshold_info.value = ("this model has no healthy-cell calibration" if thr is None
-                                           else f"score threshold {thr:.3g}")
+        self._form.threshold_info.value = self._state.describe_threshold()
 
     def _disconnect(self, *_):
         try:
@@ -328,7 +330,8 @@ class DetectWidget(Container):
         return path
 
     def _on_open_clicked(self, _=None):
-        path = self._ask_file("Open an image or stack", "Images (*.tif *.tiff *.ome.tif *.ome.tiff)")
+        patterns = " ".join(f"*{suffix}" for suffix in READABLE_SUFFIXES)
+        path = self._ask_file("Open an image or stack", f"Images ({patterns})")
         if path:
             self.open_stack(path)
 

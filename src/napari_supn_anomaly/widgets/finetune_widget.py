@@ -158,7 +158,7 @@ class FinetuneWidget(Container):
     def load_base_file(self, path: str | Path) -> bool:
         try:
             model = load_model(Path(path))
-        except (OSError, ValueError) as exc:
+        except USER_ERRORS as exc:
             show_error(f"Could not load the model: {exc}")
             return False
         name = f"{model.name} ({Path(path).name})"
@@ -339,7 +339,7 @@ class FinetuneWidget(Container):
     def save_model(self, path: str | Path) -> Path | None:
         try:
             written = self._model.save(path)
-        except OSError as exc:
+        except USER_ERRORS as exc:  # e.g. disk full: nothing is left half-written
             show_error(f"Could not save the model: {exc}")
             return None
         self._status.value = f"saved {written.name}"

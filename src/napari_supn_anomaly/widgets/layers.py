@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..overlay import CANDIDATE_COLOUR, CELL_COLOUR, HEATMAP_STOPS, SCALE_TOP, heatmap_limits
 from ..pipeline.result import DetectionResult
 from ..pipeline.axes import default_axes
 
@@ -45,13 +46,12 @@ def channel_choices(layer, model) -> list[tuple[str, int]]:
     return []
 
 
-def output_geometry(layer, axes: str) -> tuple[list[float], list[float]]:
-    """Scale and translate of the outputs: the image's, without its channel and RGB axes."""
-    scale = list(np.asarray(layer.scale, float))
-    translate = list(np.asarray(layer.translate, float))
+def output_geometry(layer, axes: str) -> dict:
+    """Scale, translate and axis labels of the outputs: the image's, without its channel and RGB axes."""
     spatial = [a for a in axes if a != "S"]  # napari has no scale entry for RGB samples
     keep = [i for i, a in enumerate(spatial) if a != "C"]
-    return [scale[i] for i in keep], [translate[i] for i in keep]
+    return {"scale": [float(layer.scale[i]) for i in keep], "translate": [float(layer.translate[i]) for i in keep],
+            "axis_labels": [layer.axis_labels[i] for i in keep]}
 
 
 def candidate_points(result: DetectionResult) -> np.ndarray:
@@ -82,21 +82,43 @@ def cell_features(result: DetectionResult) -> pd.DataFrame | None:
 
 
 def point_size(result: DetectionResult) -> float:
+    """The diameter of a candidate's circle: well outside a parasite-sized spot, inside its cell."""
     diameter = result.provenance.get("cell_diameter_px", 20)
     if isinstance(diameter, list):
         diameter = float(np.median(diameter))
-    return max(4.0, 0.45 * float(diameter))
+    return max(8.0, 0.6 * float(diameter))
 
 
-def heatmap_limits(result: DetectionResult) -> tuple[float, float]:
-    top = float(np.nanmax(result.heatmap)) if result.heatmap.size else 1.0
-    low = 0.5 * result.threshold if result.threshold > 0 else 0.0
-    return (low, max(top, low + 1e-6))
+def _hex(rgb: tuple[float, float, float]) -> str:
+    return "#" + "".join(f"{round(255 * c):02x}" for c in rgb)
+
+
+def heatmap_colormap():
+    """The heatmap's colours (as in the overlay pictures), transparent where the model explains the
+    cell, so that it shows over bright and dark pixels alike; the colour changes at the threshold."""
+    from napari.utils import Colormap
+
+    controls = [value / SCALE_TOP for value, _ in HEATMAP_STOPS]
+    return Colormap([rgba for _, rgba in HEATMAP_STOPS], controls=controls, name="supn anomaly")
+
+
+def cell_colormap():
+    """Every cell in one colour (as in the overlay pictures), apart from the yellow candidates."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={None: (*CELL_COLOUR, 1.0), 0: (0.0, 0.0, 0.0, 0.0)})
+
+
+def heatmap_metadata(result: DetectionResult) -> dict:
+    """What the heatmap's values are and where its colour scale puts the threshold."""
+    return {"units": result.provenance.get("heatmap_units", "score"), "threshold": float(result.threshold),
+            "colour_scale": f"0 to {SCALE_TOP:g} x threshold; transparent below half the threshold, blue up to "
+                            "it, orange to red above it"}
 
 
 def result_layer_data(result: DetectionResult, image_layer, axes: str) -> dict[str, tuple]:
     """role -> (data, kwargs, layer type) for the three output layers of one result."""
-    scale, translate = output_geometry(image_layer, axes)
+    geometry = output_geometry(image_layer, axes)
     source = image_layer.name
     provenance = dict(result.provenance)
 
@@ -104,15 +126,18 @@ def result_layer_data(result: DetectionResult, image_layer, axes: str) -> dict[s
         return {OUTPUT_KEY: {"role": role, "source": source}, "provenance": provenance}
 
     return {
-        "heatmap": (result.heatmap, dict(name=f"{source} anomaly", colormap="inferno", blending="additive",
-                                         contrast_limits=heatmap_limits(result), scale=scale,
-                                         translate=translate, metadata=meta("heatmap")), "image"),
-        "cells": (result.cells, dict(name=f"{source} cells", opacity=0.5, scale=scale, translate=translate,
-                                     metadata=meta("cells"), features=cell_features(result)), "labels"),
+        "heatmap": (result.heatmap, dict(name=f"{source} anomaly", colormap=heatmap_colormap(),
+                                         blending="translucent", opacity=0.55,
+                                         contrast_limits=heatmap_limits(result.threshold, result.heatmap),
+                                         metadata={**meta("heatmap"), **heatmap_metadata(result)}, **geometry),
+                    "image"),
+        "cells": (result.cells, dict(name=f"{source} cells", opacity=0.6, colormap=cell_colormap(),
+                                     metadata=meta("cells"), features=cell_features(result), **geometry), "labels"),
         "candidates": (candidate_points(result), dict(
             name=f"{source} candidates", features=candidate_features(result), size=point_size(result),
-            symbol="ring", face_color="yellow", border_width=0, scale=scale, translate=translate,
-            metadata=meta("candidates"), ndim=len(result.plane_axes) + 2), "points"),
+            symbol="disc", face_color="transparent", border_color=_hex(CANDIDATE_COLOUR), border_width=0.06,
+            border_width_is_relative=True, metadata=meta("candidates"), ndim=len(result.plane_axes) + 2,
+            **geometry), "points"),
     }
 
 
@@ -142,8 +167,7 @@ def show_result(viewer, result: DetectionResult, image_layer, axes: str) -> dict
             kwargs = {k: v for k, v in kwargs.items() if not (k == "features" and v is None)}
             layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
             if role == "cells":
-                layer.contour = 2  # outlines keep the image and the heatmap visible
-                layer.opacity = 0.8
+                layer.contour = 1  # thin outlines keep the image and the heatmap visible
         layers[role] = layer
     return layers
 
@@ -152,12 +176,13 @@ def _update_layer(layer, role, data, kwargs):
     layer.metadata = kwargs["metadata"]
     layer.scale = kwargs["scale"]
     layer.translate = kwargs["translate"]
+    layer.axis_labels = kwargs["axis_labels"]
     if role == "candidates":
         update_candidates(layer, data, kwargs["features"])
         return
     layer.data = data
     if role == "heatmap":
-        layer.contrast_limits = kwargs["contrast_limits"]
+        layer.contrast_limits = kwargs["contrast_limits"]  # the colour still changes at the threshold
     elif kwargs.get("features") is not None:
         layer.features = kwargs["features"]
 
@@ -175,6 +200,10 @@ def show_threshold(viewer, layers: dict, result: DetectionResult) -> None:
         layers["cells"].features = features
     for layer in layers.values():
         layer.metadata = {**layer.metadata, "provenance": dict(result.provenance)}
+    if "heatmap" in layers:  # the colour change follows the threshold
+        heatmap = layers["heatmap"]
+        heatmap.contrast_limits = heatmap_limits(result.threshold, result.heatmap)
+        heatmap.metadata = {**heatmap.metadata, **heatmap_metadata(result)}
 
 
 def update_candidates(layer, points: np.ndarray, features: pd.DataFrame) -> None:
