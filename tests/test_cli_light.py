@@ -45,3 +45,12 @@ def test_a_usage_error_is_one_line():
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "required" in lines[0] and "supn-anomaly detect --help" in lines[0]
+
+
+@pytest.mark.parametrize("package", ["supn", "cells", "scoring"])
+def test_every_name_a_package_exports_on_first_use_exists(package):
+    import importlib
+
+    module = importlib.import_module(f"napari_supn_anomaly.{package}")
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert not missing, f"napari_supn_anomaly.{package} lists names its submodules do not define: {missing}"

@@ -12,7 +12,7 @@ _EXPORTS = {
     "train_calibrated_network": "networks", "train_network": "networks",
     "DEFAULT_SCORE_RULES": "registry", "ENSEMBLE_MEMBERS": "registry", "INSTANT": "registry",
     "NEEDS_TRAINING": "registry", "REGISTRY": "registry", "SLOW": "registry", "ScorerInfo": "registry",
-    "describe_cost": "registry", "describe_scorers": "registry", "network_scorer_names": "registry",
+    "describe_cost": "registry", "network_scorer_names": "registry",
     "scorer_info": "registry", "scorer_names": "registry",
     "available_scorers": "resolve", "default_scorer_name": "resolve", "resolve": "resolve",
     "Scorer": "scorer",

@@ -58,10 +58,6 @@ class ScorerInfo:
 
         return SegmentationConfig(**dict(self.network_options))
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "cost": self.cost, "family": self.family, "description": self.description,
-                "needs_calibration": self.needs_calibration}
-
 
 def _ssl(name: str, description: str, **config) -> ScorerInfo:
     return ScorerInfo(name, NEEDS_TRAINING, "self-supervised", description, network_options=tuple(config.items()))
@@ -108,7 +104,3 @@ def scorer_info(name: str) -> ScorerInfo:
 def describe_cost(name: str) -> str:
     """The cost class of a scorer in words, for a label beside a scorer menu."""
     return COST_WORDS[scorer_info(name).cost]
-
-
-def describe_scorers() -> list[dict]:
-    return [s.to_dict() for s in REGISTRY.values()]
