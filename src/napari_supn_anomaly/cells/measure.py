@@ -10,11 +10,14 @@ from ..errors import InputError, NoCellsFound
 MIN_CELL_DIAMETER_PX = 4.0
 
 
+def is_finite_number(value) -> bool:
+    """A real number a person gave (Python or numpy), neither a bool nor NaN nor infinite."""
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def check_cell_diameter(value, name: str = "the cell diameter") -> float:
     """A cell diameter a person gave, in pixels: a finite number of at least MIN_CELL_DIAMETER_PX."""
-    ok = (isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-          and bool(np.isfinite(value)))
-    if not ok or value < MIN_CELL_DIAMETER_PX:
+    if not is_finite_number(value) or value < MIN_CELL_DIAMETER_PX:
         raise InputError(f"{name} must be a positive number of pixels, at least {MIN_CELL_DIAMETER_PX:g} (the "
                          f"diameter of one cell in the image); got {value!r}")
     return float(value)

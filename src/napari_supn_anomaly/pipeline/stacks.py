@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import __version__
 from ..cells import check_plane, field_scale, median_cell_diameter, segment_cells
-from ..cells.measure import check_cell_diameter
+from ..cells.measure import check_cell_diameter, is_finite_number
 from ..cells.plausibility import field_warning
 from ..errors import Cancelled, InputError
 from ..models import AnomalyModel
@@ -55,9 +55,9 @@ class DetectSettings:
         def name(key: str) -> str:
             return (names or {}).get(key, key)
 
-        if not _finite(self.fpr) or not 0 < self.fpr < 1:
+        if not is_finite_number(self.fpr) or not 0 < self.fpr < 1:
             raise InputError(f"{name('fpr')} must lie between 0 and 1, e.g. 0.01 for one healthy cell in a hundred")
-        if self.threshold is not None and not _finite(self.threshold):
+        if self.threshold is not None and not is_finite_number(self.threshold):
             raise InputError(f"{name('threshold')} must be a number (a score)")
         if self.cell_diameter is not None:
             check_cell_diameter(self.cell_diameter, name("cell_diameter"))
@@ -72,10 +72,6 @@ class DetectSettings:
             raise InputError(f"{name('intensity')}: unknown intensity matching {self.intensity!r}; choose one of "
                              f"{', '.join(INTENSITY_MODES)}")
         return self
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 def _progress(plane: int, n_planes: int, done: int, total: int, stage: str, message: str) -> Progress:
