@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from _tiny_models import tiny_model, tiny_model_file
+from napari_supn_anomaly.pipeline.self_calibration import choose_threshold
 
 napari = pytest.importorskip("napari")
 
@@ -113,7 +114,7 @@ def test_slider_rethresholds_without_running_the_model(make_napari_viewer, qtbot
     n_high = len(points.data)
     assert n_high > n_low
     assert len(points.features) == n_high == len(widget.result.candidate_table)
-    thr = fl_model.threshold_for_fpr(0.2, widget.state.scorer_name)
+    thr = choose_threshold(widget.result.cell_table["score"], 0.2).threshold  # on the image's own cells
     assert f"{thr:.3g}" in widget.threshold_text and "about 20 false candidates per 100 healthy cells" in \
         widget.threshold_text
     assert (points.features["score"] >= thr - 1e-5).all()
@@ -290,8 +291,9 @@ def test_demo_viewer_shows_the_result_at_the_sensitivity_it_was_cut_at(make_napa
         widget = set_up_viewer(viewer, sample, result, fl_model)
         assert widget.sensitivity == pytest.approx(12.0) and widget.state.fpr == pytest.approx(0.12)
         assert widget.result.threshold == pytest.approx(result.threshold)
-        assert f"score threshold {result.threshold:.3g}: about 12 false candidates per 100 healthy cells" == \
-            widget.threshold_text
+        assert widget.threshold_text.startswith(f"score threshold {result.threshold:.3g} "
+                                                f"({result.calibration.describe_source()}): about 12 false "
+                                                "candidates per 100 healthy cells")
         assert widget.status_text == result.summary()
         layers = output_layers(viewer, sample.name)
         assert len(layers["candidates"].data) == len(result.candidate_table) > 0

@@ -63,7 +63,7 @@ def test_unreadable_inputs_give_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="not found"):
         open_image(tmp_path / "missing.tif")
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(InputError, match="could not be read.*TIFF, OME-TIFF, PNG or JPEG files are read"):
+    with pytest.raises(InputError, match="could not be read.*TIFF, OME-TIFF, OME-Zarr, PNG or JPEG files are read"):
         open_image(tmp_path / "notes.txt")
     (tmp_path / "field.png").write_text("not a picture")  # a supported format: the file is at fault
     with pytest.raises(InputError, match="field.png could not be read: it is damaged or not an image") as err:
@@ -91,3 +91,26 @@ def test_write_result_files(tmp_path):
     assert cells["candidate"].tolist() == [True, False]
     cands = pd.read_csv(paths[3])
     assert {"y", "x", "score", "area", "cell_id"} <= set(cands.columns) and len(cands) == 1
+
+
+def test_a_result_waiting_for_the_runs_threshold_comes_back_whole_without_pickle(tmp_path):
+    import pandas as pd
+
+    from napari_supn_anomaly.io import read_waiting_result, write_waiting_result
+    from napari_supn_anomaly.pipeline.result import DetectionResult
+
+    cells = pd.DataFrame({"plane": [0, 1], "t": [0, 1], "cell_id": [1, 2], "score": [1.5, 9.25],
+                          "candidate": [False, True], "edge": [True, False], "kind": ["red_cell", "red_cell"],
+                          "status": ["", "candidate"]})
+    candidates = pd.DataFrame({"candidate_id": pd.Series([], dtype=np.int64), "score": pd.Series([], dtype=float)})
+    result = DetectionResult(np.random.default_rng(0).random((2, 8, 9), dtype=np.float32),
+                             np.arange(144, dtype=np.int32).reshape(2, 8, 9), cells, candidates, 4.5,
+                             {"model": "m", "calibration": {"method": "slide", "cells": np.int64(2)}}, "T", 3)
+    path = tmp_path / ".f.detect.partial.npz"
+    write_waiting_result(result, path)
+    back = read_waiting_result(path)
+    assert np.array_equal(back.heatmap, result.heatmap) and np.array_equal(back.cells, result.cells)
+    pd.testing.assert_frame_equal(back.cell_table, cells)
+    pd.testing.assert_frame_equal(back.candidate_table, candidates)
+    assert (back.threshold, back.plane_axes, back.min_area) == (4.5, "T", 3)
+    assert back.provenance == {"model": "m", "calibration": {"method": "slide", "cells": 2}}

@@ -16,7 +16,7 @@ RANKS = {
     "scoring": 3,
     "pipeline": 4, "training": 4,
     "io": 5, "overlay": 5, "crop_folders": 5, "evaluation": 5, "synthetic": 5,
-    "sample_data": 6,
+    "sample_data": 6, "cluster": 6, "review": 6,
     "widgets": 7,
     "cli": 8,
 }

@@ -31,9 +31,11 @@ def test_segmentation_finds_the_cells(modality):
     seg = segment_cells(plane, modality)
     assert matched_fraction(seg.labels, f.cells) >= 0.9
     assert 30 < seg.diameter_px < 42
-    # cells cut by the field edge are left out
-    border = np.concatenate([seg.labels[0], seg.labels[-1], seg.labels[:, 0], seg.labels[:, -1]])
-    assert not border.any()
+    # cells cut by the field edge are found and flagged, and left out on request
+    border = np.unique(np.concatenate([seg.labels[0], seg.labels[-1], seg.labels[:, 0], seg.labels[:, -1]]))
+    assert seg.edge[border[border > 0]].all() and seg.edge.sum() == len(border[border > 0])
+    kept = segment_cells(plane, modality, exclude_edges=True).labels
+    assert not np.concatenate([kept[0], kept[-1], kept[:, 0], kept[:, -1]]).any()
 
 
 def test_touching_cells_are_split():

@@ -22,7 +22,7 @@ def test_single_field(fields):
     result = detect(fields[0].image, "YX", resolve(model), settings=DetectSettings(fpr=0.05))
     assert result.heatmap.shape == result.cells.shape == fields[0].image.shape
     assert not result.is_stack and "plane" not in result.candidate_table.columns
-    assert list(result.cell_table.columns) == ["cell_id", "y", "x", "area", "score", "candidate"]
+    assert list(result.cell_table.columns)[:8] == ["cell_id", "y", "x", "area", "score", "candidate", "edge", "kind"]
     assert result.threshold == pytest.approx(model.threshold_for_fpr(0.05, model.scorers[0]))
     p = result.provenance
     assert p["model"] == "tiny-fluorescence" and p["target_fpr"] == 0.05 and p["cells_from"] == "segmentation"

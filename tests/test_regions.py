@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from napari_supn_anomaly.cells import guess_modality
+from napari_supn_anomaly.errors import InputError
 from napari_supn_anomaly.training.regions import (
     TrainingCells, as_channels_first, cells_at_points, cells_from_fields, cells_from_labels, cells_in_regions,
-    check_training_cells, read_regions_csv, rectangle, regions_from_shapes,
+    check_training_cells, read_regions_csv, rectangle, regions_from_shapes, skipped_warning,
 )
 
 
@@ -79,13 +80,20 @@ def test_region_outside_the_image_is_refused():
         cells_in_regions(as_channels_first(img), [rectangle("f.png", 300, 10, 340, 60, "shape 1")], "brightfield")
 
 
-def test_empty_region_is_refused_unless_skipped():
+def test_regions_without_a_whole_cell_are_skipped_and_named():
     img, _ = disc_field()
     plane = as_channels_first(img)
     empty = rectangle("f.png", 0, 0, 8, 8, "shape 2")
-    with pytest.raises(ValueError, match="shape 2 .* holds no whole cell"):
-        cells_in_regions(plane, [empty], "brightfield")
-    assert len(cells_in_regions(plane, [empty], "brightfield", skip_empty=True)) == 0
+    cells = cells_in_regions(plane, [empty, rectangle("f.png", 10, 10, 50, 105, "shape 3")], "brightfield")
+    assert len(cells) == 2 and cells.skipped == ["shape 2"]
+    assert cells.describe()["skipped_regions"] == ["shape 2"]
+    line = skipped_warning(cells, 2)
+    assert "\n" not in line and line.startswith("1 of 2 regions held no whole cell") and "shape 2" in line
+    assert skipped_warning(cells_in_regions(plane, [rectangle("f.png", 10, 10, 50, 105)], "brightfield")) is None
+    alone = cells_in_regions(plane, [empty], "brightfield")
+    with pytest.raises(InputError, match="only 0 healthy cell") as refused:
+        check_training_cells(alone)
+    assert "held no whole cell: shape 2)" in str(refused.value)
 
 
 def test_labels_and_points_select_cells_but_not_edge_cells():

@@ -52,7 +52,8 @@ def test_shipped_ssl_scorer_runs_on_the_sample(make_napari_viewer, qtbot, errors
     assert not errors, errors
     result = widget.result
     assert result.provenance["scorer"] == "ssl-ppii"
-    assert result.provenance["threshold"] == pytest.approx(widget.state.threshold())
+    # calibrated on the field's own cells (or the model's healthy cells when too few): one threshold, recorded
+    assert result.provenance["threshold"] == pytest.approx(result.provenance["calibration"]["threshold"])
     assert 0 <= result.heatmap.min() and result.heatmap.max() <= 1 and result.heatmap.max() > 0
     assert events[-1].stage == "plane done"
 

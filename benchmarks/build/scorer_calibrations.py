@@ -21,10 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_supn_anomaly.evaluation.builtin_splits import fluorescence_split, giemsa_held_back
+from napari_supn_anomaly.evaluation.builtin_splits import (
+    fluorescence_split,
+    giemsa_held_back,
+)
 from napari_supn_anomaly.models import AnomalyModel, builtin_model_path, load_model
 from napari_supn_anomaly.scoring import calibrate as calibrate_scorer
 from napari_supn_anomaly.scoring import resolve
+from napari_supn_anomaly.scoring.networks import shipped_network_path
 
 INSTANT_SCORERS = ("recon", "grad-kl", "grad-rec", "grad-elbo", "combi", "combi-add", "ensemble")
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -47,6 +51,8 @@ def main(argv=None) -> int:
     p.add_argument("--models", default="fluorescence-rbc,giemsa-rbc")
     p.add_argument("--no-projection", action="store_true", help="skip the slow energy projection (fluorescence)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cell-cache", type=Path, default=Path(__file__).resolve().parents[2] / "runs" / "h4" / "cells",
+                   help="found cells of the MalariaNet fields (giemsa-rbc learns some MalariaNet slides)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -57,8 +63,8 @@ def main(argv=None) -> int:
             _, (crops, masks) = fluorescence_split(model, args.data_root)
             names = INSTANT_SCORERS + (() if args.no_projection else ("projection",))
         elif name == "giemsa-rbc":
-            crops, masks = giemsa_held_back(model, args.data_root)
-            names = INSTANT_SCORERS
+            crops, masks = giemsa_held_back(model, args.data_root, cache=args.cell_cache)
+            names = INSTANT_SCORERS + tuple(n for n in ("ssl-ppii",) if shipped_network_path(model, n) is not None)
         else:
             raise SystemExit(f"no held-back split known for {name!r}")
         calibrate(model, crops, masks, names)

@@ -43,6 +43,16 @@ def background_fill(plane: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.median(values, axis=1).astype(np.float32)
 
 
+# a cell cut by the field's edge is scored without this share of the model's cell diameter next
+# to the cut (see cut_crops)
+CUT_MARGIN_FRACTION = 0.1
+
+
+def cut_margin_px(geometry: CropGeometry) -> int:
+    """Pixels (at the model's scale) left out of a cell's scoring mask along the field's edge."""
+    return max(1, int(round(CUT_MARGIN_FRACTION * geometry.cell_diameter_px)))
+
+
 def _window(centre, size: int, shape) -> tuple[int, int, int, int, int, int] | None:
     """(y0, x0, sy0, sx0, sy1, sx1): a crop's corner and its part inside an image of ``shape``."""
     h, w = shape
@@ -54,8 +64,13 @@ def _window(centre, size: int, shape) -> tuple[int, int, int, int, int, int] | N
 
 
 def cut_crops(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: np.ndarray,
-              crop_size: int, fill: np.ndarray):
-    """Crops [N, C, S, S] centred on each cell, padded with ``fill``; masks [N, S, S] of that cell only."""
+              crop_size: int, fill: np.ndarray, edge_margin: int = 0):
+    """Crops [N, C, S, S] centred on each cell, padded with ``fill``; masks [N, S, S] of that cell only.
+
+    A cell cut by the field's edge loses the ``edge_margin`` pixels next to the cut from its mask:
+    the model sees half a cell and draws the missing half, so the residual along the cut is the
+    model's guess, not the cell.
+    """
     crops = np.empty((len(ids), plane.shape[0], crop_size, crop_size), np.float32)
     crops[:] = fill[None, :, None, None]
     masks = np.zeros((len(ids), crop_size, crop_size), bool)
@@ -66,7 +81,23 @@ def cut_crops(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: n
         y0, x0, sy0, sx0, sy1, sx1 = win
         crops[k, :, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = plane[:, sy0:sy1, sx0:sx1]
         masks[k, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = labels[sy0:sy1, sx0:sx1] == cid
+        if edge_margin:
+            _clear_cut_margin(masks[k], (y0, x0, sy0, sx0, sy1, sx1), plane.shape[1:], edge_margin)
     return crops, masks
+
+
+def _clear_cut_margin(mask: np.ndarray, window, shape, margin: int) -> None:
+    """Clear ``margin`` pixels of ``mask`` inside every side of the crop that the field's edge cuts."""
+    y0, x0, sy0, sx0, sy1, sx1 = window
+    h, w = shape
+    if sy0 == 0:
+        mask[: sy0 - y0 + margin] = False
+    if sy1 == h:
+        mask[max(0, sy1 - y0 - margin):] = False
+    if sx0 == 0:
+        mask[:, : sx0 - x0 + margin] = False
+    if sx1 == w:
+        mask[:, max(0, sx1 - x0 - margin):] = False
 
 
 def paste_maps(heatmap: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: np.ndarray,

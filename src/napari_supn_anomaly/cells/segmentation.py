@@ -1,27 +1,40 @@
-"""Classical red-cell segmentation for whole fields: threshold the modality's contrast, split
-touching cells by a watershed on the distance transform, and drop objects of the wrong size.
+"""Red cells of one field: the pipeline's entry point to the cell finder (``finder.py``).
 
-Works for bright cells on dark (fluorescence), dark cells on light (bright-field) and stained
-cells on white (Giemsa RGB), through :func:`cell_contrast`, which makes cells bright in all three.
+``segment_cells`` finds every object, sorts them by kind (``kinds.py``) and returns the red cells
+as the labels that get scored; platelets, white cells, debris and unsplit clumps are kept apart
+in ``others``, never scored. Cells cut by the field's edge are found and flagged (``edge``); a
+caller that wants them left out passes ``exclude_edges=True``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage import filters, measure, morphology, segmentation
-from skimage.feature import peak_local_max
 
 from ..errors import InputError, NoCellsFound
-from .measure import MIN_CELL_DIAMETER_PX, equivalent_diameters, median_cell_diameter
-from .modality import cell_contrast
+from .finder import DEFAULT_SETTINGS, FinderSettings, find_objects
+from .kinds import edge_objects, object_kinds
 
 
 @dataclass
 class Segmentation:
-    labels: np.ndarray   # (Y, X) int32, 0 = background
-    diameter_px: float   # median equivalent diameter of the cells found
+    labels: np.ndarray   # (Y, X) int32 red cells 1..N, 0 = background
+    diameter_px: float   # the field's red-cell diameter (measured unless given)
+    edge: np.ndarray = field(default=None)         # (N + 1,) bool: cell i is cut by the field's edge
+    others: np.ndarray = field(default=None)       # (Y, X) int32 objects that are not red cells
+    other_kinds: np.ndarray = field(default=None)  # (M + 1,) kind of each object in ``others``
+    measured: bool = True                          # diameter_px was measured on the field
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.labels.max())
+
+    def kind_counts(self) -> dict[str, int]:
+        counts = {"red_cell": self.n_cells}
+        if self.other_kinds is not None:
+            for kind in self.other_kinds[1:]:
+                counts[kind] = counts.get(kind, 0) + 1
+        return counts
 
 
 def check_plane(plane: np.ndarray) -> None:
@@ -34,65 +47,47 @@ def check_plane(plane: np.ndarray) -> None:
         raise InputError("the image is constant (every pixel has the same value): there is nothing to find")
 
 
-def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diameter: float | None = None,
-                  min_size: float = 0.3, max_size: float = 3.0, exclude_edges: bool = True) -> Segmentation:
-    """Cells in one plane ``[C, Y, X]`` (or ``[Y, X]``).
+def _renumber(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    mapping = np.zeros(len(keep), np.int32)
+    mapping[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return mapping[labels]
 
-    ``cell_diameter`` (pixels in this plane) sets the smoothing, the watershed's peak spacing
-    and the size filter; without it the diameter is measured from a first threshold.
-    Objects smaller than ``min_size`` or larger than ``max_size`` times the typical cell area
-    (debris, clumps that could not be split) are dropped, and with ``exclude_edges`` so are
-    cells cut by the field's edge: their cut side looks like nothing a healthy cell does.
+
+def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diameter: float | None = None,
+                  min_size: float | None = None, max_size: float | None = None, exclude_edges: bool = False,
+                  settings: FinderSettings = DEFAULT_SETTINGS) -> Segmentation:
+    """Red cells in one plane ``[C, Y, X]`` (or ``[Y, X]``).
+
+    ``cell_diameter`` (pixels in this plane) is the red cells' diameter; without it the field's
+    own is measured. ``min_size`` / ``max_size`` override the smallest and largest red cell, in
+    red-cell areas (``kinds.SMALL`` / ``kinds.LARGE``). With ``exclude_edges`` cells cut by the
+    field's edge are left out instead of flagged.
     """
+    from . import kinds as kind_rules
+
     plane = np.asarray(plane, np.float32)
     if plane.ndim == 2:
         plane = plane[None]
     check_plane(plane)
-    contrast = cell_contrast(plane, modality)
-    sigma = 1.0 if cell_diameter is None else max(1.0, cell_diameter / 30.0)
-    contrast = filters.gaussian(contrast, sigma)
-    try:
-        level = filters.threshold_otsu(contrast)
-    except ValueError as exc:
-        raise NoCellsFound("the image has no contrast between cells and background") from exc
-    fg = contrast > level
-    opening = morphology.disk(2 if cell_diameter is None else max(1, int(cell_diameter / 15)))
-    fg = ndi.binary_fill_holes(ndi.binary_opening(fg, opening))
-    components = measure.label(fg)
-    if components.max() == 0:
-        raise NoCellsFound("no cells were found: the image has no objects brighter (or darker) than its background")
-
-    if cell_diameter is None:
-        d = equivalent_diameters(components)
-        d = d[d >= MIN_CELL_DIAMETER_PX]
-        if len(d) == 0:
-            raise NoCellsFound("no cells were found: every object is only a few pixels wide")
-        # clumps inflate the mean, single cells dominate the median
-        cell_diameter = float(np.median(d))
-
-    distance = ndi.gaussian_filter(ndi.distance_transform_edt(fg), max(1.0, cell_diameter / 20.0))
-    peaks = peak_local_max(distance, min_distance=max(2, int(0.3 * cell_diameter)),
-                           threshold_abs=0.15 * cell_diameter, labels=components, exclude_border=False)
-    markers = np.zeros(fg.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    # components without a peak (small or thin objects) keep one marker each so they are not lost
-    missing = np.setdiff1d(np.unique(components[fg]), np.unique(components[markers > 0]))
-    for comp in missing:
-        ys, xs = np.nonzero(components == comp)
-        k = len(ys) // 2
-        markers[ys[k], xs[k]] = markers.max() + 1
-    labels = segmentation.watershed(-distance, markers, mask=fg)
+    found = find_objects(plane, modality, cell_diameter, settings)
+    stained = modality == "brightfield-stained"
+    kinds = object_kinds(found.labels, plane, found.background, found.diameter_px, stained)
+    n = len(kinds)
+    area = np.bincount(found.labels.ravel(), minlength=n) / (np.pi * (found.diameter_px / 2.0) ** 2)
+    if min_size is not None:
+        kinds[(kinds == "red_cell") & (area < min_size)] = "debris"
+        kinds[(area >= min_size) & (area < kind_rules.SMALL)] = "red_cell"
+    if max_size is not None:
+        kinds[(kinds == "red_cell") & (area > max_size)] = "clump"
+    red = kinds == "red_cell"
+    edge = edge_objects(found.labels)
     if exclude_edges:
-        labels = segmentation.clear_border(labels)
-
-    typical_area = np.pi * (cell_diameter / 2.0) ** 2
-    areas = np.bincount(labels.ravel())
-    keep = (areas >= min_size * typical_area) & (areas <= max_size * typical_area)
-    keep[0] = False
-    if not keep.any():
-        raise NoCellsFound(f"no cells of about {cell_diameter:.0f} px were found; "
+        red &= ~edge
+    if not red.any():
+        raise NoCellsFound(f"no red cells of about {found.diameter_px:.0f} px were found; "
                            "check the cell diameter or the modality of the model")
-    mapping = np.zeros(len(areas), np.int32)
-    mapping[keep] = np.arange(1, keep.sum() + 1, dtype=np.int32)
-    labels = mapping[labels]
-    return Segmentation(labels, median_cell_diameter(labels))
+    labels = _renumber(found.labels, red)
+    other = (kinds != "red_cell") & (kinds != "")
+    others = _renumber(found.labels, other)
+    return Segmentation(labels, found.diameter_px, np.concatenate([[False], edge[red]]), others,
+                        np.concatenate([[""], kinds[other]]).astype(object), found.measured)

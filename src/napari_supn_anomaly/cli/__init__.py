@@ -22,6 +22,7 @@ COMMANDS = {
     "demo": "demo_cmd",
     "evaluate": "evaluate_cmd",
     "train-scorer": "train_scorer_cmd",
+    "summarize": "summarize_cmd",
 }
 
 

@@ -13,8 +13,6 @@ from ..pipeline.sensitivity import DEFAULT_FPR, describe_fpr
 from ..supn.devices import DEVICE_CHOICES
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ..scoring import Scorer
 
 
@@ -23,7 +21,9 @@ def add_parser(sub, name):
                        description="Segment the cells of each image, score them with a model of healthy cells "
                                    "and write <stem>_heatmap.tif, <stem>_cells.tif, <stem>_cells.csv and "
                                    "<stem>_candidates.csv for every input (with --overlay also "
-                                   "<stem>_overlay.png, one per plane of a stack).")
+                                   "<stem>_overlay.png, one per plane of a stack); images with planes above "
+                                   "4096 x 4096 pixels are read block by block and get <stem>_heatmap.ome.zarr "
+                                   "and <stem>_cells.ome.zarr instead of the TIFFs.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=f"images or stacks: {READABLE_FORMATS}")
     p.add_argument("--model", required=True, help="a built-in model name (see 'supn-anomaly models') or a model file")
     p.add_argument("--out", required=True, help="folder for the results (created if missing)")
@@ -47,6 +47,14 @@ def add_parser(sub, name):
                        help=f"target fraction of healthy cells flagged; sets the threshold (default {DEFAULT_FPR}: "
                             f"{describe_fpr(DEFAULT_FPR)})")
     group.add_argument("--threshold", type=float, default=None, help="score threshold (overrides --fpr)")
+    p.add_argument("--calibration", choices=("slide", "model"), default="slide",
+                   help="whose healthy cells set the threshold: slide (default: the cells of all the inputs "
+                        "together, taken as fields of one slide, a stack's planes together, so another lab's "
+                        "stain does not flag every cell; too few cells: the model's) or model (the healthy cells "
+                        "the model was trained on)")
+    p.add_argument("--calibrate-per-input", action="store_true",
+                   help="with --calibration slide: calibrate each input on its own cells instead of pooling the "
+                        "inputs (use it when the inputs come from different slides)")
     p.add_argument("--min-area", type=int, default=1, metavar="PX",
                    help="drop candidate regions smaller than this many pixels (default 1: keep all)")
     p.add_argument("--intensity", choices=INTENSITY_MODES, default="auto",
@@ -58,107 +66,134 @@ def add_parser(sub, name):
                    help="also write <stem>_overlay.png per plane: the image as it is, with cells and candidates "
                         "outlined, beside the heatmap with its colour scale")
     p.add_argument("--quiet", action="store_true", help="print only the summary per input")
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, default=None, metavar="N",
+                         help="run on N local worker processes (Dask); fields and the blocks of whole-slide "
+                              "images are spread over them")
+    cluster.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                         help="run on an existing Dask cluster: tcp://host:port or a scheduler file "
+                              "(see the user guide for SLURM)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip inputs whose results in --out are complete (after an interrupted run)")
     return p
 
 
 def output_stem(path: Path) -> str:
     name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".jpg", ".jpeg"):
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".jpg", ".jpeg", ".ome.zarr", ".zarr"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
 
 
-def read_labels(path: str) -> np.ndarray:
-    import numpy as np
-    import tifffile
-
-    p = check_input_file(path, "cell labels")
-    try:
-        labels = tifffile.imread(p)
-    except Exception as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{p.name} could not be read as a TIFF label image ({detail})") from exc
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"{p.name} is not a label image (its pixels are {labels.dtype}, not integers)")
-    return labels
-
-
 def resolve_scorer(model, name: str | None, network_file: str | None = None) -> Scorer:
     """The scorer to run; ``network_file`` is attached to the model first (its scorer is the default)."""
-    from ..scoring import ScorerNetworks, resolve
+    from ..cluster.scorers import resolve_scorer as resolve
 
-    network = None
-    if network_file:
-        networks = ScorerNetworks()
-        attached = networks.attach_file(model, network_file)
-        if name is not None and name != attached:
-            raise InputError(f"{Path(network_file).name} is the network of {attached!r}, not of {name!r}")
-        name, network = attached, networks.get(model, attached)
-    return resolve(model, name, network)
+    return resolve(model, name, network_file)
 
 
 # how the command line names the detection settings, for messages
 OPTION_NAMES = {"fpr": "--fpr", "threshold": "--threshold", "cell_diameter": "--cell-diameter",
-                "batch_size": "--batch-size", "min_area": "--min-area", "intensity": "--intensity"}
+                "batch_size": "--batch-size", "min_area": "--min-area", "intensity": "--intensity",
+                "calibration": "--calibration"}
 
 
 def validate(args):
     """The settings, the inputs and the output folder, checked before anything is read or computed."""
-    from ..io import result_paths
+    from ..io import is_zarr_folder, result_paths
     from ..pipeline.stacks import DetectSettings
 
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers must be a whole number of at least 1")
     if args.cells and len(args.inputs) > 1:
         raise InputError("--cells gives the cells of one image; run one input at a time with it")
     settings = DetectSettings(fpr=args.fpr, threshold=args.threshold, cell_diameter=args.cell_diameter,
                               batch_size=args.batch_size, device=args.device, min_area=args.min_area,
-                              intensity=args.intensity).check(OPTION_NAMES)
-    inputs = [check_input_file(p, "input") for p in args.inputs]
+                              intensity=args.intensity, calibration=args.calibration).check(OPTION_NAMES)
+    inputs = [Path(p) if is_zarr_folder(p) else check_input_file(p, "input") for p in args.inputs]
+    if args.cells:
+        check_input_file(args.cells, "cell labels")
     stems = [output_stem(p) for p in inputs]
     twice = sorted({s for s in stems if stems.count(s) > 1})
     if twice:
         raise InputError(f"two inputs are called {twice[0]}; their results would overwrite each other: "
                          "run them into different --out folders")
     given = [Path(p) for p in (args.cells, args.model, args.segmenter) if p and Path(p).is_file()]
-    names = [p.name for stem in stems for p in result_paths(args.out, stem)]
+    names = [p.name for stem in stems for p in result_paths(args.out, stem)] + ["summary.csv"]
     check_output_folder(args.out, names, inputs=inputs + given)
     return settings
 
 
 def run(args) -> int:
-    from ..io import open_image, with_axes, write_result
-    from ..models import load_model
-    from ..overlay import write_overlays
-    from ..pipeline.stacks import iter_detect, run_to_end
+    from ..cluster.detect_run import run_detect
+    from ..cluster.scorers import ScorerSpec, load_scorer
+    from ..io import results_complete
+    from ..review.results_folder import keep_old_review
 
     settings = validate(args)
-    model = load_model(args.model)
-    scorer = resolve_scorer(model, args.scorer, args.segmenter)
-    labels = read_labels(args.cells) if args.cells else None
-    for text in args.inputs:
-        path = Path(text)
-        image = open_image(path)
-        try:
-            image = with_axes(image, args.axes or image.axes)
-        except InputError as exc:
-            where = f"{path.name}: --axes {args.axes}" if args.axes else path.name
-            raise InputError(f"{where}: {exc}") from None
-        if not args.quiet:
-            print(f"{path.name}: {image.describe()}", file=sys.stderr)
+    spec = ScorerSpec(args.model, args.scorer, args.segmenter, settings.device)
+    load_scorer(spec)  # a bad model or scorer is refused before any worker starts
+    paths = [Path(p) for p in args.inputs]
+    stems = [output_stem(p) for p in paths]
+    for path, stem in zip(paths, stems):
+        if not (args.resume and results_complete(args.out, stem)):
+            kept = keep_old_review(args.out, stem)
+            if kept is not None:
+                print(f"  the earlier review of {path.name} is kept as {kept.name}", file=sys.stderr)
+    runner = make_runner(args)
 
-        def report(event, _quiet=args.quiet):
-            if not _quiet and event.stage == "plane done":
-                print(f"  {event.message}", file=sys.stderr)
+    def show(outcome):
+        if outcome.ok:
+            if outcome.described and not args.quiet:
+                print(f"{outcome.name}: {outcome.described}", file=sys.stderr)
+            print(f"{outcome.name}: {outcome.message} -> {Path(args.out)}")
+        else:
+            print(f"{outcome.name}: FAILED: {outcome.message}", file=sys.stderr)
 
-        events = iter_detect(image.data, image.axes, scorer, channel=args.channel, labels=labels,
-                             settings=settings, source={"input": str(path), "input_axes": image.axes})
-        try:
-            result = run_to_end(events, report)
-        except ValueError as exc:
-            raise InputError(f"{path.name}: {exc}") from exc
-        paths = write_result(result, args.out, output_stem(path))
-        if args.overlay:
-            write_overlays(result, image.data, image.axes, args.out, output_stem(path), channel=args.channel,
-                           title=path.name)
-        print(f"{path.name}: {result.summary()} -> {paths[0].parent}")
-    return 0
+    try:
+        report = run_detect(paths, stems, spec, settings, args.out, runner, channel=args.channel, axes=args.axes,
+                            labels=args.cells, overlay=args.overlay, resume=args.resume, quiet=args.quiet,
+                            calibrate_per_input=args.calibrate_per_input, on_outcome=show)
+    finally:
+        runner.close()
+    for name in report.skipped:
+        print(f"{name}: results complete already, skipped (--resume)", file=sys.stderr)
+    if report.outcomes or report.skipped:
+        write_folder_summary(args.out)
+    failed = report.failed
+    if len(paths) > 1 or failed:
+        done = len(report.outcomes) - len(failed)
+        print(f"{done} of {len(paths)} inputs done, {len(report.skipped)} skipped, {len(failed)} failed"
+              + (": " + ", ".join(o.name for o in failed) if failed else "")
+              + f" ({runner.where}, {report.seconds:.1f} s)", file=sys.stderr)
+    if failed and len(paths) == 1:
+        message = failed[0].message
+        raise InputError(message if failed[0].name in message else f"{failed[0].name}: {message}")  # exit 2
+    return SOME_INPUTS_FAILED if failed else 0
+
+
+SOME_INPUTS_FAILED = 3  # exit status: the run finished, but some inputs have no results (listed on stderr)
+
+
+def make_runner(args):
+    from ..cluster.runners import DaskRunner, InProcessRunner
+
+    if args.scheduler:
+        return DaskRunner(scheduler=args.scheduler)
+    if args.workers:
+        return DaskRunner(workers=args.workers)
+    return InProcessRunner()
+
+
+def write_folder_summary(folder) -> None:
+    """summary.csv of every result in the folder (as 'supn-anomaly summarize' makes it)."""
+    from ..review.results_folder import SUMMARY_NAME, read_folder, write_summary
+    from ..review.results_folder import summarize as summary_of
+
+    try:
+        table = summary_of(read_folder(folder))
+    except InputError as exc:
+        print(f"summary.csv not written: {exc}; fix it and run supn-anomaly summarize {folder}", file=sys.stderr)
+        return
+    write_summary(table, Path(folder) / SUMMARY_NAME)

@@ -85,6 +85,11 @@ def run(args) -> int:
     out = check_options(args)
     model = _finetune(args, out) if args.init else _from_scratch(args, out)
     path = model.save(out)
+    check = model.metadata.get("finetune_check") or {}
+    if check.get("verdict") == "base":
+        print(f"saved {path}: the base model {model.metadata['base_model']['name']}, unchanged - fine-tuning made "
+              f"it worse on these fields, so it was not kept", file=sys.stderr)
+        return 0
     training = model.metadata["training"]
     base = f"; base model {model.metadata['base_model']['name']} unchanged" if args.init else ""
     print(f"saved {path} ({training['n_cells']} cells, {training['seconds']:.0f} s of training, calibrated on "
@@ -120,8 +125,9 @@ def _finetune(args, out: Path):
     from .train_fields import field_cells
 
     base = load_model(args.init)
+    fields = labels = None
     if args.fields:
-        cells, modality = field_cells(args, base)
+        cells, modality, fields, labels = field_cells(args, base)
     else:
         cells, modality = _crop_cells(args, base), args.modality or "auto"
     settings = FinetuneSettings(minutes=args.minutes if args.minutes is not None else FinetuneSettings.minutes,
@@ -130,8 +136,8 @@ def _finetune(args, out: Path):
         settings.mean_iters = settings.precision_iters = args.iterations
     print(f"fine-tuning {base.name} on {len(cells)} healthy cells (at most {settings.minutes:g} min)",
           file=sys.stderr)
-    return _run(finetune(base, cells, settings, name=model_name(args, out), base_source=str(args.init)),
-                "fine-tuning")
+    return _run(finetune(base, cells, settings, name=model_name(args, out), base_source=str(args.init),
+                         fields=fields, field_labels=labels), "fine-tuning")
 
 
 def _crop_cells(args, base) -> TrainingCells:

@@ -32,10 +32,35 @@ def read_field(path: str, model) -> tuple[str, object]:
     return Path(path).name, read_plane(image.data, axes, (), chan_axis, channels)
 
 
-def field_cells(args, base) -> tuple[TrainingCells, str]:
-    """The healthy cells of --fields inside --regions, and the fields' modality."""
-    from ..cells import guess_modality
-    from ..training.regions import cells_from_fields, read_regions_csv
+def fields_modality(fields: dict, base) -> str:
+    """How the fields' cells look. A dense smear is mostly cell, which can fool a guess from the image's
+    median: when the guess disagrees with the base model's contrast, the cells the base's own
+    segmentation finds decide (darker than their background or not)."""
+    from ..cells import dark_cells, guess_modality
+    from ..training.finetune import cells_are_dark
+    from ..training.regions import TrainingCells, segment_plane
+
+    first = next(iter(fields.values()))
+    guess = guess_modality(first)
+    # only a colour image guessed as fluorescence for a stained base is re-checked: unstained grey
+    # fields against a fluorescence base really have the opposite contrast (Remoscope)
+    if dark_cells(guess) == dark_cells(base.modality) or first.shape[0] < 3 or not dark_cells(base.modality):
+        return guess
+    try:
+        labels = segment_plane(first, base.modality)
+    except InputError:
+        return guess
+    dark = cells_are_dark(TrainingCells(), {"f": first}, {"f": labels})
+    return base.modality if dark == dark_cells(base.modality) else guess
+
+
+def field_cells(args, base) -> tuple[TrainingCells, str, dict, dict]:
+    """The healthy cells of --fields inside --regions, the fields' modality, the fields and their cell labels.
+
+    Regions that hold no whole cell are skipped and named in one warning line on stderr."""
+    import sys
+
+    from ..training.regions import cells_from_fields, read_regions_csv, skipped_warning
 
     if not args.regions:
         raise InputError("--fields needs --regions REGIONS.csv (columns image,y0,x0,y1,x1) saying where healthy cells are")
@@ -43,5 +68,10 @@ def field_cells(args, base) -> tuple[TrainingCells, str]:
     fields = dict(read_field(p, base) for p in args.fields)
     # how the cells look is read from the fields (dark on light: bright-field), not from --modality,
     # whose default describes crops for training from scratch
-    modality = args.modality or guess_modality(next(iter(fields.values())))
-    return cells_from_fields(fields, regions, modality), modality
+    modality = args.modality or fields_modality(fields, base)
+    labels: dict = {}
+    cells = cells_from_fields(fields, regions, modality, labels_out=labels)
+    warning = skipped_warning(cells, len(regions))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return cells, modality, fields, labels

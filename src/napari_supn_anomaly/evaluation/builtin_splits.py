@@ -34,6 +34,37 @@ CALIBRATION_FRACTION = 0.1
 CALIBRATION_SEED = 0
 
 
+# giemsa-rbc also learns healthy cells of some MalariaNet slides (another lab, stain and camera).
+# The slides are split three ways, each slide wholly on one side: the network learns the healthy
+# cells of MALARIANET_TRAIN_SLIDES (the three with most healthy cells found, for stain variety at
+# a useful count); MALARIANET_SELECTION_SLIDES choose the settings (augmentation, score rule,
+# default scorer); MALARIANET_TEST_SLIDES are only measured on, never used to choose anything.
+MALARIANET_TRAIN_SLIDES = ["Trip_038_Day_1_01-12-05", "Trip_062_Day_1_02-11-05", "Trip_083_Day_2_07-12-05"]
+MALARIANET_SELECTION_SLIDES = ["Trip_064_Day_2_25-11-05", "Trip_065_Day_2_01-12-05"]
+MALARIANET_TEST_SLIDES = ["Trip_022_Day_1_08-11-05", "Trip_053_Day_2_19-11-05", "Trip_073_Day_2_01-12-05",
+                          "Trip_804_Day_1_02-12-05"]
+MALARIANET_CALIBRATION_FRACTION = 0.1
+MALARIANET_REPEATS = 3  # the lab's cells are fewer than Plymouth's: each is drawn 3 times as often
+
+
+def malarianet_training_cells(data_root: Path, target_diameter: float, cache: Path | None = None
+                              ) -> tuple[CellSet, CellSet]:
+    """(train, calibration) healthy cells of MALARIANET_TRAIN_SLIDES, found by the package's
+    segmenter away from any parasite and rescaled to ``target_diameter``; a seeded tenth calibrates."""
+    from .field_sets import find_cells, healthy_cell_crops, load_malarianet_fields
+
+    images, masks, names = [], [], []
+    for field in load_malarianet_fields(data_root, MALARIANET_TRAIN_SLIDES):
+        for k, (crop, mask) in enumerate(healthy_cell_crops(field, find_cells(field, cache=cache), target_diameter)):
+            images.append(crop)
+            masks.append(mask)
+            names.append(f"{field.name}#{k}")
+    cells = CellSet(images, masks, np.zeros(len(images), int), names, [n.split("_Image")[0] for n in names])
+    order = np.random.default_rng(CALIBRATION_SEED).permutation(len(cells))
+    n_cal = round(MALARIANET_CALIBRATION_FRACTION * len(cells))
+    return cells.subset(np.sort(order[n_cal:])), cells.subset(np.sort(order[:n_cal]))
+
+
 @dataclass
 class GiemsaSplit:
     training_fields: list[str]
@@ -65,7 +96,7 @@ def load_giemsa_split(data_root: Path) -> GiemsaSplit:
     train_fields = [f for f in giemsa_fields(data_root) if f not in val]
     healthy = load_giemsa_cells(data_root, fields=train_fields, infected=False)
     order = np.random.default_rng(CALIBRATION_SEED).permutation(len(healthy))
-    n_cal = int(round(CALIBRATION_FRACTION * len(healthy)))
+    n_cal = round(CALIBRATION_FRACTION * len(healthy))
     return GiemsaSplit(train_fields, val, healthy.subset(np.sort(order[n_cal:])),
                        healthy.subset(np.sort(order[:n_cal])), load_giemsa_cells(data_root, fields=val))
 
@@ -96,10 +127,19 @@ def checked_giemsa_split(model: AnomalyModel, data_root: Path) -> GiemsaSplit:
     return split
 
 
-def giemsa_held_back(model: AnomalyModel, data_root: Path, split: GiemsaSplit | None = None):
-    """(crops, masks) of the healthy calibration cells of giemsa-rbc."""
+def giemsa_held_back(model: AnomalyModel, data_root: Path, split: GiemsaSplit | None = None,
+                     cache: Path | None = None):
+    """(crops, masks) of the healthy calibration cells of giemsa-rbc: the Plymouth tenth and, for a
+    model that also learned MalariaNet slides, their calibration tenth (``cache``: see field_sets.find_cells)."""
     split = split or checked_giemsa_split(model, data_root)
     crops, masks = model_crops(model, with_masks(split.calibration))
+    data = model.metadata["training"]["data"]
+    if data.get("malarianet_train_slides"):
+        if data["malarianet_train_slides"] != MALARIANET_TRAIN_SLIDES:
+            raise AssertionError("the MalariaNet training slides do not match the build")
+        _, mn_cal = malarianet_training_cells(data_root, data["malarianet_cell_diameter_px"], cache)
+        mn_crops, mn_masks = model_crops(model, mn_cal)
+        crops, masks = np.concatenate([crops, mn_crops]), np.concatenate([masks, mn_masks])
     if len(crops) != model.metadata["training"]["n_held_back"]:
         raise AssertionError("the held-back split does not match the build")
     return crops, masks

@@ -15,6 +15,7 @@ from ..errors import Cancelled, InputError
 from ..supn import SCORE_RULES, IntensityStats, SupnVAE, cell_scores, whitened_residual
 from ..supn.scoring import anomaly_maps
 from ..supn.devices import resolve_device
+from .data_range import DataRange, model_data_range
 from .model_check import check_model
 from .model_file import load_model_file, save_model_file
 
@@ -66,6 +67,11 @@ class AnomalyModel:
     @property
     def modality(self) -> str:
         return self.metadata.get("modality", "fluorescence")
+
+    @property
+    def data_range(self) -> DataRange:
+        """Raw intensities of the cells the model was trained on: what a field must fit to be used unmapped."""
+        return model_data_range(self.metadata, self.intensity)
 
     @property
     def scorers(self) -> list[str]:

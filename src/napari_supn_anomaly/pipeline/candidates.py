@@ -11,8 +11,13 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from ..cells import label_centroids
+from ..cells.kinds import edge_objects
 
-CELL_COLUMNS = ["cell_id", "y", "x", "area", "score", "candidate"]
+CELL_COLUMNS = ["cell_id", "y", "x", "area", "score", "candidate", "edge", "kind"]
+# A cell's review status (the ``status`` column of both tables; napari_supn_anomaly.review): empty
+# for a cell that is not a candidate, "candidate" until a person decides, then one of DECISIONS.
+CANDIDATE_STATUS = "candidate"
+DECISIONS = ("accepted", "rejected", "unsure")
 CANDIDATE_DTYPES = {"candidate_id": np.int64, "y": float, "x": float, "area": np.int64, "score": np.float32,
                     "mean_score": np.float32, "cell_id": np.int64, "status": object}
 
@@ -28,17 +33,25 @@ def label_maxima(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> np.
     return out
 
 
-def cell_table(heatmap: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    """cell_id, centroid (y, x), area (px) and score (max of the heatmap inside the cell)."""
+def cell_table(heatmap: np.ndarray, labels: np.ndarray, edge: np.ndarray | None = None,
+               kinds: np.ndarray | None = None) -> pd.DataFrame:
+    """cell_id, centroid (y, x), area (px), score (max of the heatmap inside the cell), ``edge``
+    (the cell is cut by the field's edge: given per label 0..max, else whether it touches the
+    border of ``labels``) and ``kind`` (given per label 0..max, else "red_cell": only red cells
+    are scored, see cells/kinds.py)."""
     ids = np.unique(labels)
     ids = ids[ids > 0]
     if len(ids) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=float) for c in CELL_COLUMNS[:-1]}).assign(
-            candidate=pd.Series(dtype=bool))
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in CELL_COLUMNS[:5]}).assign(
+            candidate=pd.Series(dtype=bool), edge=pd.Series(dtype=bool), kind=pd.Series(dtype=object))
     centres, areas = label_centroids(labels, ids)
     scores = label_maxima(heatmap, labels, ids)
+    if edge is None:
+        edge = edge_objects(labels)
     return pd.DataFrame({"cell_id": ids.astype(np.int64), "y": centres[:, 0], "x": centres[:, 1],
-                         "area": areas.astype(np.int64), "score": scores, "candidate": False})
+                         "area": areas.astype(np.int64), "score": scores, "candidate": False,
+                         "edge": np.asarray(edge, bool)[ids],
+                         "kind": "red_cell" if kinds is None else np.asarray(kinds, object)[ids]})
 
 
 def candidate_regions(heatmap: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
@@ -81,11 +94,16 @@ def empty_candidate_table() -> pd.DataFrame:
 
 
 def mark_candidate_cells(cells: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
-    """Set the ``candidate`` column: the cell holds at least one candidate region."""
+    """Set the ``candidate`` column (the cell holds at least one candidate region) and the
+    ``status`` column: a person's decision is kept, whatever the threshold; otherwise "candidate"
+    for a candidate cell and empty for the others."""
     cells = cells.copy()
     if "plane" in cells.columns and "plane" in candidates.columns:
         hit = set(zip(candidates["plane"], candidates["cell_id"]))
         cells["candidate"] = [(p, c) in hit for p, c in zip(cells["plane"], cells["cell_id"])]
     else:
         cells["candidate"] = cells["cell_id"].isin(candidates["cell_id"])
+    decided = cells["status"].isin(DECISIONS) if "status" in cells.columns else np.zeros(len(cells), bool)
+    fresh = np.where(cells["candidate"].to_numpy(bool), CANDIDATE_STATUS, "")
+    cells["status"] = np.where(decided, cells["status"] if "status" in cells.columns else "", fresh).astype(object)
     return cells

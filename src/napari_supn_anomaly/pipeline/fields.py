@@ -14,6 +14,7 @@ import numpy as np
 from skimage import transform
 
 from ..cells import background_fill, cell_centres, cut_crops, field_scale, paste_maps, rescale_plane
+from ..cells.field_crops import cut_margin_px
 from ..progress import Progress
 from .memory import check_rescale_fits
 
@@ -49,16 +50,18 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     fill = background_fill(plane_s, labels_s)
     heatmap_s = np.full(labels_s.shape, -np.inf, np.float32)
     model_scores = np.zeros(len(ids), np.float32)
+    margin = cut_margin_px(geometry)
     timings["rescale_s"] = time.perf_counter() - t0
     t_score = t_paste = 0.0
     yield Progress("scoring", 0, len(ids))
     for start in range(0, len(ids), batch_size):
         sl = slice(start, start + batch_size)
         t1 = time.perf_counter()
-        crops, masks = cut_crops(plane_s, labels_s, ids[sl], centres[sl], geometry.crop_size, fill)
+        crops, masks = cut_crops(plane_s, labels_s, ids[sl], centres[sl], geometry.crop_size, fill, margin)
         (_, scored), = scorer.iter_batches(crops, masks, batch_size=len(crops))
         t2 = time.perf_counter()
-        paste_maps(heatmap_s, labels_s, ids[sl], centres[sl], scored.maps)
+        # along a cut by the field's edge the map is the model's guess of the missing half: not shown
+        paste_maps(heatmap_s, labels_s, ids[sl], centres[sl], np.where(masks, scored.maps, 0.0))
         model_scores[sl] = scored.scores
         t_paste += time.perf_counter() - t2
         t_score += t2 - t1

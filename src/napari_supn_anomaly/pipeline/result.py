@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .candidates import candidate_regions, candidate_table, empty_candidate_table, mark_candidate_cells
+from .candidates import (
+    candidate_regions,
+    candidate_table,
+    empty_candidate_table,
+    mark_candidate_cells,
+)
+from .self_calibration import ThresholdChoice, choose_threshold
 
 
 @dataclass
@@ -43,7 +50,7 @@ class DetectionResult:
     def plane_index(self, flat: int) -> tuple[int, ...]:
         return tuple(int(i) for i in np.unravel_index(flat, self.plane_shape)) if self.plane_shape else ()
 
-    def with_threshold(self, threshold: float, **provenance) -> "DetectionResult":
+    def with_threshold(self, threshold: float, **provenance) -> DetectionResult:
         """The same result cut at another threshold; the model is not needed."""
         planes = []
         for flat in range(self.n_planes):
@@ -57,6 +64,30 @@ class DetectionResult:
         prov = dict(self.provenance, threshold=float(threshold), **provenance)
         return dataclasses.replace(self, cell_table=cells, candidate_table=candidates,
                                    threshold=float(threshold), provenance=prov)
+
+    def with_choice(self, choice: ThresholdChoice) -> DetectionResult:
+        """The result cut at a chosen threshold, which the provenance and summary then report."""
+        return self.with_threshold(choice.threshold, target_fpr=choice.fpr, calibration=choice.to_dict())
+
+    @property
+    def calibration(self) -> ThresholdChoice | None:
+        """How the threshold was chosen (slide, model or by hand); None for results made before it was recorded."""
+        entry = self.provenance.get("calibration")
+        return ThresholdChoice.from_dict(entry) if isinstance(entry, dict) else None
+
+    def recalibrated(self, fpr: float, calibration: str | None = None,
+                     model_threshold: Callable[[float], float] | None = None,
+                     model_healthy=None) -> DetectionResult:
+        """The result cut at the threshold for another share ``fpr`` of healthy cells, calibrated as
+        before (or as ``calibration`` says) on its own cell scores; ``model_threshold``: the model's
+        stored calibration, fpr -> threshold; ``model_healthy``: its stored healthy scores. No model is
+        run. Raises ValueError when neither calibration can be used."""
+        before = self.calibration
+        if calibration is None:
+            calibration = before.requested if before is not None and before.requested in ("slide", "model") else "model"
+        choice = choose_threshold(self.cell_table["score"].to_numpy(), fpr, calibration,
+                                  model_threshold=model_threshold, model_healthy=model_healthy)
+        return self.with_choice(choice)
 
     def candidate_mask(self) -> np.ndarray:
         """Label image of candidate regions, per plane (ids restart in every plane)."""
@@ -79,8 +110,10 @@ class DetectionResult:
         matched = any(p.get("applied") for p in matching.get("planes", [matching]))
         warnings = self.warnings
         more = f" (and {len(warnings) - 1} more plane(s) like it)" if len(warnings) > 1 else ""
+        choice = self.calibration
         return (f"{n_cells} cells{where}; {n_flagged} with candidates; {len(self.candidate_table)} candidate "
                 f"regions at threshold {self.threshold:.3g}"
+                + (f" ({choice.describe()})" if choice is not None else "")
                 + ("; intensities were mapped onto the model's range" if matched else "")
                 + (f"; WARNING: {warnings[0]}{more}" if warnings else ""))
 

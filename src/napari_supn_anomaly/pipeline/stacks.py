@@ -31,6 +31,7 @@ from .intensity import MODES as INTENSITY_MODES
 from .intensity import apply_match, plan_match
 from .memory import check_plane_fits
 from .result import DetectionResult, _with_plane_columns
+from .self_calibration import CALIBRATIONS, DEFAULT_CALIBRATION, ThresholdChoice, choose_threshold, user_threshold
 from .sensitivity import DEFAULT_FPR
 from .tiles import CORE_PX, PlaneOutcome, iter_plane_in_tiles, needs_tiles
 
@@ -46,8 +47,9 @@ class DetectSettings:
     batch_size: int = 32
     min_area: int = 1
     device: str = "auto"
-    exclude_edge_cells: bool = True     # segmentation leaves out cells cut by the field's edge
+    exclude_edge_cells: bool = False    # True: leave out cells cut by the field's edge (else found and flagged `edge`)
     intensity: str = "auto"             # match the field's intensities to the model's: auto / match / off
+    calibration: str = DEFAULT_CALIBRATION  # threshold from this slide's own cells ("slide") or the model's ("model")
 
     def check(self, names: dict[str, str] | None = None) -> "DetectSettings":
         """InputError for a setting no detection can use. ``names``: what a person calls each
@@ -71,6 +73,9 @@ class DetectSettings:
         if self.intensity not in INTENSITY_MODES:
             raise InputError(f"{name('intensity')}: unknown intensity matching {self.intensity!r}; choose one of "
                              f"{', '.join(INTENSITY_MODES)}")
+        if self.calibration not in CALIBRATIONS:
+            raise InputError(f"{name('calibration')}: unknown calibration {self.calibration!r}; choose one of "
+                             f"{', '.join(CALIBRATIONS)}")
         return self
 
 
@@ -89,6 +94,29 @@ def resolve_threshold(scorer: Scorer, settings: DetectSettings) -> tuple[float, 
             return thr, None
     try:
         return scorer.threshold_for_fpr(settings.fpr), float(settings.fpr)
+    except ValueError as exc:
+        raise InputError(f"{exc}; give a threshold instead") from exc
+
+
+def model_threshold_of(scorer: Scorer) -> Callable[[float], float] | None:
+    """The model's stored calibration as fpr -> threshold; None when the scorer has none."""
+    return scorer.threshold_for_fpr if scorer.calibrated else None
+
+
+def model_healthy_of(scorer: Scorer) -> list[float] | None:
+    """The model's stored healthy-cell scores (the self-calibration compares the slide with them)."""
+    return scorer.calibration.healthy_scores if scorer.calibrated else None
+
+
+def choose_run_threshold(scorer: Scorer, settings: DetectSettings, scores) -> ThresholdChoice:
+    """The threshold of one run (a field, a stack or the pooled fields of one slide) from its cell
+    ``scores``: a threshold given by hand, else the slide's self-calibration or the model's."""
+    if settings.threshold is not None:
+        _, fpr = resolve_threshold(scorer, settings)
+        return user_threshold(settings.threshold, len(scores), fpr)
+    try:
+        return choose_threshold(scores, settings.fpr, settings.calibration, model_threshold=model_threshold_of(scorer),
+                                model_healthy=model_healthy_of(scorer))
     except ValueError as exc:
         raise InputError(f"{exc}; give a threshold instead") from exc
 
@@ -126,7 +154,7 @@ def _iter_whole_plane(plane: np.ndarray, plane_labels: np.ndarray | None, scorer
     diameter = settings.cell_diameter or median_cell_diameter(plane_labels)
     seg_s = time.perf_counter() - t0
     window = model.crop_size / field_scale(model.geometry, diameter)  # a crop's width in this plane's pixels
-    match = plan_match(plane, plane_labels, model.intensity, window, settings.intensity)
+    match = plan_match(plane, plane_labels, model.data_range, window, settings.intensity)
     scores = yield from iter_score_field(apply_match(plane, match), plane_labels, scorer, diameter,
                                          settings.batch_size)
     return PlaneOutcome(scores.heatmap, plane_labels, float(diameter), scores.scale, match,
@@ -261,7 +289,8 @@ def iter_detect(data, axes: str, scorer: Scorer, *, channel: int | Sequence[int]
     settings = (settings or DetectSettings()).check()
     data = check_image_array(data)
     model = scorer.model
-    threshold, fpr = resolve_threshold(scorer, settings)
+    if settings.calibration == "model" or settings.threshold is not None:
+        resolve_threshold(scorer, settings)  # an uncalibrated model is refused before the work
     layout = _layout(data, axes, model, channel)
     _check_settings_and_memory(layout, settings, model)
 
@@ -269,6 +298,12 @@ def iter_detect(data, axes: str, scorer: Scorer, *, channel: int | Sequence[int]
         model.to(settings.device)
     except ValueError as exc:  # a GPU asked for that this machine does not have
         raise InputError(str(exc)) from None
+    if labels is None and needs_tiles(*layout.yx):
+        from .blocks import is_lazy, iter_detect_blocks
+
+        if is_lazy(data):  # a whole-slide image read lazily: block by block, never whole (pipeline/blocks.py)
+            return (yield from iter_detect_blocks(data, layout.axes, scorer, channel=channel, settings=settings,
+                                                  should_stop=should_stop, source=source))
     heatmap = np.zeros(layout.plane_shape + layout.yx, np.float32)
     cells = np.zeros(layout.plane_shape + layout.yx, np.int32)
     cell_tables, outcomes = [], []
@@ -294,13 +329,16 @@ def iter_detect(data, axes: str, scorer: Scorer, *, channel: int | Sequence[int]
     finally:
         release_memory(model.device)
 
-    provenance = _provenance(scorer, settings, layout, outcomes, threshold, fpr, labels is not None, timings,
-                             started)
+    table = pd.concat(cell_tables, ignore_index=True)
+    # all planes of a stack are one slide: one calibration for them all
+    choice = choose_run_threshold(scorer, settings, table["score"].to_numpy())
+    provenance = _provenance(scorer, settings, layout, outcomes, choice.threshold, choice.fpr, labels is not None,
+                             timings, started)
     if source:
         provenance.update(source)
-    result = DetectionResult(heatmap, cells, pd.concat(cell_tables, ignore_index=True), None, threshold,
-                             provenance, layout.plane_axes, settings.min_area)
-    return result.with_threshold(threshold)
+    result = DetectionResult(heatmap, cells, table, None, choice.threshold, provenance, layout.plane_axes,
+                             settings.min_area)
+    return result.with_choice(choice)
 
 
 def run_to_end(events: Iterator[Progress], on_progress: Callable[[Progress], None] | None = None) -> DetectionResult:

@@ -128,7 +128,7 @@ def iter_plane_in_tiles(plane: np.ndarray, scorer: Scorer, *, labels: np.ndarray
         diameter = diameter or median_cell_diameter(probe_labels)
     scale = field_scale(model.geometry, diameter)
     window = model.crop_size / scale  # a crop's width in this plane's pixels
-    match = plan_match(plane[(slice(None),) + probe.outer], probe_labels, model.intensity, window, intensity)
+    match = plan_match(plane[(slice(None),) + probe.outer], probe_labels, model.data_range, window, intensity)
     timings["segmentation_s"] += time.perf_counter() - t0
 
     halo = int(np.ceil(HALO_DIAMETERS * max(diameter, window / 2)))

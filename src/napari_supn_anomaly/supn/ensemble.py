@@ -19,7 +19,7 @@ class MemberScale:
     spread: float
 
     @classmethod
-    def from_healthy_scores(cls, scores) -> "MemberScale":
+    def from_healthy_scores(cls, scores) -> MemberScale:
         scores = np.asarray(scores, np.float64)
         scores = scores[np.isfinite(scores)]
         if len(scores) < 2:
@@ -37,7 +37,7 @@ class MemberScale:
         return {"centre": self.centre, "spread": self.spread}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "MemberScale":
+    def from_dict(cls, data: dict) -> MemberScale:
         return cls(float(data["centre"]), float(data["spread"]))
 
 

@@ -45,12 +45,23 @@ class ArchConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ArchConfig":
+    def from_dict(cls, data: dict) -> ArchConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown architecture settings: {sorted(unknown)}")
         return cls(**data)
+
+
+def inference_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` channels-last when scoring on a CPU (no gradients), else as it is.
+
+    oneDNN runs the decoders' transposed convolutions 2-3x faster channels-last, and each layer
+    keeps its input's layout. Values agree to float rounding. Training and GPUs keep the default.
+    """
+    if x.device.type == "cpu" and x.dim() == 4 and not torch.is_grad_enabled():
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def _conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -108,7 +119,7 @@ class Decoder(nn.Module):
 
     def forward(self, z):
         h = torch.relu(self.fc(z)).view(-1, self.top, self.side, self.side)
-        return self.features(h)
+        return self.features(inference_layout(h))
 
 
 class MeanDecoder(nn.Module):

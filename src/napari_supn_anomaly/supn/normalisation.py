@@ -15,7 +15,7 @@ class IntensityStats:
 
     @classmethod
     def from_images(cls, images: np.ndarray, masks: np.ndarray | None = None,
-                    percentiles: tuple[float, float] = (1.0, 99.8)) -> "IntensityStats":
+                    percentiles: tuple[float, float] = (1.0, 99.8)) -> IntensityStats:
         """images [N, C, H, W]; percentiles over all pixels (or the masked ones) per channel."""
         lows, highs = [], []
         for c in range(images.shape[1]):
@@ -37,5 +37,5 @@ class IntensityStats:
         return {"low": self.low, "high": self.high}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "IntensityStats":
+    def from_dict(cls, data: dict) -> IntensityStats:
         return cls([float(v) for v in data["low"]], [float(v) for v in data["high"]])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -36,17 +37,6 @@ def n_cross_channel(channels: int) -> int:
 
 def cross_channel_pairs(channels: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(channels) for j in range(i + 1, channels)]
-
-
-def shift(e: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``out[..., y, x] = e[..., y + dy, x + dx]``, zero where that falls outside the image."""
-    h, w = e.shape[-2:]
-    out = torch.zeros_like(e)
-    ys, ye = max(0, -dy), min(h, h - dy)
-    xs, xe = max(0, -dx), min(w, w - dx)
-    if ys < ye and xs < xe:
-        out[..., ys:ye, xs:xe] = e[..., ys + dy:ye + dy, xs + dx:xe + dx]
-    return out
 
 
 @dataclass
@@ -76,8 +66,13 @@ class SupnFactor:
     def whiten(self, residual: torch.Tensor) -> torch.Tensor:
         """z = U e for e = x - mu, shape [B, C, H, W]."""
         z = torch.exp(self.log_diag) * residual
-        for f, (dy, dx) in enumerate(stencil_offsets(self.radius)):
-            z = z + self.off_diag[:, :, f] * shift(residual, dy, dx)
+        r = self.radius
+        if r:
+            # one zero-padded copy serves every offset as a view (zero where it falls outside)
+            h, w = residual.shape[-2:]
+            padded = F.pad(residual, (r, r, 0, r))
+            for f, (dy, dx) in enumerate(stencil_offsets(r)):
+                z = z + self.off_diag[:, :, f] * padded[..., dy:dy + h, r + dx:r + dx + w]
         if self.cross is not None:
             extra = [torch.zeros_like(residual[:, 0]) for _ in range(self.channels)]
             for k, (i, j) in enumerate(cross_channel_pairs(self.channels)):

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
-from .networks import SupnVAE
-from .precision import SupnFactor, shift, stencil_offsets
+from .networks import SupnVAE, inference_layout
+from .precision import SupnFactor, stencil_offsets
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def whitened_residual(net: SupnVAE, x: torch.Tensor, likelihood: str, n_samples:
 
 def _gaussian_1d(sigma: float, dtype, device, shift_by: int = 0, pad: int = 0) -> torch.Tensor:
     """g(t + shift_by) for t in [-(R + pad), R + pad], with g a Gaussian truncated at R = ceil(3 sigma)."""
-    radius = max(1, int(math.ceil(3.0 * sigma)))
+    radius = max(1, math.ceil(3.0 * sigma))
     t = torch.arange(-(radius + pad), radius + pad + 1, dtype=dtype, device=device) + shift_by
     return torch.where(t.abs() <= radius, torch.exp(-0.5 * (t / sigma) ** 2), torch.zeros_like(t))
 
@@ -140,6 +141,31 @@ def _valid_off_diag(factor: SupnFactor) -> torch.Tensor:
     return weights
 
 
+@lru_cache(maxsize=16)
+def _spot_kernels(sigma: float, radius: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column [n, 1, L, 1] and row [n, 1, 1, L] kernels of :func:`matched_spot_map`'s passes.
+
+    One per product a_i a_j (i <= j) of the stencil's coefficients, k_i k_j split into its column
+    and row factors, the factor 2 of the off-diagonal products in the column; the last one is the
+    spot kernel k itself, for the numerator. Built once per setting: they do not depend on the data.
+    """
+    shifts = [(0, 0)] + stencil_offsets(radius)
+
+    def gauss(at: int) -> torch.Tensor:
+        return _gaussian_1d(sigma, dtype, device, at, radius)
+
+    cols, rows = [], []
+    # ordinary tensors even when first built while scoring (inference tensors cannot be reused everywhere)
+    with torch.inference_mode(False), torch.no_grad():
+        for i in range(len(shifts)):
+            for j in range(i, len(shifts)):
+                cols.append((1.0 if i == j else 2.0) * gauss(shifts[i][0]) * gauss(shifts[j][0]))
+                rows.append(gauss(shifts[i][1]) * gauss(shifts[j][1]))
+        cols.append(gauss(0))
+        rows.append(gauss(0))
+        return torch.stack(cols)[:, None, :, None], torch.stack(rows)[:, None, None, :]
+
+
 def matched_spot_map(factor: SupnFactor, residual: torch.Tensor, sigma: float) -> torch.Tensor:
     """Likelihood-ratio statistic for a bright spot centred at each pixel, [B, H, W].
 
@@ -153,13 +179,17 @@ def matched_spot_map(factor: SupnFactor, residual: torch.Tensor, sigma: float) -
     template is the same spot in every channel.
     """
     b, c, h, w = residual.shape
+    r = factor.radius
     d = torch.exp(factor.log_diag)
     z = factor.whiten(residual)
     weights = _valid_off_diag(factor)
-    offsets = stencil_offsets(factor.radius)
-    lam_e = d * z  # U^T z = Lambda e
+    offsets = stencil_offsets(r)
+    # U^T z = Lambda e: each off-diagonal term moves back by its offset, accumulated in one padded
+    # buffer (what lands in the padding comes from weights that point outside, which are 0)
+    acc = F.pad(d * z, (r, r, 0, r))
     for f, (dy, dx) in enumerate(offsets):
-        lam_e = lam_e + shift(weights[:, :, f] * z, -dy, -dx)
+        acc[..., dy:dy + h, r + dx:r + dx + w] += weights[:, :, f] * z
+    lam_e = acc[..., :h, r:r + w]
     if factor.cross is not None:
         # cross terms couple channels at the same pixel: (U^T z)_j += c_ij z_i
         extra = torch.zeros_like(lam_e)
@@ -169,10 +199,6 @@ def matched_spot_map(factor: SupnFactor, residual: torch.Tensor, sigma: float) -
                 extra[:, j] = extra[:, j] + factor.cross[:, k] * z[:, i]
                 k += 1
         lam_e = lam_e + extra
-    kernel = _gaussian_kernel(sigma, residual.dtype, residual.device)
-    radius = kernel.shape[-1] // 2
-    numerator = F.conv2d(lam_e.reshape(b * c, 1, h, w), kernel[None, None], padding=radius)
-    numerator = numerator.reshape(b, c, h, w).sum(1)
     # s^T Lambda s = |U s|^2 = sum_p (sum_i a_i(p) k_i(p - loc))^2 with a_0 = d, k_0 = k and
     # a_f = w_f, k_f(u) = k(u + o_f): a correlation of the products a_i a_j with k_i k_j.
     # With cross-channel weights, row i of U s also holds sum_{j>i} c_ij k (the template is
@@ -185,32 +211,29 @@ def matched_spot_map(factor: SupnFactor, residual: torch.Tensor, sigma: float) -
             for j in range(i + 1, c):
                 centre[:, i] = centre[:, i] + factor.cross[:, k]
                 k += 1
-    shifts = [(0, 0)] + offsets
     coeffs = [centre] + [weights[:, :, f] for f in range(len(offsets))]
     # Each product kernel k_i k_j is separable (the Gaussian is), so the 2-D correlation is a
-    # column pass and a row pass of depthwise 1-D kernels: ~10x cheaper than 2-D kernels.
-    pad = radius + factor.radius
-    prods, cols, rows = [], [], []
-    for i in range(len(shifts)):
-        for j in range(i, len(shifts)):
-            prods.append((1.0 if i == j else 2.0) * coeffs[i] * coeffs[j])
-            cols.append(_gaussian_1d(sigma, residual.dtype, residual.device, shifts[i][0], factor.radius)
-                        * _gaussian_1d(sigma, residual.dtype, residual.device, shifts[j][0], factor.radius))
-            rows.append(_gaussian_1d(sigma, residual.dtype, residual.device, shifts[i][1], factor.radius)
-                        * _gaussian_1d(sigma, residual.dtype, residual.device, shifts[j][1], factor.radius))
-    n = len(prods)
+    # column pass and a row pass of depthwise 1-D kernels: ~10x cheaper than 2-D kernels. The
+    # numerator (the spot kernel k over Lambda e) rides along as the last channel of the same passes.
+    planes = [coeffs[i] * coeffs[j] for i in range(len(coeffs)) for j in range(i, len(coeffs))] + [lam_e]
+    cols, rows = _spot_kernels(float(sigma), r, residual.dtype, residual.device)
+    n = len(planes)
+    pad = cols.shape[2] // 2
     # channels-last makes oneDNN's depthwise convolution several times faster on a CPU
-    prods = torch.stack(prods, 2).reshape(b * c, n, h, w).contiguous(memory_format=torch.channels_last)
-    smooth = F.conv2d(prods, torch.stack(cols)[:, None, :, None], padding=(pad, 0), groups=n)
-    smooth = F.conv2d(smooth, torch.stack(rows)[:, None, None, :], padding=(0, pad), groups=n)
-    energy = smooth.sum(1).reshape(b, c, h, w)
-    return numerator / energy.sum(1).clamp_min(1e-12).sqrt()
+    stacked = torch.stack(planes, 2).reshape(b * c, n, h, w).contiguous(memory_format=torch.channels_last)
+    smooth = F.conv2d(stacked, cols, padding=(pad, 0), groups=n)
+    smooth = F.conv2d(smooth, rows, padding=(0, pad), groups=n)
+    smooth = smooth.reshape(b, c, n, h, w)
+    numerator = smooth[:, :, -1].sum(1)
+    energy = smooth[:, :, :-1].sum((1, 2))
+    return numerator / energy.clamp_min(1e-12).sqrt()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def anomaly_maps(net: SupnVAE, x: torch.Tensor, likelihood: str, rule: ScoreRule, n_samples: int = 0,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Pixel maps [B, H, W] of any score rule, at the encoder mean or averaged over latent samples."""
+    x = inference_layout(x)
     mu_z, logvar = net.encode(x)
     codes = [mu_z] if n_samples <= 0 else [net.sample_latent(mu_z, logvar, generator) for _ in range(n_samples)]
     maps = []
@@ -221,4 +244,4 @@ def anomaly_maps(net: SupnVAE, x: torch.Tensor, likelihood: str, rule: ScoreRule
             maps.append(rule.polarity * matched_spot_map(factor, x - mean, rule.spot_sigma))
         else:
             maps.append(pixel_map(factor.whiten(x - mean), rule))
-    return torch.stack(maps).mean(0)
+    return (maps[0] if len(maps) == 1 else torch.stack(maps).mean(0)).contiguous()

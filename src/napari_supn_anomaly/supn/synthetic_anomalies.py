@@ -254,7 +254,7 @@ class HistogramEqualiser:
     quantiles: list[list[float]]  # per channel, values at evenly spaced probabilities
 
     @classmethod
-    def fit(cls, crops: np.ndarray, n: int = 257) -> "HistogramEqualiser":
+    def fit(cls, crops: np.ndarray, n: int = 257) -> HistogramEqualiser:
         probs = np.linspace(0.0, 1.0, n)
         return cls([np.quantile(crops[:, c], probs).tolist() for c in range(crops.shape[1])])
 

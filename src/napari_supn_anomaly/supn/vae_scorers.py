@@ -35,7 +35,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian smoothing of [B, H, W] maps with reflected borders."""
     if sigma <= 0:
         return maps
-    radius = max(1, int(math.ceil(3.0 * sigma)))
+    radius = max(1, math.ceil(3.0 * sigma))
     radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
     t = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)

@@ -2,10 +2,17 @@
 
 The base model is copied, never changed. A seeded slice of the marked cells is held back: the
 new model's healthy-score threshold is calibrated on it, so "1% false candidates" means the
-same on the new instrument. When the new images have the opposite contrast to the base model's
-(dark cells on light against bright cells on dark), intensities are inverted inside the
-model's normalisation, so the base network sees cells that look like the ones it learnt; the
-saved model takes raw images of the new microscope and nothing else changes for its users.
+same on the new instrument.
+
+The new model normalises the new microscope's images exactly as the base model saw them in
+detection: their intensity range (measured around the cells of the fields, as detection does)
+mapped onto the base's data range, then the base's normalisation, folded into one linear map.
+Re-measuring the range on the marked cells alone instead changed what the network saw and cost
+more AUROC on MalariaNet than any amount of training (docs/benchmarks/finetune.md). When the new
+images have the opposite contrast to the base model's (dark cells on light against bright cells
+on dark), the map is reversed, so the base network sees cells that look like the ones it
+learnt; the saved model takes raw images of the new microscope, carries their range
+(``data_range``) so detection never remaps them, and nothing else changes for its users.
 """
 from __future__ import annotations
 
@@ -17,11 +24,16 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..cells import check_modality, dark_cells, guess_modality, standardise_crops
+from ..cells.field_crops import field_scale
+from ..cells.measure import median_cell_diameter
 from ..models import AnomalyModel
+from ..models.data_range import FIELD_TOLERANCE, DataRange, apply_match, field_range, plan_match
+from ..errors import Cancelled
 from ..progress import Progress
 from ..supn import IntensityStats
 from ..supn.devices import release_memory, resolve_device
 from .fit import calibrate, fit_anomaly_model, split_holdout
+from .guard import compare_with_base
 from .regions import TrainingCells, check_training_cells
 from .trainer import TrainConfig, check_minutes
 
@@ -59,14 +71,91 @@ class FinetuneSettings:
                            lr_stage2=self.lr_precision, max_minutes=self.minutes, num_threads=self.num_threads)
 
 
-def target_modality(cells: TrainingCells, setting: str, base: AnomalyModel) -> str:
+def cells_are_dark(cells: TrainingCells, fields: dict | None = None, field_labels: dict | None = None) -> bool | None:
+    """Whether cells are darker than the background: inside against outside the cells of the fields
+    (or of the crops); None when there is nothing to compare. A dense smear is mostly cell, so the
+    median of a whole image cannot say which way the contrast goes; the cells' own outlines can."""
+    inside, outside = [], []
+    if fields and field_labels:
+        pairs = [(fields[n], field_labels[n] > 0) for n in fields if n in field_labels]
+    else:
+        pairs = list(zip(cells.images[:200], cells.masks[:200]))
+    for image, mask in pairs:
+        if mask is not None and mask.any() and (~mask).any():
+            grey = np.asarray(image, np.float32).mean(0)
+            inside.append(np.median(grey[mask]))
+            outside.append(np.median(grey[~mask]))
+    return None if not inside else bool(np.median(inside) < np.median(outside))
+
+
+def target_modality(cells: TrainingCells, setting: str, base: AnomalyModel, fields: dict | None = None,
+                    field_labels: dict | None = None) -> str:
+    """The new images' modality: as set, else the base's when the cells have the base's contrast
+    (dark or bright against the background), else guessed with the other contrast."""
     if setting in ("auto", "", None):
+        dark = cells_are_dark(cells, fields, field_labels)
+        if dark is not None:
+            if dark == dark_cells(base.modality):
+                return base.modality
+            guess = guess_modality(next(iter(fields.values()))) if fields else "brightfield"
+            return guess if dark_cells(guess) == dark else ("brightfield" if dark else "fluorescence")
         if not len(cells):
             return base.modality
         # each crop is mostly background, so the crops together say which way the contrast goes
         sample = np.concatenate([c.reshape(c.shape[0], -1) for c in cells.images[:64]], axis=1)
         return guess_modality(sample[:, None, :])
     return check_modality(setting)
+
+
+def new_data_range(base: AnomalyModel, cells: TrainingCells, fields: dict | None = None,
+                   field_labels: dict | None = None) -> DataRange:
+    """The new microscope's intensities, measured as detection measures a field for ``base``: over the
+    pixels around the cells of each whole field (the median over fields), or, with crops only, over
+    the crops brought to the base model's crop size."""
+    if fields and field_labels:
+        lows, highs = [], []
+        for name, plane in fields.items():
+            labels = field_labels[name]
+            window = base.crop_size / field_scale(base.geometry, median_cell_diameter(labels))
+            low, high = field_range(plane, labels, window)
+            lows.append(low)
+            highs.append(high)
+        return DataRange(np.median(lows, 0).tolist(), np.median(highs, 0).tolist(), tolerance=FIELD_TOLERANCE)
+    crops, _, _ = standardise_crops(cells.images, cells.masks, base.geometry)
+    return DataRange.of_crops(crops)
+
+
+def mapped_as_detection(base: AnomalyModel, cells: TrainingCells, seen: DataRange, fields: dict | None,
+                        field_labels: dict | None) -> TrainingCells:
+    """The cells with each field's intensity matching applied, exactly as detection with the fine-tuned
+    model (same geometry, same ``seen`` range) will apply it to that field (``models.data_range``)."""
+    if not fields or not field_labels:
+        return cells
+    plans = {}
+    for name, plane in fields.items():
+        labels = field_labels[name]
+        window = base.crop_size / field_scale(base.geometry, median_cell_diameter(labels))
+        plans[name.replace("\\", "/").rsplit("/", 1)[-1]] = plan_match(plane, labels, seen, window, "auto")
+    images = [apply_match(img, plans[s["image"]]) if s["image"] in plans else img
+              for img, s in zip(cells.images, cells.sources)]
+    return TrainingCells(images, cells.masks, cells.sources, cells.regions, cells.skipped)
+
+
+def normalisation_as_base_sees(base: AnomalyModel, seen: DataRange, invert: bool) -> IntensityStats:
+    """The fine-tuned model's normalisation: the new images mapped onto the base's data range, as
+    detection with the base maps them (reversed when the contrast is opposite), then normalised as
+    the base normalises. Both steps are linear, so the raw images of the new microscope go in as
+    they are, and training starts from inputs exactly like those the base model scored."""
+    lo_r, hi_r = np.asarray(seen.low), np.asarray(seen.high)
+    ref = base.data_range
+    gain = ref.span / np.maximum(hi_r - lo_r, 1e-6)
+    offset = np.asarray(ref.low) - gain * lo_r
+    if invert:  # the darkest raw value goes to the top of the base's range
+        gain, offset = -gain, np.asarray(ref.high) + gain * lo_r
+    b_lo, b_hi = np.asarray(base.intensity.low), np.asarray(base.intensity.high)
+    a = 2.0 * gain / (b_hi - b_lo)                  # normalised = a * raw + c
+    c = 2.0 * (offset - b_lo) / (b_hi - b_lo) - 1.0
+    return IntensityStats(((-1.0 - c) / a).tolist(), ((1.0 - c) / a).tolist())
 
 
 def finetuned_name(base_name: str, taken: set[str] | list[str] = ()) -> str:
@@ -79,8 +168,16 @@ def finetuned_name(base_name: str, taken: set[str] | list[str] = ()) -> str:
 
 def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSettings | None = None, *,
              name: str | None = None, base_source: str = "", should_stop: Callable[[], bool] | None = None,
-             ) -> Iterator[Progress | AnomalyModel]:
+             fields: dict[str, np.ndarray] | None = None, field_labels: dict[str, np.ndarray] | None = None,
+             compare: bool = True) -> Iterator[Progress | AnomalyModel]:
     """Generator: Progress events, then the calibrated fine-tuned AnomalyModel (on the CPU).
+
+    With the whole ``fields`` ({name: [C, Y, X]}) the cells were marked on and their cell
+    ``field_labels``, the fine-tuned model is compared with the base on the held-back cells and
+    the fields' other cells (``training.guard``); when fine-tuning made things worse the base
+    model is returned instead, under the new name, unchanged but for its metadata
+    (``finetune_check`` says why). Without fields nothing is compared; ``compare=False`` skips the
+    comparison (benchmarks that measure the fine-tuned model itself run it separately).
 
     Raises ValueError before any training if the cells cannot make a model (too few, wrong
     channels); ``errors.Cancelled`` when ``should_stop`` says so or the generator is
@@ -90,22 +187,25 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     check_minutes(settings.minutes, "the time budget")
     check_training_cells(cells, base.channels, f"the base model {base.name!r}", settings.holdout_fraction)
     device = resolve_device(settings.device)
-    modality = target_modality(cells, settings.modality, base)
+    modality = target_modality(cells, settings.modality, base, fields, field_labels)
     invert = dark_cells(modality) != dark_cells(base.modality)
     train_idx, hold_idx = split_holdout(len(cells), settings.holdout_fraction, settings.seed)
     train, hold = cells.subset(train_idx), cells.subset(hold_idx)
-    images = [-img for img in train.images] if invert else train.images
+    seen = new_data_range(base, cells, fields, field_labels)
+    stats = normalisation_as_base_sees(base, seen, invert)
+    train, hold = mapped_as_detection(base, train, seen, fields, field_labels), \
+        mapped_as_detection(base, hold, seen, fields, field_labels)
     yield Progress("preparing", message=f"{len(train)} cells to train on, {len(hold)} held back"
                    + (f"; {modality} images, intensities inverted for the {base.modality} base model" if invert else ""))
 
     started = time.perf_counter()
     model = None
     try:
-        for event in fit_anomaly_model(images, train.masks, name=name or finetuned_name(base.name),
+        for event in fit_anomaly_model(train.images, train.masks, name=name or finetuned_name(base.name),
                                        modality=base.modality, init=base, cfg=settings.train_config(),
                                        holdout_fraction=0.0, device=device, should_stop=should_stop,
                                        early_stopping=True, early_stop_masks=hold.masks,
-                                       early_stop_images=[-img for img in hold.images] if invert else hold.images):
+                                       early_stop_images=hold.images, intensity=stats):
             if isinstance(event, Progress):
                 yield event
             else:
@@ -113,10 +213,8 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     finally:
         release_memory(device)
 
+    model.metadata["data_range"] = seen.to_dict()
     if invert:
-        stats = model.intensity  # fitted on negated intensities: negate back so raw images go in
-        model.intensity = IntensityStats([-v for v in stats.low], [-v for v in stats.high])
-        model.metadata["intensity"] = model.intensity.to_dict()
         model.metadata["score_rules"] = {k: mirrored_rule(v) for k, v in model.metadata["score_rules"].items()}
     model.metadata["modality"] = modality
     few = (" (few: thresholds for small false-positive rates are rough; mark more cells for a "
@@ -136,4 +234,35 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     training["finetune"] = dict(settings.to_dict(), intensity_inverted=bool(invert), target_modality=modality,
                                 device=str(device))
     training["data"] = {"train": train.describe(), "held_back": hold.describe()}
-    yield model
+    if not compare:
+        yield model
+        return
+    if fields:
+        yield Progress("checking", elapsed_s=time.perf_counter() - started,
+                       message="comparing the fine-tuned model with the base on the fields' other cells")
+    stopped = should_stop or (lambda: False)
+    if stopped():
+        raise Cancelled("fine-tuning was cancelled")
+    # the raw held-back cells: the check maps each model's cells as its detection would
+    comparison = compare_with_base(base, model, cells.subset(hold_idx), cells, fields, field_labels, settings.seed,
+                                   base_usable=not invert)
+    if stopped():
+        raise Cancelled("fine-tuning was cancelled")
+    model.metadata["finetune_check"] = comparison.to_dict()
+    yield Progress("checked", message=comparison.summary())
+    yield kept_base(base, model, name or model.name) if comparison.kept_base else model
+
+
+def kept_base(base: AnomalyModel, tuned: AnomalyModel, name: str) -> AnomalyModel:
+    """The base model, unchanged (weights, intensities, calibration), under the new name, with the
+    record of the fine-tuning that was not kept."""
+    kept = base.copy()
+    check = tuned.metadata["finetune_check"]
+    kept.metadata.update(name=name, finetune_check=check,
+                         description=f"{base.name}, kept unchanged: fine-tuning on "
+                                     f"{tuned.metadata['training']['data']['train']['n_cells']} cells did not help "
+                                     f"({check['reason']})",
+                         base_model=tuned.metadata["base_model"])
+    kept.metadata["training"] = dict(copy.deepcopy(base.metadata.get("training", {})),
+                                     finetune_not_kept=copy.deepcopy(tuned.metadata["training"]))
+    return kept

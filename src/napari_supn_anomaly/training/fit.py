@@ -14,10 +14,12 @@ import numpy as np
 
 from .. import __version__
 from ..models import AnomalyModel
+from ..models.data_range import DataRange
 from ..cells import CropGeometry, loss_weight, standardise_crops
 from ..progress import Progress
 from ..scoring import DEFAULT_SCORE_RULES, calibrate as calibrate_scorer, resolve
 from ..supn import ArchConfig, IntensityStats
+from .augment import ColourAugment, normalised_augmenter
 from .trainer import TrainConfig, train_supn_vae
 
 MIN_CELLS = 8
@@ -50,6 +52,8 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
                       device="cpu", should_stop: Callable[[], bool] | None = None,
                       early_stopping: bool = False, early_stop_images: list[np.ndarray] | None = None,
                       early_stop_masks: list[np.ndarray | None] | None = None,
+                      colour_augment: ColourAugment | None = None,
+                      intensity: IntensityStats | None = None,
                       ) -> Iterator[Progress | AnomalyModel]:
     """Generator: yields training Progress, then the calibrated AnomalyModel (on the CPU).
 
@@ -86,7 +90,8 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
         raise ValueError("no cell could be found in any of the training crops")
     crops, cell_masks = crops[~empty], cell_masks[~empty]
     train_idx, hold_idx = split_holdout(len(crops), holdout_fraction, cfg.seed)
-    stats = IntensityStats.from_images(crops[train_idx])
+    # fine-tuning passes the normalisation the base model used on these images (training.finetune)
+    stats = intensity or IntensityStats.from_images(crops[train_idx])
     x = stats.apply(crops[train_idx])
     weight = loss_weight(cell_masks[train_idx])
 
@@ -102,7 +107,9 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
         if len(stop_crops):
             held_back = {"x_held_back": stats.apply(stop_crops), "weight_held_back": loss_weight(stop_masks)}
     for event in train_supn_vae(x, weight, arch, cfg, init=None if init is None else init.net,
-                                device=device, should_stop=should_stop, **held_back):
+                                device=device, should_stop=should_stop, **held_back,
+                                augmenter=None if colour_augment is None else
+                                normalised_augmenter(colour_augment, stats.low, stats.high)):
         if isinstance(event, Progress):
             yield event
         else:
@@ -110,8 +117,13 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
     training = {"settings": cfg.to_dict(), "n_cells": int(len(train_idx)), "n_held_back": int(len(hold_idx)),
                 "crop_scale": float(scale), "seconds": round(time.perf_counter() - started, 1),
                 "data": training_data or {}}
+    if colour_augment is not None:
+        training["colour_augment"] = colour_augment.to_dict()
     metadata = _metadata(name, description, geometry, channel_names or [f"channel {i}" for i in range(channels)],
                          stats, score_rules, training, init)
+    # the raw intensities of the training cells, measured as detection measures a field's: fields
+    # that fit them are never remapped (models.data_range)
+    metadata["data_range"] = DataRange.of_crops(crops[train_idx]).to_dict()
     model = AnomalyModel(net.to("cpu"), metadata)
     if len(hold_idx):
         calibrate(model, crops[hold_idx], cell_masks[hold_idx])

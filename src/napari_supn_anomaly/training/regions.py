@@ -71,6 +71,7 @@ class TrainingCells:
     masks: list[np.ndarray] = field(default_factory=list)    # [h, w] bool, the cell
     sources: list[dict] = field(default_factory=list)        # image, centre (y, x), how it was marked
     regions: list[dict] = field(default_factory=list)        # the regions or layers they came from
+    skipped: list[str] = field(default_factory=list)         # regions that held no whole cell, as named to people
 
     def __len__(self) -> int:
         return len(self.images)
@@ -80,16 +81,17 @@ class TrainingCells:
         self.masks += other.masks
         self.sources += other.sources
         self.regions += other.regions
+        self.skipped += other.skipped
 
     def subset(self, index) -> "TrainingCells":
         index = list(index)
         return TrainingCells([self.images[i] for i in index], [self.masks[i] for i in index],
-                             [self.sources[i] for i in index], list(self.regions))
+                             [self.sources[i] for i in index], list(self.regions), list(self.skipped))
 
     def describe(self) -> dict:
         """What the model saw, for its metadata: images, regions and cell centres."""
         images = sorted({s["image"] for s in self.sources})
-        return {"n_cells": len(self), "images": images, "regions": self.regions,
+        return {"n_cells": len(self), "images": images, "regions": self.regions, "skipped_regions": self.skipped,
                 "cells": [{"image": s["image"], "y": s["y"], "x": s["x"]} for s in self.sources]}
 
 
@@ -232,13 +234,15 @@ def segment_plane(image: np.ndarray, modality: str, cell_diameter: float | None 
 
 def cells_in_regions(image: np.ndarray, regions: list[Region], modality: str,
                      labels: np.ndarray | None = None, cell_diameter: float | None = None,
-                     skip_empty: bool = False) -> TrainingCells:
+                     ) -> TrainingCells:
     """Healthy cells inside the regions drawn on one plane [C, Y, X].
 
     Cells come from ``labels`` when given, else from segmenting the whole plane (a cell that a
     region cuts in half is still segmented whole). A cell is taken when most of it lies in a
-    region. Regions entirely outside the image are errors, and so are regions holding no
-    whole cell unless ``skip_empty`` (used when regions come from labelled boxes, not a person).
+    region. Regions entirely outside the image are errors (a wrong image or coordinates);
+    regions holding no whole cell (a box at the field's edge, around touching cells found as
+    one object) are skipped and named in ``skipped``: :func:`skipped_warning` says so in one line,
+    and :func:`check_training_cells` fails only when too few cells remain.
     """
     h, w = image.shape[1:]
     for r in regions:
@@ -251,23 +255,30 @@ def cells_in_regions(image: np.ndarray, regions: list[Region], modality: str,
     labels = np.asarray(labels)
     areas = np.bincount(labels.ravel())
     chosen: list[int] = []
+    skipped: list[str] = []
     for r in regions:
         inside = np.bincount(labels[r.mask((h, w))].ravel(), minlength=len(areas))
         frac = np.divide(inside, np.maximum(areas, 1), dtype=np.float64)
         frac[0] = 0
         ids = np.nonzero(frac >= INSIDE_FRACTION)[0]
-        if len(ids) == 0 and skip_empty:
-            continue
         if len(ids) == 0:
-            y0, x0, y1, x1 = r.bbox
-            hint = ("the cells it touches lie mostly outside it (touching cells may be found as one object): "
-                    "draw it around whole cells" if frac.max() > 0 else "draw it around at least one healthy cell")
-            raise InputError(f"{r.source or 'a region'} (y {y0:.0f}-{y1:.0f}, x {x0:.0f}-{x1:.0f}) on {r.image!r} "
-                             f"holds no whole cell; {hint}")
+            skipped.append(r.source or f"the region at y {r.bbox[0]:.0f}, x {r.bbox[1]:.0f} on {r.image}")
+            continue
         chosen += [int(i) for i in ids if i not in chosen]
     out = cells_from_labels(image, labels, regions[0].image, chosen, how="region")
     out.regions = [r.describe() for r in regions]
+    out.skipped = skipped
     return out
+
+
+def skipped_warning(cells: TrainingCells, n_regions: int | None = None) -> str | None:
+    """One line naming every region that held no whole cell, or None when none was skipped."""
+    if not cells.skipped:
+        return None
+    n = len(cells.skipped)
+    what = f"{n} of {n_regions} regions" if n_regions else f"{n} region{'s' if n > 1 else ''}"
+    return (f"{what} held no whole cell (cut by the image's edge, or around touching cells found as one "
+            f"object) and {'were' if n > 1 else 'was'} skipped: " + ", ".join(cells.skipped))
 
 
 def cells_at_points(image: np.ndarray, points: np.ndarray, image_name: str, modality: str,
@@ -308,8 +319,10 @@ def check_training_cells(cells: TrainingCells, base_channels: int | None = None,
     need = cells_needed(holdout_fraction)
     if len(cells) < need:
         why = f" ({MIN_CELLS} to train on, {need - MIN_CELLS} held back to calibrate the threshold)" if need > MIN_CELLS else ""
-        raise InputError(f"only {len(cells)} healthy cell(s) were found in the marked regions; at least {need} "
-                         f"are needed{why}: mark more healthy cells, or larger regions")
+        empty = (f" ({len(cells.skipped)} region(s) held no whole cell: {', '.join(cells.skipped[:5])}"
+                 f"{', ...' if len(cells.skipped) > 5 else ''})" if cells.skipped else "")
+        raise InputError(f"only {len(cells)} healthy cell(s) were found in the marked regions{empty}; at least "
+                         f"{need} are needed{why}: mark more healthy cells, or larger regions around whole cells")
 
 
 def _match_image(name: str, names: list[str]) -> str | None:
@@ -323,8 +336,10 @@ def _match_image(name: str, names: list[str]) -> str | None:
 
 
 def cells_from_fields(fields: dict[str, np.ndarray], regions: list[Region], modality: str,
-                      cell_diameter: float | None = None, skip_empty: bool = False) -> TrainingCells:
-    """Healthy cells of several whole fields ``{name: [C, Y, X]}``, each region on its named field."""
+                      cell_diameter: float | None = None, labels_out: dict | None = None) -> TrainingCells:
+    """Healthy cells of several whole fields ``{name: [C, Y, X]}``, each region on its named field.
+
+    ``labels_out``, when given, receives each field's cell labels (the segmentation used)."""
     names = list(fields)
     by_field: dict[str, list[Region]] = {}
     for r in regions:
@@ -337,6 +352,8 @@ def cells_from_fields(fields: dict[str, np.ndarray], regions: list[Region], moda
     for name, field_regions in by_field.items():
         for r in field_regions:
             r.image = Path(name).name
-        out.extend(cells_in_regions(fields[name], field_regions, modality, cell_diameter=cell_diameter,
-                                    skip_empty=skip_empty))
+        labels = segment_plane(fields[name], modality, cell_diameter)
+        if labels_out is not None:  # the fine-tuning check scores the fields' other cells
+            labels_out[name] = labels
+        out.extend(cells_in_regions(fields[name], field_regions, modality, labels=labels))
     return out

@@ -143,12 +143,15 @@ class _Batches:
     weight_held_back: torch.Tensor | None
     batch_size: int
     device: torch.device
+    augmenter: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None  # training.augment
 
     def draw(self, cfg: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, len(self.x), (self.batch_size,), generator=gen).to(self.device)
         xb, wb = self.x[idx], self.weight[idx]
         if cfg.augment:
             xb, wb = augment_batch(xb, wb, gen)
+        if self.augmenter is not None:
+            xb = self.augmenter(xb, gen)
         if cfg.dequantise > 0:
             xb = xb + cfg.dequantise * (torch.rand(xb.shape, generator=gen).to(self.device) - 0.5)
         return xb, wb
@@ -254,7 +257,9 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
                    cfg: TrainConfig | None = None, init: SupnVAE | None = None, in_place: bool = False,
                    device: torch.device | str = "cpu", should_stop: Callable[[], bool] | None = None,
                    report_every: int = 10, x_held_back: np.ndarray | None = None,
-                   weight_held_back: np.ndarray | None = None) -> Iterator[Progress | SupnVAE]:
+                   weight_held_back: np.ndarray | None = None,
+                   augmenter: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+                   ) -> Iterator[Progress | SupnVAE]:
     """Train on normalised crops ``x`` [N, C, S, S] with loss weights ``weight`` [N, 1, S, S].
 
     Yields Progress events and, last, the trained SupnVAE. ``init`` starts from an existing
@@ -275,7 +280,8 @@ def train_supn_vae(x: np.ndarray, weight: np.ndarray, arch: ArchConfig | None = 
     held_back = x_held_back is not None and len(x_held_back)
     data = _Batches(_to_device(x, device), _to_device(weight, device),
                     _to_device(x_held_back, device) if held_back else None,
-                    _to_device(weight_held_back, device) if held_back else None, min(cfg.batch_size, len(x)), device)
+                    _to_device(weight_held_back, device) if held_back else None, min(cfg.batch_size, len(x)), device,
+                    augmenter)
     budget_s = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
     stages = [("mean", cfg.stage1_iters, 0.5), ("precision", cfg.stage2_iters, 0.4), ("joint", cfg.joint_iters, 0.1)]
     stages = [s for s in stages if s[1] > 0]

@@ -6,6 +6,7 @@ from magicgui.widgets import (ComboBox, FloatSlider, FloatSpinBox, Label, Progre
 
 from ..io import READABLE_FORMATS
 from ..pipeline.intensity import MODES as INTENSITY_MODES
+from ..pipeline.self_calibration import CALIBRATIONS, DEFAULT_CALIBRATION
 from ..pipeline.sensitivity import DEFAULT_FPR
 from ..supn.devices import DEVICE_CHOICES
 from .detect_state import DetectState
@@ -54,9 +55,14 @@ class DetectForm:
         self.sensitivity = FloatSlider(label="healthy cells flagged (%)", min=0.1, max=20.0, step=0.1,
                                        value=100 * DEFAULT_FPR,
                                        tooltip="Sensitivity: the share of healthy cells that would be flagged "
-                                               "(measured on healthy cells held back when the model was trained; "
-                                               "5 means about 5 false candidates per 100 healthy cells). Moving "
-                                               "it re-thresholds the candidates without running the model.")
+                                               f"({100 * DEFAULT_FPR:g} means about {100 * DEFAULT_FPR:g} false "
+                                               "candidates per 100 healthy cells). Moving it re-thresholds the "
+                                               "candidates without running the model.")
+        self.calibration = ComboBox(label="calibrate on", choices=list(CALIBRATIONS), value=DEFAULT_CALIBRATION,
+                                    tooltip="slide: set the threshold on this image's own cells (most cells of a "
+                                            "smear are healthy), so another lab's stain or camera does not flag "
+                                            "every cell; a stack counts as one slide. model: on the healthy cells "
+                                            "the model was trained on. With too few cells the model's is used.")
         self.min_area = SpinBox(label="smallest region (px)", value=1, min=1, max=100000,
                                 tooltip="Candidate regions smaller than this are dropped (re-cut without "
                                         "running the model).")
@@ -68,5 +74,6 @@ class DetectForm:
     def widgets(self) -> list:
         return [self.image, self.open, self.cells, self.channel, self.model, self.load_model, self.model_info,
                 self.scorer, self.scorer_info, self.load_network, self.device, self.device_info, self.diameter,
-                self.intensity, self.run, self.cancel, self.progress, self.sensitivity, self.min_area,
+                self.intensity, self.run, self.cancel, self.progress, self.sensitivity, self.calibration,
+                self.min_area,
                 self.threshold_info, self.status]

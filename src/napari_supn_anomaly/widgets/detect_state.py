@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..models import AnomalyModel, builtin_model_names, load_model
 from ..pipeline.result import DetectionResult
+from ..pipeline.self_calibration import DEFAULT_CALIBRATION
 from ..pipeline.sensitivity import DEFAULT_FPR, describe_fpr
 from ..scoring import REGISTRY as SCORERS
 from ..scoring import (Scorer, ScorerNetworks, available_scorers, default_scorer_name, describe_cost, resolve,
@@ -20,7 +21,9 @@ from .model_registry import REGISTRY, ModelRegistry
 
 class DetectState:
     """One Detect widget's session: ``fpr`` (share of healthy cells flagged, 0-1) and ``min_area``
-    (smallest candidate region, px) are the sensitivity; ``result`` is the last result, cut at it."""
+    (smallest candidate region, px) are the sensitivity; ``calibration`` says whose healthy cells
+    set the threshold ("slide": the image's own cells, "model": the model's); ``result`` is the
+    last result, cut at them."""
 
     def __init__(self, registry: ModelRegistry = REGISTRY):
         self.registry = registry
@@ -30,6 +33,7 @@ class DetectState:
         self.scorer_name: str | None = None
         self.fpr = DEFAULT_FPR
         self.min_area = 1
+        self.calibration = DEFAULT_CALIBRATION
         self.result: DetectionResult | None = None
         self._result_scorer: Scorer | None = None    # the scorer that made ``result``; re-thresholds it
 
@@ -116,8 +120,18 @@ class DetectState:
 
     def describe_threshold(self) -> str:
         """The line under the sensitivity slider: the threshold of the result shown (else of the
-        chosen scorer) and what the sensitivity means in false candidates."""
-        threshold = self.result.threshold if self.result is not None else self.threshold()
+        chosen scorer), how it was calibrated and what the sensitivity means in false candidates."""
+        if self.result is not None:
+            choice = self.result.calibration
+            if choice is None:
+                return f"score threshold {self.result.threshold:.3g}: {describe_fpr(self.fpr)}"
+            expected = choice.expected_false_candidates
+            here = f", about {expected:.0f} on these cells" if expected is not None else ""
+            return (f"score threshold {self.result.threshold:.3g} ({choice.describe_source()}): "
+                    f"{describe_fpr(self.fpr)}{here}")
+        if self.calibration == "slide":
+            return f"the threshold is set on the image's own cells when it runs: {describe_fpr(self.fpr)}"
+        threshold = self.threshold()
         if threshold is None:
             return "this model has no healthy-cell calibration"
         return f"score threshold {threshold:.3g}: {describe_fpr(self.fpr)}"
@@ -127,14 +141,17 @@ class DetectState:
         self.result, self._result_scorer = result, scorer
 
     def rethreshold(self) -> DetectionResult | None:
-        """The last result cut again at ``fpr`` and ``min_area``, without running the model; None
-        when there is no result or its scorer has no healthy calibration."""
+        """The last result cut again at ``fpr``, ``min_area`` and ``calibration``, without running the
+        model (the slide's calibration is redone on the result's own cell scores); None when there
+        is no result or no calibration can be used (too few cells and no model calibration)."""
         if self.result is None:
             return None
+        scorer = self._result_scorer
+        model_threshold = scorer.threshold_for_fpr if scorer is not None and scorer.calibrated else None
+        base = dataclasses.replace(self.result, min_area=int(self.min_area))
         try:
-            threshold = self._result_scorer.threshold_for_fpr(self.fpr)
+            self.result = base.recalibrated(self.fpr, self.calibration, model_threshold,
+                                            scorer.calibration.healthy_scores if model_threshold else None)
         except ValueError:
             return None
-        base = dataclasses.replace(self.result, min_area=int(self.min_area))
-        self.result = base.with_threshold(threshold, target_fpr=self.fpr)
         return self.result

@@ -49,6 +49,7 @@ class DetectWidget(Container):
         form.device.changed.connect(lambda _: self._update_device_info())
         form.sensitivity.changed.connect(self._on_sensitivity)
         form.min_area.changed.connect(self._on_sensitivity)
+        form.calibration.changed.connect(self._on_sensitivity)
         form.run.changed.connect(self.run)
         form.cancel.changed.connect(self.cancel)
         form.open.changed.connect(self._on_open_clicked)
@@ -123,6 +124,10 @@ class DetectWidget(Container):
     def set_min_area(self, pixels: int) -> None:
         self._form.min_area.value = pixels
 
+    def set_calibration(self, calibration: str) -> None:
+        """Whose healthy cells set the threshold: "slide" (the image's own) or "model"; re-cuts the result shown."""
+        self._form.calibration.value = calibration
+
     def set_intensity(self, mode: str) -> None:
         self._form.intensity.value = mode
 
@@ -184,10 +189,14 @@ class DetectWidget(Container):
         except USER_ERRORS as exc:
             show_error(f"Cannot run: {exc}")
             return None
+        from .review_widget import confirm_replacing_review
+
+        if not confirm_replacing_review(self.viewer, layer.name, self.native):
+            return None  # the reviewed layers stay as they are
         form = self._form
         settings = DetectSettings(fpr=self._state.fpr, cell_diameter=form.diameter.value or None,
                                   device=form.device.value, min_area=self._state.min_area,
-                                  intensity=form.intensity.value)
+                                  intensity=form.intensity.value, calibration=self._state.calibration)
         source = {"image_layer": layer.name}
 
         def job():
@@ -243,6 +252,25 @@ class DetectWidget(Container):
     def _on_progress(self, event):
         self._form.progress.value = int(1000 * event.fraction)
         self._form.status.value = event.message
+        if getattr(event, "heatmap", None) is not None:  # a lazy whole-slide image: blocks fill in as they finish
+            self._show_blocks_so_far(event.heatmap)
+
+    def _show_blocks_so_far(self, heatmap) -> None:
+        """A temporary heatmap layer over the finished blocks; the result's own layers replace it."""
+        layer = self._form.image.value
+        if getattr(self, "_filling", None) is None or self._filling not in self.viewer.layers:
+            geometry = layer_tools.output_geometry(layer, normalise_axes(layer_tools.layer_axes(layer),
+                                                                         layer.data.ndim))
+            self._filling = self.viewer.add_image(heatmap, name=f"{layer.name} heatmap (blocks so far)",
+                                                  colormap="inferno", blending="additive", opacity=0.6,
+                                                  contrast_limits=(0.0, 10.0), **geometry)
+        else:
+            self._filling.refresh()
+
+    def _drop_blocks_so_far(self) -> None:
+        filling, self._filling = getattr(self, "_filling", None), None
+        if filling is not None and filling in self.viewer.layers:
+            self.viewer.layers.remove(filling)
 
     def _on_error(self, exc: Exception):
         message = str(exc) if isinstance(exc, USER_ERRORS) else f"{type(exc).__name__}: {exc}"
@@ -253,6 +281,7 @@ class DetectWidget(Container):
         self._form.status.value = "cancelled; no layers were changed"
 
     def _on_finished(self):
+        self._drop_blocks_so_far()
         self._worker = None
         self._form.run.enabled = True
         self._form.cancel.enabled = False
@@ -307,6 +336,7 @@ class DetectWidget(Container):
     def _on_sensitivity(self, _=None):
         self._state.fpr = self._form.sensitivity.value / 100.0
         self._state.min_area = int(self._form.min_area.value)
+        self._state.calibration = self._form.calibration.value
         recut = self._state.rethreshold()
         self._update_threshold_info()
         if recut is not None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import (ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox,
                               create_widget)
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..cells import MODALITIES, guess_modality
 from ..errors import USER_ERRORS, Cancelled
@@ -23,7 +23,7 @@ from ..progress import Progress
 from ..supn.devices import DEVICE_CHOICES, resolve_device
 from ..training.finetune import FinetuneSettings, finetune, finetuned_name
 from ..training.regions import (cells_at_points, cells_from_labels, cells_in_regions, check_training_cells,
-                                regions_from_shapes)
+                                regions_from_shapes, segment_plane, skipped_warning)
 from . import layers as layer_tools
 from .jobs import start_job
 from .loss_plot import STAGE_COLOURS, LossPlot
@@ -235,13 +235,18 @@ class FinetuneWidget(Container):
 
     @staticmethod
     def _training_cells(plane, kind, payload, image_name: str, modality: str):
-        if kind == "shapes":
-            return cells_in_regions(plane, payload, modality)
+        """(the marked healthy cells, the plane's cell labels for the fine-tuning check or None)."""
         if kind == "labels":
             cells = cells_from_labels(plane, payload, image_name, how="labels layer")
             cells.regions = [{"image": image_name, "kind": "labels layer", "n_cells": len(cells)}]
-            return cells
-        return cells_at_points(plane, payload, image_name, modality)
+            try:
+                return cells, segment_plane(plane, modality)
+            except USER_ERRORS:
+                return cells, None
+        labels = segment_plane(plane, modality)
+        if kind == "shapes":
+            return cells_in_regions(plane, payload, modality, labels=labels), labels
+        return cells_at_points(plane, payload, image_name, modality, labels=labels), labels
 
     # -- training -----------------------------------------------------------------------------------
     def train(self, _=None):
@@ -262,12 +267,17 @@ class FinetuneWidget(Container):
 
         def job():
             yield Progress("preparing", message="finding the healthy cells…")
-            cells = self._training_cells(plane, kind, payload, image.name, modality)
+            cells, labels = self._training_cells(plane, kind, payload, image.name, modality)
+            warning = skipped_warning(cells, len(payload) if kind == "shapes" else None)
+            if warning:
+                yield Progress("warning", message=warning)
             check_training_cells(cells, base.channels, f"the base model {base.name!r}", settings.holdout_fraction)
             settings.modality = modality
+            fields = None if labels is None else {image.name: plane}
             try:
                 for event in finetune(base, cells, settings, name=name, base_source=self._base.value,
-                                      should_stop=stop.is_set):
+                                      should_stop=stop.is_set, fields=fields,
+                                      field_labels=None if labels is None else {image.name: labels}):
                     if isinstance(event, Progress):
                         yield event
                     else:
@@ -293,6 +303,8 @@ class FinetuneWidget(Container):
             self._stop.set()
 
     def _on_progress(self, event: Progress):
+        if event.stage == "warning":
+            show_warning(event.message)
         if event.stage in STAGE_COLOURS:
             budget = 60.0 * float(self._minutes.value)
             frac = max(event.done / max(event.total, 1), event.elapsed_s / budget if budget else 0.0)
@@ -312,8 +324,15 @@ class FinetuneWidget(Container):
         self.loss_plot.refresh()
         self._progress.value = 1000
         self._save.enabled = True
+        check = model.metadata.get("finetune_check") or {}
+        if check.get("verdict") == "base":
+            self._status.value = f"{name} is the base model, unchanged: fine-tuning did not help"
+            show_warning(f"Fine-tuning made the model worse on this image, so {name!r} is the base model "
+                         f"{model.metadata['base_model']['name']!r}, unchanged: {check['reason']}.")
+            return
         self._status.value = f"{name} is ready in the Detect widget ({model.metadata['training']['seconds']} s)"
-        show_info(f"Fine-tuned model {name!r} added to the Detect widget's models.")
+        compared = f" Compared with the base: {check['reason']}." if check.get("verdict") == "fine-tuned" else ""
+        show_info(f"Fine-tuned model {name!r} added to the Detect widget's models.{compared}")
 
     def _on_error(self, exc: Exception):
         message = str(exc) if isinstance(exc, USER_ERRORS + (FinetuneFailed,)) else \

@@ -10,6 +10,7 @@ import pandas as pd
 from ..overlay import CANDIDATE_COLOUR, CELL_COLOUR, HEATMAP_STOPS, SCALE_TOP, heatmap_limits
 from ..pipeline.result import DetectionResult
 from ..pipeline.axes import default_axes
+from ..review.statuses import carry_decisions, statuses_for_candidates
 
 OUTPUT_KEY = "supn_anomaly_output"   # layer.metadata[OUTPUT_KEY] = {"role": ..., "source": image layer name}
 ROLES = ("heatmap", "cells", "candidates")
@@ -136,9 +137,17 @@ def result_layer_data(result: DetectionResult, image_layer, axes: str) -> dict[s
         "candidates": (candidate_points(result), dict(
             name=f"{source} candidates", features=candidate_features(result), size=point_size(result),
             symbol="disc", face_color="transparent", border_color=_hex(CANDIDATE_COLOUR), border_width=0.06,
-            border_width_is_relative=True, metadata=meta("candidates"), ndim=len(result.plane_axes) + 2,
+            border_width_is_relative=True, metadata={**meta("candidates"), **review_tables(result)},
+            ndim=len(result.plane_axes) + 2,
             **geometry), "points"),
     }
+
+
+def review_tables(result: DetectionResult) -> dict:
+    """What the Review widget reads from the candidates layer: the result's tables (with the
+    ``status`` column) and how to cut them again."""
+    return {"cell_table": result.cell_table, "candidate_table": result.candidate_table,
+            "plane_axes": result.plane_axes, "threshold": float(result.threshold)}
 
 
 def find_outputs(viewer, source: str) -> dict:
@@ -194,12 +203,20 @@ def show_threshold(viewer, layers: dict, result: DetectionResult) -> None:
     points = layers.get("candidates")
     if points is None:
         return
-    update_candidates(points, candidate_points(result), candidate_features(result))
+    tables = review_tables(result)
+    old = (points.metadata or {}).get("cell_table")
+    features = candidate_features(result)
+    if isinstance(old, pd.DataFrame):  # a review in progress keeps its decisions at any threshold
+        tables["cell_table"] = carry_decisions(old, tables["cell_table"])
+        if len(features):
+            features["status"] = statuses_for_candidates(tables["cell_table"], result.candidate_table)
+    update_candidates(points, candidate_points(result), features)
     features = cell_features(result)
     if "cells" in layers and features is not None:
         layers["cells"].features = features
     for layer in layers.values():
         layer.metadata = {**layer.metadata, "provenance": dict(result.provenance)}
+    points.metadata = {**points.metadata, **tables}
     if "heatmap" in layers:  # the colour change follows the threshold
         heatmap = layers["heatmap"]
         heatmap.contrast_limits = heatmap_limits(result.threshold, result.heatmap)

@@ -1,0 +1,67 @@
+"""How far each pixel stands from the field's own background, estimated locally.
+
+A blood field's background is the most common thing in it, but not flat: stains tint it,
+illumination falls off towards the corners and a crowded smear leaves little of it. The
+background is therefore measured per block of the field (the median of the pixels on the
+background side of a global Otsu split) and interpolated smoothly between blocks. The contrast
+is then the pixel's departure from it in the modality's direction (grayscale), or its colour
+distance from it (stained RGB, where a cell differs from the background in both darkness and
+tint: pale Chula cells on a grey-green background, pink cells on white in MalariaNet).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import filters
+
+from .modality import dark_cells
+
+BLOCKS_PER_SIDE = 4       # background blocks along the longer side
+MIN_BACKGROUND_SHARE = 0.05  # a block with less background than this borrows the field's
+
+
+def _background_side(gray: np.ndarray, dark: bool) -> np.ndarray:
+    try:
+        level = filters.threshold_otsu(gray[::2, ::2])
+    except ValueError:
+        return np.ones(gray.shape, bool)
+    return gray > level if dark else gray <= level
+
+
+def local_background(channels: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """[C, Y, X] smooth background estimate from the pixels marked ``background``."""
+    c, h, w = channels.shape
+    block = max(16, int(np.ceil(max(h, w) / BLOCKS_PER_SIDE)))
+    ny, nx = int(np.ceil(h / block)), int(np.ceil(w / block))
+    overall = np.array([np.median(ch[background]) if background.any() else np.median(ch) for ch in channels])
+    grid = np.empty((c, ny, nx), np.float32)
+    for i in range(ny):
+        for j in range(nx):
+            sl = (slice(i * block, (i + 1) * block), slice(j * block, (j + 1) * block))
+            bg = background[sl]
+            if bg.mean() < MIN_BACKGROUND_SHARE:
+                grid[:, i, j] = overall
+            else:
+                grid[:, i, j] = [np.median(ch[sl][bg]) for ch in channels]
+    # blocks centred on their own centres, bilinear in between, constant beyond
+    yy = (np.arange(h) + 0.5) / block - 0.5
+    xx = (np.arange(w) + 0.5) / block - 0.5
+    coords = np.meshgrid(np.clip(yy, 0, ny - 1), np.clip(xx, 0, nx - 1), indexing="ij")
+    return np.stack([ndi.map_coordinates(g, coords, order=1, mode="nearest") for g in grid]).astype(np.float32)
+
+
+def foreground_contrast(plane: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
+    """(contrast [Y, X], background [C, Y, X]): cells positive, background near 0."""
+    plane = np.asarray(plane, np.float32)
+    dark = dark_cells(modality)
+    gray = plane.mean(0)
+    colour = modality == "brightfield-stained" and plane.shape[0] >= 3
+    channels = plane[:3] if colour else gray[None]
+    background = local_background(channels, _background_side(gray, dark))
+    if colour:
+        contrast = np.sqrt(((channels - background) ** 2).sum(0))
+        # a pixel brighter than the background is not cell however different its tint
+        contrast[gray > background.mean(0)] *= 0.5
+    else:
+        contrast = (background[0] - gray) if dark else (gray - background[0])
+    return contrast.astype(np.float32), background

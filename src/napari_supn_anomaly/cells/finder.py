@@ -1,0 +1,313 @@
+"""One red-cell finder for fluorescence, unstained and stained bright-field fields.
+
+1. Contrast against the field's own local background (``background.py``), cells positive in
+   every modality; foreground above a fraction of its Otsu level.
+2. Holes smaller than a cell are filled, so a pale centre, a dark parasite or a ring inside a
+   cell neither splits nor hides it (a hole as large as a cell is background between cells).
+3. The field's cell size is measured (``measure_field_diameter``) unless given.
+4. One seed per cell from the maxima of the smoothed distance transform at that size, and a
+   seeded watershed on the distance, inside the foreground: touching and overlapping cells split
+   along their neck.
+5. Every object is kept, cells cut by the field's edge included; ``kinds.py`` says which are red
+   cells.
+
+Every setting is one number in :class:`FinderSettings`, chosen once for all sources
+(docs/benchmarks/cells.md: chosen with each source left out in turn).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import filters, measure, morphology, segmentation
+from skimage.feature import peak_local_max
+
+from ..errors import NoCellsFound
+from .background import foreground_contrast
+from .kinds import WHITE_PURPLE, purple_mask
+from .measure import MIN_CELL_DIAMETER_PX
+
+
+@dataclass(frozen=True)
+class FinderSettings:
+    threshold_fraction: float = 0.6  # foreground: contrast above this fraction of its Otsu level
+    seed_spacing: float = 0.35       # seeds at least this many cell diameters apart
+    seed_height: float = 0.15        # a seed's distance to the background, in cell diameters
+    seed_depth: float = 0.05         # and its rise above the saddle to the next seed
+    hole_fraction: float = 0.6       # holes smaller than this share of a cell's area are filled
+    blob_weight: float = 0.0         # weight of the smoothed contrast against the distance for seeds
+    split_area: float = 1.4          # an object of this many cell areas is cut if elongated ...
+    split_elongation: float = 1.2    # ... this much (long / short axis) and notched (solidity below
+    split_solidity: float = 0.975    # this; a big convex cell is not a pair), or if twice as large
+    faint_sigmas: float = 5.0        # whole cell-sized objects this many noise sigmas above background
+                                     # are added even below the main threshold (dim cells in fluorescence)
+    valley_depth: float = 0.15       # a line this much (x Otsu level) below its surroundings parts two cells
+
+
+DEFAULT_SETTINGS = FinderSettings()
+
+
+@dataclass
+class FoundObjects:
+    labels: np.ndarray        # (Y, X) int32, every object found, 0 = background
+    diameter_px: float        # the field's red-cell diameter (given, or measured)
+    contrast: np.ndarray      # (Y, X) the contrast the objects were found in
+    background: np.ndarray    # (C, Y, X) local background estimate
+    measured: bool            # whether diameter_px was measured on the field
+
+
+COMPACT_COVER = 0.15  # compact objects must cover this share of the foreground to set the size
+
+
+def opening_diameter(foreground: np.ndarray, share: float = 0.5) -> float:
+    """Twice the largest radius r such that opening ``foreground`` with a disc of radius r keeps at
+    least ``share`` of it: the typical width of its cells, weighted by area, whether they touch or
+    overlap (a disc of a cell's size still fits inside each cell of a crowded field)."""
+    distance = ndi.distance_transform_edt(foreground)
+    total = foreground.sum()
+
+    def kept(r: float) -> float:
+        # the opening by a disc of radius r: every pixel within r of a pixel at least r deep
+        return (ndi.distance_transform_edt(distance < r) <= r).sum() / total
+
+    lo, hi = 1.0, max(1.0, float(distance.max()))
+    for _ in range(12):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if kept(mid) >= share else (lo, mid)
+    return 2.0 * lo
+
+
+def compact_sizes(foreground: np.ndarray, min_cover: float = COMPACT_COVER) -> np.ndarray | None:
+    """Areas of the compact, single-cell objects of a mask (solidity >= 0.9), or None when there
+    are fewer than 3 or they cover less than ``COMPACT_COVER`` of it (a crowded field, where nearly
+    every cell touches another and the few compact objects are specks)."""
+    regions = measure.regionprops(measure.label(foreground))
+    sizes = np.array([r.area for r in regions if r.area >= MIN_CELL_DIAMETER_PX ** 2 and r.solidity >= 0.9], float)
+    if len(sizes) >= 3 and sizes.sum() >= min_cover * foreground.sum():
+        return sizes
+    return None
+
+
+def measure_field_diameter(foreground: np.ndarray, crowded: np.ndarray | None = None) -> float:
+    """The typical cell diameter of a foreground mask: the equivalent diameter of its compact,
+    single-cell objects (their area-weighted median, so specks weigh little); on a crowded field
+    (``compact_sizes`` None) the width a disc-shaped opening keeps (``opening_diameter``), of the
+    mask ``crowded`` when given."""
+    if not foreground.any():
+        raise NoCellsFound("no cells were found: the image has no objects brighter (or darker) than its background")
+    sizes = compact_sizes(foreground)
+    if sizes is None:
+        diameter = opening_diameter(foreground if crowded is None else crowded)
+        if MIN_CELL_DIAMETER_PX <= diameter <= min(foreground.shape) / 4:
+            return diameter
+        # a quarter of the field wide: the foreground is one merged sheet, not crowded cells
+        sizes = compact_sizes(foreground, min_cover=0.0)
+    if sizes is not None:
+        sizes = np.sort(sizes)
+        weights = np.cumsum(sizes) / sizes.sum()
+        return float(2.0 * np.sqrt(sizes[np.searchsorted(weights, 0.5)] / np.pi))
+    if diameter < MIN_CELL_DIAMETER_PX:
+        raise NoCellsFound("no cells were found: every object is only a few pixels wide")
+    return diameter
+
+
+def fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
+    """``mask`` with every hole (background not connected to the field's edge) under ``max_area`` filled."""
+    holes, n = ndi.label(~mask)
+    if n == 0:
+        return mask
+    area = np.bincount(holes.ravel())
+    small = area < max_area
+    small[0] = False
+    for side in (holes[0], holes[-1], holes[:, 0], holes[:, -1]):
+        small[side] = False
+    return mask | small[holes]
+
+
+def remove_small_objects(mask: np.ndarray, min_area: float) -> np.ndarray:
+    objects, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    keep = np.bincount(objects.ravel()) >= min_area
+    keep[0] = False
+    return keep[objects]
+
+
+def split_objects(core: np.ndarray, foreground: np.ndarray, diameter: float, settings: FinderSettings,
+                  blob: np.ndarray | None = None) -> np.ndarray:
+    """Seeded watershed on the smoothed distance transform of the cells' cores, one seed per cell,
+    grown over the whole foreground."""
+    distance = ndi.gaussian_filter(ndi.distance_transform_edt(core), max(1.0, diameter / 20.0))
+    if blob is not None:
+        # the cell's body at its own scale: one bump per cell even where cores touch
+        distance = distance + settings.blob_weight * (diameter / 2.0) * blob
+    components = measure.label(foreground)
+    peaks = peak_local_max(distance, min_distance=max(2, int(settings.seed_spacing * diameter)),
+                           threshold_abs=settings.seed_height * diameter, labels=components, exclude_border=False)
+    if settings.seed_depth > 0 and len(peaks):
+        # a seed must rise above the saddle to its neighbour: the flat ridge of a long cell is one seed
+        tops = measure.label(morphology.h_maxima(distance, settings.seed_depth * diameter) > 0)
+        first = {}
+        for k, t in enumerate(tops[tuple(peaks.T)]):
+            if t == 0 or t not in first:
+                first[t if t else -k - 1] = k
+        peaks = peaks[sorted(first.values())]
+    markers = np.zeros(foreground.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    # objects too small or thin for a seed (platelets, specks) keep one marker each
+    seeded = np.zeros(int(components.max()) + 1, bool)
+    seeded[components[markers > 0]] = True
+    seeded[0] = True
+    if not seeded.all():
+        unseeded = np.nonzero(~seeded)[0]
+        centres = ndi.maximum_position(distance, components, unseeded)
+        for k, (y, x) in enumerate(centres):
+            markers[int(y), int(x)] = len(peaks) + 1 + k
+    return segmentation.watershed(-distance, markers, mask=foreground).astype(np.int32)
+
+
+def _kmeans_centres(points: np.ndarray, k: int, iterations: int = 10) -> np.ndarray:
+    """k centres of ``points`` [N, 2] (a sample of 2000 at most), started evenly along the long axis."""
+    points = points[:: max(1, len(points) // 2000)]
+    mean = points.mean(0)
+    _, _, axes = np.linalg.svd(points - mean, full_matrices=False)
+    along = (points - mean) @ axes[0]
+    order = np.argsort(along)
+    centres = points[order[((np.arange(k) + 0.5) / k * len(points)).astype(int)]].astype(float)
+    for _ in range(iterations):
+        nearest = ((points[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        count = np.bincount(nearest, minlength=k)
+        sums = np.stack([np.bincount(nearest, weights=points[:, a], minlength=k) for a in (0, 1)], 1)
+        centres = np.where(count[:, None] > 0, sums / np.maximum(count, 1)[:, None], centres)
+    return centres
+
+
+def split_large_objects(labels: np.ndarray, diameter: float, settings: FinderSettings,
+                        stained: np.ndarray | None = None) -> np.ndarray:
+    """Objects that hold more than one cell's area and are elongated or too large for one cell
+    (overlapping pairs whose distance map has one peak, clumps) are cut into ``round(area / cell)``
+    cells: k-means centres of the object's pixels, each pixel to its nearest centre (two
+    overlapping discs are cut through their neck). An object mostly ``stained`` (a white cell's
+    nucleus) is left whole."""
+    area = np.pi * (diameter / 2.0) ** 2
+    out = labels.copy()
+    next_id = int(labels.max()) + 1
+    for region in measure.regionprops(labels):
+        ratio = region.area / area
+        if ratio < settings.split_area:
+            continue
+        elongation = region.axis_major_length / max(region.axis_minor_length, 1.0)
+        pair = elongation >= settings.split_elongation and region.solidity < settings.split_solidity
+        if not pair and ratio < 2 * settings.split_area:
+            continue
+        sl = region.slice
+        if stained is not None and stained[sl][region.image].mean() >= WHITE_PURPLE:
+            continue
+        k = max(2, round(ratio))
+        mask = region.image
+        points = np.argwhere(mask)
+        centres = _kmeans_centres(points.astype(float), k)
+        nearest = ((points[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        pieces = np.zeros(mask.shape, np.int32)
+        pieces[mask] = nearest + 1
+        window = out[sl]
+        window[mask] = np.where(pieces[mask] == 1, region.label, pieces[mask] - 2 + next_id)
+        next_id += k - 1
+    return out
+
+
+def faint_cells(faint: np.ndarray, bright: np.ndarray, min_area: float) -> np.ndarray:
+    """Objects of the ``faint`` mask of at least ``min_area`` that are mostly not ``bright``: dim
+    cells the main threshold missed or caught only in part, not the faint rims of cells it found."""
+    objects, n = ndi.label(faint)
+    if n == 0:
+        return np.zeros_like(faint)
+    size = np.bincount(objects.ravel(), minlength=n + 1)
+    lit = np.bincount(objects[bright], minlength=n + 1)
+    keep = (size >= min_area) & (lit < 0.3 * size)
+    keep[0] = False
+    return keep[objects]
+
+
+def drop_insignificant(labels: np.ndarray, contrast: np.ndarray, level: float) -> np.ndarray:
+    """``labels`` without the objects whose mean contrast is below ``level`` (noise, not cells)."""
+    n = int(labels.max())
+    if n == 0:
+        return labels
+    mean = np.asarray(ndi.mean(contrast, labels, np.arange(n + 1)))
+    keep = mean >= level
+    keep[0] = False
+    mapping = np.zeros(n + 1, np.int32)
+    mapping[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return mapping[labels]
+
+
+def valley_lines(contrast: np.ndarray, width: float, level: float) -> np.ndarray:
+    """Thin lines of lower contrast than their surroundings: the bright halo or the gap between two
+    touching cells (a pale cell centre is one too, and is filled back as a hole)."""
+    smooth = filters.gaussian(contrast, 1.0)
+    return (filters.gaussian(smooth, width) - smooth) > level
+
+
+def measure_cell_diameter(raw: np.ndarray, contrast: np.ndarray, otsu: float,
+                          settings: FinderSettings = DEFAULT_SETTINGS) -> float:
+    """The field's red-cell diameter from its foreground ``raw``: a first guess on the whole
+    foreground, refined on the cells' cores (valleys between touching cells cut, holes filled)."""
+    opened = ndi.binary_opening(raw)
+    # holes are filled for the compact objects (pale centres) but not for the opening of a crowded
+    # field, where the background between the cells would become one huge object
+    filled = ndi.binary_fill_holes(opened)
+    first = measure_field_diameter(filled, opened)
+    if compact_sizes(filled) is None:
+        # crowded: filling the gaps between cells as holes would merge the field into one object
+        return first
+    core = raw & ~valley_lines(contrast, max(1.5, first / 25), settings.valley_depth * otsu)
+    core = fill_small_holes(core, settings.hole_fraction * np.pi * (first / 2) ** 2)
+    return measure_field_diameter(ndi.binary_opening(core, morphology.disk(max(1, int(first / 30)))))
+
+
+def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None = None,
+                 settings: FinderSettings = DEFAULT_SETTINGS) -> FoundObjects:
+    """Every object of a plane [C, Y, X] that stands out from its background, split into cells."""
+    contrast, background = foreground_contrast(plane, modality)
+    smooth = filters.gaussian(contrast, 1.0)
+    try:
+        otsu = filters.threshold_otsu(smooth[::2, ::2])
+    except ValueError as exc:
+        raise NoCellsFound("the image has no contrast between cells and background") from exc
+    raw = smooth > settings.threshold_fraction * otsu
+    if not raw.any():
+        raise NoCellsFound("no cells were found: the image has no objects brighter (or darker) than its background")
+    background_part = smooth[::2, ::2][smooth[::2, ::2] <= settings.threshold_fraction * otsu]
+    centre = float(np.median(background_part)) if background_part.size else 0.0
+    noise = 1.4826 * float(np.median(np.abs(background_part - centre))) if background_part.size else 0.0
+    faint_level = centre + settings.faint_sigmas * noise
+    measured = cell_diameter is None
+    if measured:
+        cell_diameter = measure_cell_diameter(raw, contrast, otsu, settings)
+    area = np.pi * (cell_diameter / 2.0) ** 2
+    if settings.faint_sigmas > 0 and faint_level < settings.threshold_fraction * otsu:
+        raw = raw | faint_cells(smooth > faint_level, raw, 0.4 * area)
+    core = raw & ~valley_lines(contrast, max(1.5, cell_diameter / 25), settings.valley_depth * otsu)
+    core = fill_small_holes(core, settings.hole_fraction * area)
+    core = ndi.binary_opening(core, morphology.disk(max(1, int(cell_diameter / 15))))
+    core = remove_small_objects(core, max(2.0, 0.02 * area))
+    fg = fill_small_holes(raw, settings.hole_fraction * area)
+    fg = remove_small_objects(ndi.binary_opening(fg, morphology.disk(max(1, int(cell_diameter / 15)))),
+                              max(2.0, 0.02 * area))
+    if not core.any():
+        raise NoCellsFound(f"no cells of about {cell_diameter:.0f} px were found; "
+                           "check the cell diameter or the modality of the model")
+    blob = None
+    if settings.blob_weight > 0:
+        blob = filters.gaussian(np.minimum(contrast, 2 * otsu), cell_diameter / 5.0) / max(float(otsu), 1e-6)
+    labels = split_objects(core, fg | core, cell_diameter, settings, blob)
+    stained = None
+    if modality == "brightfield-stained" and plane.shape[0] >= 3:
+        stained = purple_mask(plane, background, labels > 0)
+    labels = split_large_objects(labels, cell_diameter, settings, stained)
+    labels = drop_insignificant(labels, smooth, faint_level)
+    if not labels.any():
+        raise NoCellsFound("no cells were found: nothing stands out from the background's noise")
+    return FoundObjects(labels, float(cell_diameter), contrast, background, measured)

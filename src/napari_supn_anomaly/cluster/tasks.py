@@ -1,0 +1,142 @@
+"""The tasks a run hands out: one per field, one per block of a big plane. Plain functions with
+arguments that pickle; each process opens an input once and loads a model once."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import USER_ERRORS, InputError
+from ..io import ImageData, open_image, with_axes
+from ..pipeline.blocks import Block, BlockPlan, BlockResult, detect_block, window_of
+from .scorers import ScorerSpec, load_scorer
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    path: str
+    axes: str | None = None       # the person's naming of the axes (--axes), or the file's
+    channel: int | None = None
+    labels: str | None = None     # a label image to use instead of segmentation
+
+
+@dataclass
+class FieldOutcome:
+    """What became of one input: its results, or why there are none."""
+
+    name: str
+    ok: bool
+    message: str                  # the summary line, or the reason it failed
+    paths: list[str] = field(default_factory=list)
+    cell_table: pd.DataFrame | None = None
+    candidate_table: pd.DataFrame | None = None
+    provenance: dict = field(default_factory=dict)
+    described: str = ""           # the image's dimensions, for the log
+    deferred: str = ""            # defer=True: the result waiting for the run's threshold (a .partial file)
+
+
+_IMAGES: dict[InputSpec, ImageData] = {}
+
+
+def open_input(spec: InputSpec) -> ImageData:
+    """The input as a lazy array with the axes the person confirmed (opened once per process)."""
+    if spec not in _IMAGES:
+        image = open_image(spec.path)
+        try:
+            image = with_axes(image, spec.axes or image.axes)
+        except InputError as exc:
+            where = f"--axes {spec.axes}: " if spec.axes else ""
+            raise InputError(f"{where}{exc}") from None
+        _IMAGES.clear()  # one open input per process: a folder of 1,000 fields must not hold 1,000 files
+        _IMAGES[spec] = image
+    return _IMAGES[spec]
+
+
+@contextlib.contextmanager
+def reading_here():
+    """Compute lazy reads in this thread: inside a Dask worker a nested scheduler would only contend."""
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
+def read_labels_window(path: str, plane: tuple[int, ...], outer: tuple[slice, slice]) -> np.ndarray:
+    """One window of a label image, read through tifffile's zarr store (only its tiles or strips)."""
+    import tifffile
+    import zarr
+
+    store = tifffile.imread(path, aszarr=True, series=0, level=0)
+    try:
+        array = zarr.open(store, mode="r")
+        lead = tuple(plane) if array.ndim > 2 else ()
+        return np.asarray(array[lead + tuple(outer)])
+    finally:
+        store.close()
+
+
+def block_task(spec: InputSpec, layout, block: Block, scorer: ScorerSpec, plan: BlockPlan) -> BlockResult:
+    """Detection on one block of a big plane, read from the input file."""
+    image = open_input(spec)
+    with reading_here():
+        window = window_of(image.data, layout.axes, block.plane, layout.chan_axis, layout.channels, block.outer)
+    labels = read_labels_window(spec.labels, block.plane, block.outer) if spec.labels else None
+    return detect_block(window, block, load_scorer(scorer), plan, labels)
+
+
+def deferred_path(out_dir: str | Path, stem: str) -> Path:
+    """Where a field's result waits, whole, for the threshold of the run (``field_task(defer=True)``)."""
+    return Path(out_dir) / f".{stem}.detect.partial.npz"
+
+
+def field_task(spec: InputSpec, scorer: ScorerSpec, settings, out_dir: str, stem: str,
+               overlay: bool = False, defer: bool = False) -> FieldOutcome:
+    """Detection on one field or stack, its results written to ``out_dir``; failures become an outcome.
+    ``defer``: the result is kept whole in a hidden .partial file instead (its cell table comes
+    back), to be cut at the threshold of all the run's inputs and written then (cluster.detect_run)."""
+    from ..io import write_result
+    from ..pipeline.stacks import iter_detect, run_to_end
+
+    name = Path(spec.path).name
+    try:
+        image = open_input(spec)
+        labels = _read_labels(spec.labels) if spec.labels else None
+        with reading_here():
+            events = iter_detect(image.data, image.axes, load_scorer(scorer), channel=spec.channel, labels=labels,
+                                 settings=settings, source={"input": spec.path, "input_axes": image.axes})
+            result = run_to_end(events)
+        if defer:
+            from ..io import write_waiting_result
+
+            waiting = deferred_path(out_dir, stem)
+            write_waiting_result(result, waiting)
+            return FieldOutcome(name, True, result.summary(), [], result.cell_table, result.candidate_table,
+                                result.provenance, image.describe(), str(waiting))
+        paths = write_result(result, out_dir, stem)
+        if overlay:
+            from ..overlay import write_overlays
+
+            with reading_here():
+                write_overlays(result, image.data, image.axes, out_dir, stem, channel=spec.channel, title=name)
+    except USER_ERRORS as exc:
+        return FieldOutcome(name, False, " ".join(str(exc).split()) or type(exc).__name__)
+    finally:
+        _IMAGES.pop(spec, None)
+    return FieldOutcome(name, True, result.summary(), [str(p) for p in paths], result.cell_table,
+                        result.candidate_table, result.provenance, image.describe())
+
+
+def _read_labels(path: str) -> np.ndarray:
+    import tifffile
+
+    try:
+        labels = tifffile.imread(path)
+    except Exception as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{Path(path).name} could not be read as a TIFF label image ({detail})") from exc
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"{Path(path).name} is not a label image (its pixels are {labels.dtype}, not integers)")
+    return labels

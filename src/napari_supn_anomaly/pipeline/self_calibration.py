@@ -1,0 +1,271 @@
+"""Self-calibration: the candidate threshold from a slide's own cell scores, without labels.
+
+On any smear most red cells are healthy, and infected cells only ever push scores *up*. So the
+healthy score distribution of *this* slide is read from the side the infected cells cannot reach:
+its lower and central part. On a log scale the healthy scores are taken as normal; its centre and
+spread are fitted on the slide by matching the normal quantiles ``p`` in ``LOW``-``HIGH`` to the
+slide's quantiles ``p * h`` (least squares): when a share ``1 - h`` of the cells are infected and
+sit above the healthy ones, the healthy quantile ``p`` is the slide's quantile ``p * h``. ``h``
+(the healthy share) is estimated with the fit, counting up from ``MIN_HEALTHY``: the cells below
+``centre + CUT * spread`` are the healthy cells the fit puts there (a cut far out in the tail, so
+that a healthy tail longer than the normal's does not pass for infected cells). The threshold is the
+fitted healthy ``1 - fpr`` quantile: the score that the requested share of this slide's healthy
+cells exceeds.
+
+Infected cells whose scores overlap the healthy ones barely enter the quantiles fitted, so they
+cannot widen the fit (an earlier fit of the median and the 95th percentile was widened by them:
+at 20% parasitemia it flagged 0.02% of healthy cells when 1% was asked). A stain or a microscope
+that shifts and stretches every score moves the threshold with it. Taking the shape from the
+model's own healthy cells instead of a normal was tried and left out: the training slide's upper
+tail is longer than other slides', so it flagged 0.1% of healthy cells when 1% was asked.
+
+When the slide's healthy cells score like the model's own held-back healthy cells (the same fit on
+the model's stored healthy scores, all healthy, at least ``MIN_CELLS`` of them: centres within ``CENTRE_TOLERANCE`` of the model's spreads,
+spreads within a factor ``SPREAD_FACTOR``), the model's calibration is right for this slide and is
+used: it reads the healthy tail from real healthy cells rather than extrapolating a normal, and
+infected cells that overlap the healthy scores cannot widen it (on the demo, synthetic slides like
+the model's training data, the slide fit alone found 17 of 45 parasites at 5% and the model's 37).
+
+With fewer than ``MIN_CELLS`` cells the estimate is too loose and the model's stored calibration
+is used instead; :class:`ThresholdChoice` says which one was used and how many false candidates to
+expect. docs/benchmarks/self_calibration.md measures it.
+
+Everything here is a pure function of per-cell scores, so it works on a stack (all planes of one
+slide pooled), on several fields of one slide (:func:`calibrate_pooled`) and on score tables that
+come back from a distributed run.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.stats import norm
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+CALIBRATIONS = ("slide", "model")  # where the healthy score distribution comes from
+DEFAULT_CALIBRATION = "slide"
+
+# Settings chosen on synthetic slides and 4 MalariaNet development slides; Chula and the other 5
+# MalariaNet slides held out (docs/benchmarks/self_calibration.md).
+MIN_CELLS = 50          # fewer cells: the model's calibration
+LOW, HIGH = 0.25, 0.65  # the healthy quantiles that centre and spread are fitted on
+CUT = 3.0               # cells below centre + CUT * spread are counted as healthy
+MIN_HEALTHY = 0.5       # the fit never assumes fewer healthy cells than this share
+FIT_POINTS = 15
+# the slide scores like the model's own healthy cells when both hold (chosen on the synthetic slides, the
+# demo and the 4 MalariaNet development slides only): the demo's slide fit sits 0.08 model spreads from the
+# model's centre with 2.0 times its spread (its overlapping infected cells widen it); the development
+# slides sit 1.4-2.9 model spreads away
+CENTRE_TOLERANCE = 1.0  # |slide centre - model centre| in units of the model's spread
+SPREAD_FACTOR = 2.5     # the larger spread over the smaller
+LIKE_MODEL = "this slide's healthy cells score like the model's own"
+
+
+@dataclass(frozen=True)
+class HealthyFit:
+    """The healthy score distribution estimated on a slide: log(score) ~ normal(centre, spread)."""
+
+    centre: float
+    spread: float
+    n_cells: int
+    healthy_share: float
+    log_scale: bool = True
+
+    @property
+    def n_healthy(self) -> float:
+        """Estimated healthy cells among the cells of the slide."""
+        return self.healthy_share * self.n_cells
+
+    def threshold(self, fpr: float) -> float:
+        """The score that a share ``fpr`` of this slide's healthy cells exceeds."""
+        value = self.centre + self.spread * float(norm.isf(fpr))
+        return float(np.exp(value)) if self.log_scale else float(value)
+
+    def healthy_fpr(self, threshold: float) -> float:
+        """The share of this slide's healthy cells at or above ``threshold``."""
+        if self.log_scale:
+            if threshold <= 0:
+                return 1.0
+            threshold = np.log(threshold)
+        return float(norm.sf((threshold - self.centre) / self.spread))
+
+
+def fit_healthy(scores, healthy_share: float | None = None) -> HealthyFit:
+    """Estimate the healthy score distribution of one slide from all its cell scores; ``healthy_share``:
+    the share of healthy cells when it is known (1 for a model's held-back healthy cells), else estimated.
+
+    Raises ValueError when the scores cannot be fitted (fewer than 3 finite scores, or no spread).
+    """
+    s = np.asarray(scores, np.float64).ravel()
+    s = s[np.isfinite(s)]
+    if len(s) < 3:
+        raise ValueError(f"{len(s)} cell scores are too few to calibrate on")
+    # log scores when most are positive; the few at or below 0 (specks of debris) sit at the bottom,
+    # where only their rank matters. A scorer with signed scores is fitted as it is.
+    positive = s[s > 0]
+    log_scale = len(positive) > 0.9 * len(s)
+    y = np.sort(np.log(np.maximum(s, positive.min())) if log_scale else s)
+    healthy_p = np.linspace(LOW, HIGH, FIT_POINTS)
+    z = norm.ppf(healthy_p)
+    inside = float(norm.cdf(CUT))
+    # from the lowest healthy share up: the first fixed point keeps the anomalous tail out of the fit
+    share = MIN_HEALTHY if healthy_share is None else float(healthy_share)
+    for _ in range(200):
+        observed = np.quantile(y, share * healthy_p)
+        spread = float(np.sum((z - z.mean()) * (observed - observed.mean())) / np.sum((z - z.mean()) ** 2))
+        if not spread > 0:
+            raise ValueError("the cell scores have no spread to calibrate on")
+        centre = float(observed.mean() - spread * z.mean())
+        if healthy_share is not None:
+            break
+        below = np.searchsorted(y, centre + CUT * spread, side="right") / len(y)
+        new = float(np.clip(below / inside, MIN_HEALTHY, 1.0))
+        if abs(new - share) < 1e-4:
+            share = new
+            break
+        share = new
+    return HealthyFit(centre, spread, len(y), share, log_scale)
+
+
+def scores_like_model(slide: HealthyFit, model: HealthyFit) -> bool:
+    """Whether a slide's healthy fit agrees with the fit on the model's own healthy cells: centres within
+    ``CENTRE_TOLERANCE`` model spreads, spreads within a factor ``SPREAD_FACTOR``, the same scale."""
+    if slide.log_scale != model.log_scale:
+        return False
+    ratio = slide.spread / model.spread
+    return abs(slide.centre - model.centre) <= CENTRE_TOLERANCE * model.spread and \
+        1.0 / SPREAD_FACTOR <= ratio <= SPREAD_FACTOR
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """A candidate threshold and where it came from.
+
+    ``method``: "slide" (self-calibrated on the run's own cells), "model" (the model's stored
+    healthy calibration) or "user" (a threshold given by hand). ``requested``: the calibration
+    asked for; it differs from ``method`` when a slide had too few cells or scores like the model's
+    own healthy cells (``reason`` says which).
+    """
+
+    threshold: float
+    fpr: float | None
+    method: str
+    requested: str
+    n_cells: int
+    n_healthy: float | None = None
+    reason: str = ""
+    fit: dict | None = None
+
+    @property
+    def expected_false_candidates(self) -> float | None:
+        """fpr x the (estimated) healthy cells: the false candidates to expect at this threshold."""
+        if self.fpr is None or self.n_healthy is None:
+            return None
+        return float(self.fpr * self.n_healthy)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["expected_false_candidates"] = self.expected_false_candidates
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ThresholdChoice:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def describe_source(self) -> str:
+        """Where the threshold came from, e.g. "calibrated on this slide's 812 cells"."""
+        if self.method == "slide":
+            return f"calibrated on this slide's {self.n_cells} cells"
+        if self.method == "model":
+            return "calibrated on the model's healthy cells" + (f": {self.reason}" if self.reason else "")
+        return "threshold given by hand"
+
+    def describe_expected(self) -> str:
+        """The false candidates to expect, in words ("" when unknown)."""
+        expected = self.expected_false_candidates
+        if expected is None:
+            return ""
+        return f"about {expected:.0f} false candidates expected" if expected >= 1 else \
+            "fewer than 1 false candidate expected"
+
+    def describe(self) -> str:
+        """One clause for a summary line: where the threshold came from and the false candidates to expect."""
+        expected = self.describe_expected()
+        return self.describe_source() + (f"; {expected}" if expected else "")
+
+
+def choose_threshold(scores, fpr: float, calibration: str = DEFAULT_CALIBRATION, *,
+                     model_threshold: Callable[[float], float] | None = None,
+                     model_healthy=None, min_cells: int = MIN_CELLS) -> ThresholdChoice:
+    """The threshold flagging a share ``fpr`` of healthy cells, from the cell ``scores`` of one slide.
+
+    ``calibration`` "slide" self-calibrates when there are at least ``min_cells`` cells and falls
+    back to ``model_threshold(fpr)`` (the model's stored calibration) otherwise; with the model's
+    stored healthy scores (``model_healthy``) it uses the model's calibration also when the slide's
+    healthy cells score like them (:func:`scores_like_model`). "model" uses it always. Raises
+    ValueError when neither can be used.
+    """
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"unknown calibration {calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
+    s = np.asarray(scores, np.float64).ravel()
+    s = s[np.isfinite(s)]
+    n = len(s)
+    reason = ""
+    if calibration == "slide":
+        if n >= min_cells:
+            try:
+                fit = fit_healthy(s)
+            except ValueError as exc:
+                reason = str(exc)
+            else:
+                if model_threshold is not None and _like_model(fit, model_healthy):
+                    return ThresholdChoice(float(model_threshold(fpr)), float(fpr), "model", calibration, n,
+                                           fit.n_healthy, LIKE_MODEL, asdict(fit))
+                return ThresholdChoice(fit.threshold(fpr), float(fpr), "slide", calibration, n, fit.n_healthy,
+                                       fit=asdict(fit))
+        else:
+            reason = f"{n} cells are too few to calibrate on the slide itself (at least {min_cells} are needed)"
+    if model_threshold is None:
+        raise ValueError(reason or "the model has no healthy-cell calibration")
+    try:
+        threshold = float(model_threshold(fpr))
+    except ValueError as exc:
+        raise ValueError(f"{reason}, and {exc}" if reason else str(exc)) from exc
+    return ThresholdChoice(threshold, float(fpr), "model", calibration, n, float(n), reason)
+
+
+def _like_model(fit: HealthyFit, model_healthy) -> bool:
+    if model_healthy is None or len(model_healthy) < MIN_CELLS:  # too few stored cells to compare with
+        return False
+    try:
+        model = fit_healthy(model_healthy, healthy_share=1.0)
+    except ValueError:  # too few or constant stored scores: nothing to compare with
+        return False
+    return scores_like_model(fit, model)
+
+
+def user_threshold(threshold: float, n_cells: int, healthy_fpr: float | None = None) -> ThresholdChoice:
+    """A threshold given by hand; ``healthy_fpr``: its rate on the model's healthy cells, if known."""
+    return ThresholdChoice(float(threshold), healthy_fpr, "user", "user", int(n_cells),
+                           float(n_cells) if healthy_fpr is not None else None)
+
+
+def pooled_scores(tables: Iterable[pd.DataFrame], column: str = "score") -> np.ndarray:
+    """The cell scores of several per-field (or per-block) cell tables, as one slide."""
+    parts = [np.asarray(t[column], np.float64) for t in tables]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def calibrate_pooled(tables: Iterable[pd.DataFrame], fpr: float, calibration: str = DEFAULT_CALIBRATION, *,
+                     model_threshold: Callable[[float], float] | None = None,
+                     model_healthy=None, min_cells: int = MIN_CELLS) -> ThresholdChoice:
+    """One threshold for several fields of one slide, from their cell tables (a ``score`` column
+    each, e.g. ``DetectionResult.cell_table`` or tables gathered after a distributed map).
+    Apply it to each field's result with ``DetectionResult.with_choice``."""
+    return choose_threshold(pooled_scores(tables), fpr, calibration, model_threshold=model_threshold,
+                            model_healthy=model_healthy, min_cells=min_cells)
