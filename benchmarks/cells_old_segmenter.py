@@ -22,23 +22,14 @@ from napari_supn_anomaly.cells.measure import (
     median_cell_diameter,
 )
 from napari_supn_anomaly.cells.modality import cell_contrast
-from napari_supn_anomaly.errors import InputError, NoCellsFound
+from napari_supn_anomaly.cells.segmentation import check_plane
+from napari_supn_anomaly.errors import NoCellsFound
 
 
 @dataclass
 class Segmentation:
     labels: np.ndarray   # (Y, X) int32, 0 = background
     diameter_px: float   # median equivalent diameter of the cells found
-
-
-def check_plane(plane: np.ndarray) -> None:
-    """Reject what cannot be segmented or scored, with a message a person can act on."""
-    if plane.size == 0:
-        raise InputError("the image is empty")
-    if not np.isfinite(plane).all():
-        raise InputError("the image contains NaN or infinite values; fill or remove them first")
-    if np.ptp(plane) == 0:
-        raise InputError("the image is constant (every pixel has the same value): there is nothing to find")
 
 
 def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diameter: float | None = None,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _window import save_window
+
 DATA = Path(os.environ.get("SUPN_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
@@ -70,12 +72,7 @@ def main(argv=None) -> int:
     from napari._qt.dialogs.qt_notification import NapariQtNotification
     for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
         toast.close()  # pop-ups would hide the field
-    for _ in range(10):
-        app.processEvents()
-        time.sleep(0.05)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.window._qt_window.grab().save(str(args.out))
-    print(f"wrote {args.out}")
+    save_window(viewer, app, args.out)
     viewer.close()
     return 0 if widget.model is not None else 1
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _window import save_window
+
 DATA = Path(os.environ.get("SUPN_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
@@ -47,12 +49,7 @@ def main(argv=None) -> int:
     viewer.reset_view()
     summary = widget[-1].value
     print(summary)
-    for _ in range(10):
-        app.processEvents()
-        time.sleep(0.05)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.window._qt_window.grab().save(str(args.out))
-    print(f"wrote {args.out}")
+    save_window(viewer, app, args.out)
     ok = bool(summary) and int(np.max(cells.data)) > 0
     viewer.close()
     return 0 if ok else 1
