@@ -19,7 +19,9 @@ from napari_supn_anomaly.sample_data import load_sample
 
 FROZEN = Path(__file__).resolve().parent / "frozen"
 CASES_FILE = FROZEN / "cases.json"
-RTOL = ATOL = 1e-5
+# 1e-4: the project's bar for "the same scores"; PyTorch releases round the CPU's channels-last
+# decoders differently by about 1e-5 of a score (2.13 against 2.14 moved one score 7.6088 -> 7.6089)
+RTOL = ATOL = 1e-4
 
 CELL_COLUMNS = ["cell_id", "y", "x", "area", "score", "candidate"]
 SCORE_COLUMNS = ["file", "score", "healthy_fpr", "candidate", "mask", "cell_diameter_px"]
