@@ -20,7 +20,7 @@ from ..files import atomic_outputs
 from .parasitemia import POOLED
 from .results_folder import ReviewedImage
 from .statuses import ACCEPTED
-from .tiles import cell_tile, png_bytes, to_display
+from .tiles import cell_tile, png_bytes
 
 MAX_TILES_PER_IMAGE = 24
 SETTINGS_SHOWN = ("software", "created", "model", "model_description", "base_model", "scorer", "score_rule",
@@ -100,14 +100,6 @@ def planes_from_input(image: ReviewedImage) -> PlaneSource:
         except USER_ERRORS:
             return None
 
-    return plane
-
-
-def planes_from_array(pixels, plane_shape: tuple[int, ...]) -> PlaneSource:
-    """Display planes from an in-memory array laid out as plane axes + (Y, X[, RGB])."""
-    def plane(flat: int):
-        index = tuple(int(i) for i in np.unravel_index(flat, plane_shape)) if plane_shape else ()
-        return to_display(np.asarray(pixels[index]))
     return plane
 
 

@@ -112,10 +112,6 @@ class ReviewSession:
         self.position = self.queue.index(step.row)
         return True
 
-    @property
-    def can_undo(self) -> bool:
-        return bool(self._undo)
-
     # -- learning --------------------------------------------------------------------------------
     def rerank_rest(self) -> bool:
         """Fit the re-ranker on the decisions so far, give every cell its score (``review_score``)
@@ -138,14 +134,3 @@ class ReviewSession:
     def decisions(self) -> dict[tuple[int, int], str]:
         return {k: s for k, s in zip(cell_keys(self.cells), self.status) if s in DECISIONS}
 
-    def apply_decisions(self, decisions: dict[tuple[int, int], str]) -> None:
-        """Set the statuses of the cells named (e.g. a review restored from a file)."""
-        status = self.status.copy()
-        for i, key in enumerate(cell_keys(self.cells)):
-            if key in decisions:
-                status[i] = decisions[key]
-        self.cells["status"] = status
-        flagged = set(self.queue)
-        extra = [i for i in np.flatnonzero(status != NOT_CANDIDATE) if int(i) not in flagged]
-        self.queue += [int(i) for i in extra]
-        self.position = self._first_undecided(0)
