@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _tiny_models import tiny_model
-from napari_supn_anomaly.pipeline.intensity import apply_match, field_range, plan_match
+
+from napari_supn_anomaly.models.data_range import apply_match, field_range, plan_match
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
 from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.supn.normalisation import IntensityStats

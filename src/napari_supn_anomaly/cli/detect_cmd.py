@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ..errors import InputError
 from ..files import check_input_file, check_output_folder
 from ..io import READABLE_FORMATS
-from ..pipeline.intensity import MODES as INTENSITY_MODES
+from ..models.data_range import MODES as INTENSITY_MODES
 from ..pipeline.sensitivity import DEFAULT_FPR, describe_fpr
 from ..supn.devices import DEVICE_CHOICES
 

@@ -22,11 +22,11 @@ import pandas as pd
 
 from ..cells import field_scale, median_cell_diameter
 from ..errors import Cancelled, InputError, NoCellsFound
+from ..models.data_range import IntensityMatch, apply_match, plan_match
 from ..progress import Progress
 from .axes import read_plane
 from .candidates import candidate_table, cell_table
 from .fields import iter_score_field
-from .intensity import IntensityMatch, apply_match, plan_match
 from .result import DetectionResult, _with_plane_columns
 from .tiles import (
     CORE_PX,

@@ -22,13 +22,13 @@ from ..cells.measure import check_cell_diameter, is_finite_number
 from ..cells.plausibility import field_warning
 from ..errors import Cancelled, InputError
 from ..models import AnomalyModel
+from ..models.data_range import MODES as INTENSITY_MODES
+from ..models.data_range import apply_match, plan_match
 from ..progress import Progress
 from ..supn.devices import DEVICE_CHOICES, describe_device, release_memory
 from .axes import check_image_array, normalise_axes, plane_axes_of, read_plane, select_channels
 from .candidates import cell_table
 from .fields import iter_score_field
-from .intensity import MODES as INTENSITY_MODES
-from .intensity import apply_match, plan_match
 from .memory import check_plane_fits
 from .result import DetectionResult, _with_plane_columns
 from .self_calibration import CALIBRATIONS, DEFAULT_CALIBRATION, ThresholdChoice, choose_threshold, user_threshold

@@ -15,9 +15,9 @@ import numpy as np
 
 from ..cells import field_scale, label_centroids, median_cell_diameter, segment_cells
 from ..errors import NoCellsFound
+from ..models.data_range import IntensityMatch, apply_match, plan_match
 from ..progress import Progress
 from .fields import iter_score_field
-from .intensity import IntensityMatch, apply_match, plan_match
 
 if TYPE_CHECKING:
     from ..scoring import Scorer

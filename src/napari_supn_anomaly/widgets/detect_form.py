@@ -5,7 +5,7 @@ from magicgui.widgets import (ComboBox, FloatSlider, FloatSpinBox, Label, Progre
                               create_widget)
 
 from ..io import READABLE_FORMATS
-from ..pipeline.intensity import MODES as INTENSITY_MODES
+from ..models.data_range import MODES as INTENSITY_MODES
 from ..pipeline.self_calibration import CALIBRATIONS, DEFAULT_CALIBRATION
 from ..pipeline.sensitivity import DEFAULT_FPR
 from ..supn.devices import DEVICE_CHOICES
