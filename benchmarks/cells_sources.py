@@ -18,8 +18,13 @@ from napari_supn_anomaly.evaluation.datasets import load_remoscope_fields
 
 # the sources' red-cell diameters in pixels, for "inside the field" (a labelled centre at least
 # half a cell from the edge) and for matching pieces to cells; measured on the labels (Remoscope
-# boxes, supn_fl_cells masks) or by hand on a few fields (Chula, MalariaNet)
-SOURCE_DIAMETER = {"chula_rbc_fields": 42.0, "malarianet_giemsa_fields": 90.0,
+# boxes, supn_fl_cells masks) or by hand on a few fields (Chula). MalariaNet: the median
+# equivalent diameter of the 439 isolated round cells (solidity >= 0.95, axes ratio < 1.2, not
+# touching the edge) of a plain Otsu threshold of all 64 fields' grey levels, 116 px (quartiles
+# 110 and 122; per slide 102 to 126); until 2026-11-29 evening 90 px, set by hand on a few fields,
+# which made a single large cell (over 127 px) count as a clump of two
+MALARIANET_EARLIER_DIAMETER = 90.0
+SOURCE_DIAMETER = {"chula_rbc_fields": 42.0, "malarianet_giemsa_fields": 115.0,
                    "remoscope_pf_unstained": 40.0, "composed_fluorescence": 70.0}
 MODALITY = {"chula_rbc_fields": "brightfield-stained", "malarianet_giemsa_fields": "brightfield-stained",
             "remoscope_pf_unstained": "brightfield", "composed_fluorescence": "fluorescence"}
@@ -91,10 +96,14 @@ def _fl_crops(root: Path, sub: str):
         yield iio.imread(p).astype(np.float32), iio.imread(folder / "mask" / p.name) > 0
 
 
-def composed_fluorescence(root: Path, n_fields: int = 8, shape=(768, 768), seed: int = 0) -> list[BenchField]:
+def composed_fluorescence(root: Path, n_fields: int = 8, shape=(768, 768), seed: int = 0,
+                          match_background: bool = True) -> list[BenchField]:
     """Fields composed from real supn_fl_cells cells: each cell's masked pixels (healthy training
     crops, and the 50 infected validation crops) pasted at random, touching and overlapping their
-    neighbours and cut by the field's edge, on a dark background with the crops' noise."""
+    neighbours and cut by the field's edge, on a dark background with the crops' noise. Each cell
+    is shifted by the difference between the field's background and its own crop's background, so
+    it keeps the contrast it had in its own image (until 2026-11-29 evening cells were pasted
+    unshifted, ``match_background=False``, and some were darker than the field's background)."""
     rng = np.random.default_rng(seed)
     healthy = list(_fl_crops(root, "healthy_train"))
     infected = list(_fl_crops(root, "validation/infected"))
@@ -124,7 +133,11 @@ def composed_fluorescence(root: Path, n_fields: int = 8, shape=(768, 768), seed:
             inside = (yy >= 0) & (yy < shape[0]) & (xx >= 0) & (xx < shape[1])
             if inside.sum() < 0.3 * len(ys):
                 continue
-            field_img[yy[inside], xx[inside]] = crop[ys[inside], xs[inside]]
+            # each crop keeps its contrast over its own background: the crops come from images of
+            # different exposure (backgrounds 12 to 63), and pasted as they were a dim cell of a
+            # bright-background crop would be darker than this field's background
+            level = background - np.median(crop[~mask]) if match_background else 0.0
+            field_img[yy[inside], xx[inside]] = crop[ys[inside], xs[inside]] + level
             placed.append((y, x, radius))
             owner[yy[inside], xx[inside]] = len(placed)
             flags.append(is_infected)

@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -214,44 +215,46 @@ def main(argv=None) -> int:
     machine = train.get("machine", {})
     lines = [
         "# Fluorescence cells (supn_fl_cells/validation)", "",
-        "Date 2026-11-22; machine: 2-core x86_64 CPU, 24 GB, no GPU "
-        f"({platform.processor() or platform.machine()}); torch {torch.__version__}.", "",
+        (f"Date {datetime.now(timezone.utc):%Y-%m-%d}; machine: 2-core x86_64 CPU, 24 GB, no GPU "
+        f"({platform.processor() or platform.machine()}); torch {torch.__version__}."), "",
         f"Command: `python benchmarks/fl_cells.py --model {args.model} --threads {args.threads}"
         + "".join(f" --other-seeds {o}" if i == 0 else f" {o}" for i, o in enumerate(args.other_seeds)) + "` "
         "(the model built by `python benchmarks/build/fluorescence_model.py`; other seeds by "
         "`python benchmarks/build/fluorescence_model.py --threads 1 --seed N --out FILE`).", "",
-        f"Model `{model.name}`: crop {model.crop_size} px, cell diameter {model.cell_diameter_px:.0f} px, "
-        f"stencil radius {model.net.cfg.radius}, latent {model.net.cfg.latent_dim}, "
+        (f"Model `{model.name}`: crop {model.crop_size} px, cell diameter {model.cell_diameter_px:.0f} px, "
+        f"stencil radius {model.net.cfg.radius}, latent {model.net.cfg.latent_dim}, widths "
+        f"{'-'.join(map(str, model.net.cfg.widths))} / precision heads {'-'.join(map(str, model.net.cfg.head_widths))}"
+        f"{', decoders ending at half resolution (direct outputs)' if model.net.cfg.direct_output else ''}, "
         f"{sum(p.numel() for p in model.net.parameters()) / 1e6:.2f} M parameters; trained from scratch on "
-        f"{train['n_cells']} healthy crops, {train['n_held_back']} held back for calibration.", "",
+        f"{train['n_cells']} healthy crops, {train['n_held_back']} held back for calibration."), "",
         "## Per-cell detection (50 healthy, 50 infected; 95% bootstrap intervals)", "",
         "| scorer | score rule | default | AUROC | AUPRC |", "| --- | --- | --- | --- | --- |",
     ]
     lines += [f"| {s} | {r} | {'yes' if d else ''} | {a} | {ap} |" for s, r, d, a, ap in rows]
-    lines += ["", "All three scorers come from one network: shared encoder and mean decoder, and two precision "
+    lines += ["", ("All three scorers come from one network: shared encoder and mean decoder, and two precision "
               "heads (SUPN and diagonal) trained on the same latent samples for the same iterations; L2 uses the "
-              "mean with one fixed standard deviation measured on the training residuals.", "",
+              "mean with one fixed standard deviation measured on the training residuals."), "",
               "## Training", "",
-              f"- iterations: mean stage {train['settings']['stage1_iters']}, precision stage "
+              (f"- iterations: mean stage {train['settings']['stage1_iters']}, precision stage "
               f"{train['settings']['stage2_iters']}, batch {train['settings']['batch_size']}, seed "
-              f"{train['settings']['seed']}",
-              f"- wall time of training: {train['seconds']:.0f} s ({train['seconds'] / 60:.1f} min); whole build "
+              f"{train['settings']['seed']}"),
+              (f"- wall time of training: {train['seconds']:.0f} s ({train['seconds'] / 60:.1f} min); whole build "
               f"{machine.get('build_seconds', float('nan')):.0f} s with {machine.get('threads', '?')} thread(s); "
               f"load average before/after {machine.get('loadavg_before')} / {machine.get('loadavg_after')} "
-              "(the CPU was shared with other jobs: the time on a quiet machine is lower)", "",
+              "(the CPU was shared with other jobs: the time on a quiet machine is lower)"), "",
               f"## Scoring throughput ({args.threads} thread(s), batch 64, at the encoder mean)", "",
-              "Whole scoring path per crop: normalise, encode, decode the mean, precision head, score map, "
+              ("Whole scoring path per crop: normalise, encode, decode the mean, precision head, score map, "
               "cell score. CPU time is what the process spent (a quiet machine's wall time with one thread); "
-              "three rounds, interleaved across scorers.", "",
+              "three rounds, interleaved across scorers."), "",
               "| scorer | crops per CPU-second | crops per wall-second | CPU cost relative to diag |",
               "| --- | --- | --- | --- |"]
     lines += [f"| {s} | {c:.0f} | {w:.0f} | {speed['diag'][0] / c:.2f}x |" for s, (c, w) in speed.items()]
-    lines += ["", f"Load average before/after: {[round(v, 2) for v in load_before]} / "
-              f"{[round(v, 2) for v in load_after]}.", "",
+    lines += ["", (f"Load average before/after: {[round(v, 2) for v in load_before]} / "
+              f"{[round(v, 2) for v in load_after]}."), "",
               "## Synthetic parasites on held-back healthy training cells", "",
-              f"One Gaussian spot (sigma {SPOT_SIGMA[0]}-{SPOT_SIGMA[1]} source px) added inside each of the "
+              (f"One Gaussian spot (sigma {SPOT_SIGMA[0]}-{SPOT_SIGMA[1]} source px) added inside each of the "
               f"{len(clean)} held-back healthy cells; AUROC of spotted against the same cells unchanged. Unlike the "
-              "validation split this has no acquisition difference between the groups.", "",
+              "validation split this has no acquisition difference between the groups."), "",
               "| spot amplitude (grey levels) | " + " | ".join(model.scorers) + " | hand-made |",
               "| --- |" + " --- |" * (len(model.scorers) + 1)]
     lines += [f"| {r['amplitude']:.0f} | " + " | ".join(f"{r[s]:.3f}" for s in model.scorers)

@@ -121,6 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mean-iters", type=int, default=FinetuneSettings.mean_iters, help="0: keep the base's image model")
     ap.add_argument("--precision-iters", type=int, default=FinetuneSettings.precision_iters,
                     help="0: keep the base's noise model")
+    ap.add_argument("--colour-augment", action="store_true", help="stain, lamp and focus jitter while fine-tuning")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="append one JSON line per seed here")
     ap.add_argument("--cache", type=Path, default=None, help="keep each field's segmentation here and reuse it")
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
         cells = marked_cells(train_fields, train_seg, args.share, seed)
         settings = FinetuneSettings(minutes=args.minutes, seed=seed, device="cpu", lr_mean=args.lr_mean,
                                     lr_precision=args.lr_precision, mean_iters=args.mean_iters,
-                                    precision_iters=args.precision_iters)
+                                    precision_iters=args.precision_iters, colour_augment=args.colour_augment)
         load = open("/proc/loadavg").read().split()[0]
         t1 = time.perf_counter()
         tuned = None
@@ -171,10 +172,12 @@ def main(argv=None) -> int:
         row = {"seed": seed, "train": args.train, "test": args.test, "n_marked": len(cells),
                "lr_mean": args.lr_mean, "minutes": args.minutes, "load": load,
                "mean_iters": args.mean_iters, "precision_iters": args.precision_iters,
+               "colour_augment": args.colour_augment,
                "zero_shot": round(zero, 4), "fine_tuned": round(ft_auc, 4), "shipped": round(shipped, 4),
-               "verdict": check["verdict"], "u_base": (check["base"] or {}).get("u"), "u_tuned": (check["tuned"] or {}).get("u"),
+               "verdict": check["verdict"], "reason": check["reason"], "flagged_difference": check["flagged_difference"], "u_base": (check["base"] or {}).get("u"), "u_tuned": (check["tuned"] or {}).get("u"),
                "train_fields_auroc_base": round(train_auc_base, 4), "train_fields_auroc_tuned": round(train_auc_ft, 4),
-               "train_s": round(train_s, 1), "n_held_back": len(hold), "n_field_cells": check["n_field_cells"],
+               "train_s": round(train_s, 1), "iterations": tuned.metadata["training"].get("iterations"),
+               "cpu_s": tuned.metadata["training"].get("cpu_seconds"), "n_held_back": len(hold), "n_field_cells": check["n_field_cells"],
                "flagged_base": (check["base"] or {}).get("flagged"), "flagged_tuned": (check["tuned"] or {}).get("flagged")}
         print(json.dumps(row), flush=True)
         if args.json:

@@ -142,7 +142,9 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
     out = {"split": "".join(str(i) for i in train_ids), "seed": seed, "lr_mean": args.lr_mean,
            "minutes": args.minutes, "n_cells": len(cells),
            "n_regions": len(regions), "n_skipped": len(cells.skipped), "load": load,
-           "train_s": tuned.metadata["training"]["seconds"], "verdict": check.verdict,
+           "train_s": tuned.metadata["training"]["seconds"],
+           "iterations": tuned.metadata["training"].get("iterations"), "cpu_s": tuned.metadata["training"].get("cpu_seconds"),
+           "verdict": check.verdict,
            "u_base": check.base.u if check.base else None, "u_tuned": check.tuned.u if check.tuned else None,
            "flagged_base": check.base.flagged if check.base else None,
            "flagged_tuned": check.tuned.flagged if check.tuned else None}

@@ -153,3 +153,34 @@ def test_mirrored_rules_swap_signed_rules_only():
 def test_finetuned_names_count_up():
     assert finetuned_name("fl") == "fl-finetuned-1"
     assert finetuned_name("fl", {"fl-finetuned-1", "fl-finetuned-2"}) == "fl-finetuned-3"
+
+
+def test_training_records_iterations_and_cpu_seconds(base_model):
+    """The 2-minute budget is wall clock: the model says how many iterations and CPU seconds it got."""
+    _, model = run(finetune(base_model, cells(20), FinetuneSettings(seed=0, **SHORT)))
+    training = model.metadata["training"]
+    assert training["iterations"] == 4 + 3
+    assert 0 < training["cpu_seconds"] < 600 and training["seconds"] >= 0
+
+
+def test_colour_augmentation_of_inverted_crops_stays_near_the_crops():
+    """Fine-tuning with inverted contrast stores low > high; the augmenter's white is still the bright end,
+    so a gamma jitter moves a crop a little, not by many times its range (it did with white = max(high))."""
+    from napari_supn_anomaly.training.augment import ColourAugment, normalised_augmenter
+
+    images, _ = disc_crops(8, bright_cells=False)
+    raw = torch.from_numpy(np.stack(images))
+    low, high = [250.0], [5.0]                       # inverted: the darkest raw value maps to +1
+    x = 2.0 * (raw - low[0]) / (high[0] - low[0]) - 1.0
+    gamma_only = ColourAugment(stain_scale=0, stain_shift=0, gamma=0.2, contrast=0, brightness=0,
+                               blur_sigma=0, noise=0)
+    out = normalised_augmenter(gamma_only, low, high)(x, torch.Generator().manual_seed(0))
+    assert torch.isfinite(out).all()
+    assert float((out - x).abs().max()) < 0.3        # a few per cent of white, in normalised units
+
+
+def test_finetuning_with_colour_augmentation_runs_and_is_recorded(base_model):
+    _, model = run(finetune(base_model, cells(20, bright_cells=False), FinetuneSettings(seed=0, colour_augment=True,
+                                                                                        **SHORT)))
+    assert model.metadata["training"]["finetune"]["colour_augment"] is True
+    assert "colour_augment" in model.metadata["training"]

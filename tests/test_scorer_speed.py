@@ -15,9 +15,10 @@ from napari_supn_anomaly.supn.scoring import (
 )
 
 
-def tiny_random_net(channels: int, seed: int = 0) -> SupnVAE:
+def tiny_random_net(channels: int, seed: int = 0, direct_output: bool = False) -> SupnVAE:
     torch.manual_seed(seed)
-    net = SupnVAE(ArchConfig(crop_size=16, channels=channels, latent_dim=4, widths=(4, 8), head_widths=(4, 4)))
+    net = SupnVAE(ArchConfig(crop_size=16, channels=channels, latent_dim=4, widths=(4, 8), head_widths=(4, 4),
+                             direct_output=direct_output))
     with torch.no_grad():  # the zero-initialised heads would give a trivial factor
         for p in net.parameters():
             p.add_(0.15 * torch.randn_like(p))
@@ -48,12 +49,15 @@ def reference_maps(net: SupnVAE, x: torch.Tensor, likelihood: str, rule) -> torc
     return (rule.polarity * numerator / energy.sqrt()).reshape(b, h, w).float()
 
 
-@pytest.mark.parametrize("channels,rules", [(1, ("spot", "dark-spot", "paper", "bright")),
-                                            (3, ("spot", "purple", "dark-channel"))])
-def test_fast_maps_equal_a_dense_reference(channels, rules):
-    net = tiny_random_net(channels)
-    x = torch.randn(5, channels, 16, 16, generator=torch.Generator().manual_seed(1))
-    masks = torch.zeros(5, 16, 16, dtype=torch.bool)
+@pytest.mark.parametrize("channels,rules,direct_output,batch",
+                         [(1, ("spot", "dark-spot", "paper", "bright"), False, 5),
+                          (3, ("spot", "purple", "dark-channel"), False, 5),
+                          (1, ("spot", "bright"), True, 21),  # more crops than one pass of the spot statistic
+                          (3, ("spot", "purple"), True, 5)])
+def test_fast_maps_equal_a_dense_reference(channels, rules, direct_output, batch):
+    net = tiny_random_net(channels, direct_output=direct_output)
+    x = torch.randn(batch, channels, 16, 16, generator=torch.Generator().manual_seed(1))
+    masks = torch.zeros(batch, 16, 16, dtype=torch.bool)
     masks[:, 4:12, 3:13] = True
     for likelihood in ("supn", "diag", "l2"):
         for name in rules:
@@ -126,3 +130,23 @@ def test_cut_and_paste_equal_pixel_loops_at_the_field_edge():
     np.testing.assert_array_equal(got, want)
     empty = cut_crops(plane, labels, ids[:0], centres[:0], size, fill)
     assert empty[0].shape == (0, 2, size, size) and empty[1].shape == (0, size, size)
+
+
+def test_direct_output_pixel_shuffle_equals_torch_in_either_layout():
+    from napari_supn_anomaly.supn.networks import _PixelShuffle2
+
+    x = torch.randn(2, 12, 5, 7)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = _PixelShuffle2()(x.contiguous(memory_format=layout))
+        assert torch.equal(got, torch.nn.functional.pixel_shuffle(x, 2)) and got.is_contiguous()
+
+
+def test_old_architecture_keeps_its_weights_and_new_one_is_smaller():
+    """A header without ``direct_output`` (files before it) builds the network it was saved from."""
+    old = SupnVAE(ArchConfig.from_dict({"crop_size": 16, "widths": [4, 8], "head_widths": [4, 4]}))
+    assert "mean_decoder.out.weight" in old.state_dict() and "heads.supn.out.weight" in old.state_dict()
+    assert old.mean_decoder.body.out_width == 4
+    new = SupnVAE(ArchConfig(crop_size=16, widths=(4, 8), head_widths=(4, 4), direct_output=True))
+    assert new.mean_decoder.body.out_width == 8  # stops at half resolution
+    with pytest.raises(TypeError):
+        ArchConfig(direct_output="yes")

@@ -7,8 +7,12 @@
 3. The field's cell size is measured (``measure_field_diameter``) unless given.
 4. One seed per cell from the maxima of the smoothed distance transform at that size, and a
    seeded watershed on the distance, inside the foreground: touching and overlapping cells split
-   along their neck.
-5. Every object is kept, cells cut by the field's edge included; ``kinds.py`` says which are red
+   along their neck. In a clump (several cells, not convex) the distance map peaks where cells
+   meet, so its seeds come from the cells' rims on its outline (a circular Hough transform at
+   the cell's radius, ``rim_centres``) when these find more cells.
+5. Objects still too large for one cell are cut from seeds on their rims (or k-means centres) by
+   a watershed on their distance map and the image's edges, so cuts follow the cells.
+6. Every object is kept, cells cut by the field's edge included; ``kinds.py`` says which are red
    cells.
 
 Every setting is one number in :class:`FinderSettings`, chosen once for all sources
@@ -43,6 +47,9 @@ class FinderSettings:
     faint_sigmas: float = 5.0        # whole cell-sized objects this many noise sigmas above background
                                      # are added even below the main threshold (dim cells in fluorescence)
     valley_depth: float = 0.15       # a line this much (x Otsu level) below its surroundings parts two cells
+    split_seed: float = 0.15         # cutting a large object: seed discs of this many diameters ...
+    split_edge_weight: float = 1.0   # ... and the weight of the contrast's edges against the distance map
+    split_rim_votes: float = 0.2     # a cell's centre in a clump: this share of its rim on the clump's outline
 
 
 DEFAULT_SETTINGS = FinderSettings()
@@ -134,6 +141,33 @@ def remove_small_objects(mask: np.ndarray, min_area: float) -> np.ndarray:
     return keep[objects]
 
 
+def clump_seeds(components: np.ndarray, peaks: np.ndarray, diameter: float,
+                settings: FinderSettings) -> tuple[np.ndarray, list[int]]:
+    """``peaks`` [N, 2] with the seeds of every clump (a component of more than ``split_area``
+    cells) replaced by its ``rim_centres`` where these find more cells: in a clump the distance
+    map peaks between cells, where three of them meet, not at their centres. Also the labels of
+    the components so seeded."""
+    area = np.pi * (diameter / 2.0) ** 2
+    owner = components[tuple(peaks.T)]
+    count = np.bincount(owner, minlength=int(components.max()) + 1)
+    keep = np.ones(len(peaks), bool)
+    extra, seeded = [], []
+    for region in measure.regionprops(components):
+        if region.area < settings.split_area * area:
+            continue
+        if region.solidity >= settings.split_solidity and region.area < 2 * settings.split_area * area:
+            continue  # convex: one large or oval cell (both ends of an oval fit a circle), not a clump
+        k = int(count[region.label])
+        rim = rim_centres(region.image, diameter, settings.split_rim_votes, max_count=2 * max(2, round(region.area / area)))
+        if len(rim) > max(k, 1):
+            keep &= owner != region.label
+            extra.append(np.rint(rim).astype(int) + np.array(region.bbox[:2]))
+            seeded.append(region.label)
+    if not extra:
+        return peaks, seeded
+    return np.concatenate([peaks[keep]] + extra).astype(int), seeded
+
+
 def split_objects(core: np.ndarray, foreground: np.ndarray, diameter: float, settings: FinderSettings,
                   blob: np.ndarray | None = None) -> np.ndarray:
     """Seeded watershed on the smoothed distance transform of the cells' cores, one seed per cell,
@@ -153,6 +187,13 @@ def split_objects(core: np.ndarray, foreground: np.ndarray, diameter: float, set
             if t == 0 or t not in first:
                 first[t if t else -k - 1] = k
         peaks = peaks[sorted(first.values())]
+    elevation = -distance
+    if settings.split_rim_votes > 0 and len(peaks):
+        peaks, seeded = clump_seeds(components, peaks, diameter, settings)
+        if seeded:
+            # a clump seeded at its cells' centres is shared out by distance from them (its own
+            # distance map would hand the middle, where cells meet, to whichever seed came first)
+            elevation = np.where(np.isin(components, seeded), 0.0, elevation)
     markers = np.zeros(foreground.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # objects too small or thin for a seed (platelets, specks) keep one marker each
@@ -164,7 +205,7 @@ def split_objects(core: np.ndarray, foreground: np.ndarray, diameter: float, set
         centres = ndi.maximum_position(distance, components, unseeded)
         for k, (y, x) in enumerate(centres):
             markers[int(y), int(x)] = len(peaks) + 1 + k
-    return segmentation.watershed(-distance, markers, mask=foreground).astype(np.int32)
+    return segmentation.watershed(elevation, markers, mask=foreground).astype(np.int32)
 
 
 def _kmeans_centres(points: np.ndarray, k: int, iterations: int = 10) -> np.ndarray:
@@ -183,16 +224,45 @@ def _kmeans_centres(points: np.ndarray, k: int, iterations: int = 10) -> np.ndar
     return centres
 
 
+def rim_centres(mask: np.ndarray, diameter: float, min_votes: float, max_count: int) -> np.ndarray:
+    """Centres [N, 2] of the cells of a clump ``mask``: the circles of about a cell's radius that
+    its outline supports (circular Hough transform of the outline). Each cell of a clump shows
+    part of its rim on the outline, while the middle of three touching cells, where the distance
+    map peaks, shows none. A centre needs ``min_votes`` of its circle on the outline and lies
+    inside the mask, 0.7 radius from any other."""
+    from skimage.transform import hough_circle
+
+    radius = diameter / 2.0
+    step = max(1, int(radius // 12))  # a radius of about 12 px on the grid the votes are taken on
+    small = mask[::step, ::step]
+    outline = small & ~ndi.binary_erosion(small, iterations=2, border_value=0)  # 2 px: robust to the grid
+    r = radius / step
+    radii = np.unique(np.round(np.linspace(0.8 * r, 1.1 * r, 4)).astype(int))
+    radii = radii[radii >= 2]
+    if len(radii) == 0 or not outline.any():
+        return np.zeros((0, 2))
+    pad = int(radii.max()) + 1
+    votes = hough_circle(np.pad(outline, pad), radii, normalize=True, full_output=False).max(0)[pad:-pad, pad:-pad]
+    votes = ndi.gaussian_filter(votes, 1.0)
+    peaks = peak_local_max(votes, min_distance=max(1, int(0.7 * r)), threshold_abs=min_votes,
+                           labels=small.astype(int), num_peaks=max_count, exclude_border=False)
+    return np.minimum(peaks.astype(float) * step + (step - 1) / 2.0, np.array(mask.shape) - 1)
+
+
 def split_large_objects(labels: np.ndarray, diameter: float, settings: FinderSettings,
-                        stained: np.ndarray | None = None) -> np.ndarray:
+                        stained: np.ndarray | None = None, edges: np.ndarray | None = None) -> np.ndarray:
     """Objects that hold more than one cell's area and are elongated or too large for one cell
-    (overlapping pairs whose distance map has one peak, clumps) are cut into ``round(area / cell)``
-    cells: k-means centres of the object's pixels, each pixel to its nearest centre (two
-    overlapping discs are cut through their neck). An object mostly ``stained`` (a white cell's
+    (overlapping pairs whose distance map has one peak, clumps) are cut into cells: one seed per
+    cell where the object's outline shows a cell's rim (``rim_centres``; without two of them, the
+    k-means centres of ``round(area / cell)`` cells), then a seeded
+    watershed inside the object on its inverted distance map plus ``edges`` (the contrast's
+    gradient, 0..1), so the cuts follow the necks between cells and the rims and overlap arcs one
+    sees, not straight lines through a cell. An object mostly ``stained`` (a white cell's
     nucleus) is left whole."""
     area = np.pi * (diameter / 2.0) ** 2
     out = labels.copy()
     next_id = int(labels.max()) + 1
+    seed_radius = max(1, int(settings.split_seed * diameter))
     for region in measure.regionprops(labels):
         ratio = region.area / area
         if ratio < settings.split_area:
@@ -206,13 +276,19 @@ def split_large_objects(labels: np.ndarray, diameter: float, settings: FinderSet
             continue
         k = max(2, round(ratio))
         mask = region.image
-        points = np.argwhere(mask)
-        centres = _kmeans_centres(points.astype(float), k)
-        nearest = ((points[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
-        pieces = np.zeros(mask.shape, np.int32)
-        pieces[mask] = nearest + 1
+        centres = rim_centres(mask, diameter, settings.split_rim_votes, max_count=2 * k)
+        if len(centres) < 2:
+            centres = _kmeans_centres(np.argwhere(mask).astype(float), k)
+        k = len(centres)
+        markers = np.zeros(mask.shape, np.int32)
+        yy, xx = np.ogrid[:mask.shape[0], :mask.shape[1]]
+        for i, (cy, cx) in enumerate(centres):
+            markers[((yy - cy) ** 2 + (xx - cx) ** 2 <= seed_radius ** 2) & mask] = i + 1
+        distance = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1] / (diameter / 2.0)
+        elevation = -distance if edges is None else settings.split_edge_weight * edges[sl] - distance
+        pieces = segmentation.watershed(elevation, markers, mask=mask)
         window = out[sl]
-        window[mask] = np.where(pieces[mask] == 1, region.label, pieces[mask] - 2 + next_id)
+        window[mask] = np.where(pieces[mask] <= 1, region.label, pieces[mask] - 2 + next_id)
         next_id += k - 1
     return out
 
@@ -235,8 +311,9 @@ def drop_insignificant(labels: np.ndarray, contrast: np.ndarray, level: float) -
     n = int(labels.max())
     if n == 0:
         return labels
-    mean = np.asarray(ndi.mean(contrast, labels, np.arange(n + 1)))
-    keep = mean >= level
+    size = np.bincount(labels.ravel(), minlength=n + 1)
+    total = np.bincount(labels.ravel(), weights=contrast.ravel(), minlength=n + 1)
+    keep = (size > 0) & (total >= level * size)  # a label a cut left empty is dropped too
     keep[0] = False
     mapping = np.zeros(n + 1, np.int32)
     mapping[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
@@ -306,7 +383,9 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
     stained = None
     if modality == "brightfield-stained" and plane.shape[0] >= 3:
         stained = purple_mask(plane, background, labels > 0)
-    labels = split_large_objects(labels, cell_diameter, settings, stained)
+    gradient = filters.sobel(filters.gaussian(contrast, max(1.0, cell_diameter / 30)))
+    edges = np.clip(gradient / max(float(np.percentile(gradient[labels > 0], 99)), 1e-6), 0, 1)
+    labels = split_large_objects(labels, cell_diameter, settings, stained, edges)
     labels = drop_insignificant(labels, smooth, faint_level)
     if not labels.any():
         raise NoCellsFound("no cells were found: nothing stands out from the background's noise")

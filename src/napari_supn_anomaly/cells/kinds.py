@@ -7,8 +7,11 @@ object that is stained purple (bluer and darker than the field's typical cell), 
 platelets are and red cells are not:
 
 * smaller than ``SMALL`` red-cell areas: a platelet when mostly bluer than the cells, else debris;
-* at least ``WHITE_MIN_AREA`` areas and at least ``WHITE_PURPLE`` of it purple: a white cell
-  (a parasite, even a schizont, stains a smaller share of a smaller object);
+* at least ``WHITE_PURPLE`` of it purple and a purple part (the nucleus) of at least
+  ``WHITE_NUCLEUS`` red-cell areas: a white cell. A white cell's nucleus alone is about a red
+  cell's size or larger (Chula: 1.2 areas and more), while a schizont, however much of its cell it
+  fills, stays inside a red cell (MalariaNet: at most 0.6 areas), so an infected red cell of
+  red-cell size stays a red cell;
 * larger than ``LARGE`` areas: a clump;
 * the rest: a red cell.
 """
@@ -20,8 +23,8 @@ from scipy import ndimage as ndi
 KINDS = ("red_cell", "platelet", "white_cell", "debris", "clump")
 SMALL = 0.25
 LARGE = 3.0
-WHITE_MIN_AREA = 0.9
 WHITE_PURPLE = 0.35
+WHITE_NUCLEUS = 0.85   # purple area, in red-cell areas, of a white cell's nucleus at least
 PLATELET_PURPLE = 0.3
 PURPLE_HUE = 0.06     # blue minus red above the typical cell's, as a share of the background's brightness
 PURPLE_DARK = 0.15    # darker than the typical cell by this share of the background's brightness
@@ -60,7 +63,7 @@ def object_kinds(labels: np.ndarray, plane: np.ndarray, background: np.ndarray, 
         purple_share = blue_share = np.zeros(n + 1)
     kinds = np.full(n + 1, "red_cell", dtype=object)
     kinds[area > LARGE] = "clump"
-    kinds[(area >= WHITE_MIN_AREA) & (purple_share >= WHITE_PURPLE)] = "white_cell"
+    kinds[(purple_share >= WHITE_PURPLE) & (purple_share * area >= WHITE_NUCLEUS)] = "white_cell"
     small = area < SMALL
     kinds[small] = np.where(blue_share[small] >= PLATELET_PURPLE, "platelet", "debris")
     kinds[0] = ""

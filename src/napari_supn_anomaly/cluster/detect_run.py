@@ -48,6 +48,7 @@ from .tasks import (
     block_task,
     deferred_path,
     field_task,
+    finish_field_task,
     open_input,
     read_labels_window,
     reading_here,
@@ -186,10 +187,8 @@ def pools_fields(settings, n_fields: int, calibrate_per_input: bool) -> bool:
 
 
 def _finish_fields(waiting: list[tuple[FieldOutcome, InputSpec, str]], earlier: list[pd.DataFrame], scorer,
-                   settings, out_dir: str, overlay: bool, done: Callable[[FieldOutcome], None]) -> None:
-    """Cut every waiting field at the one threshold of all the run's fields, write it, drop its .partial."""
-    from ..io import read_waiting_result, write_result
-
+                   settings, out_dir: str, overlay: bool, runner, done: Callable[[FieldOutcome], None]) -> None:
+    """Cut every waiting field at the one threshold of all the run's fields; the workers write them."""
     try:
         choice = choose_run_threshold(scorer, settings, pooled_scores(earlier + [o.cell_table for o, _, _ in waiting]))
     except USER_ERRORS as exc:
@@ -197,25 +196,16 @@ def _finish_fields(waiting: list[tuple[FieldOutcome, InputSpec, str]], earlier: 
             Path(outcome.deferred).unlink(missing_ok=True)
             done(FieldOutcome(outcome.name, False, " ".join(str(exc).split())))
         return
-    for outcome, spec, stem in waiting:
-        waiting_file = Path(outcome.deferred)
+    outcomes = {runner.submit(finish_field_task, outcome, spec, stem, choice, out_dir, overlay): outcome
+                for outcome, spec, stem in waiting}
+    for future in runner.as_completed(list(outcomes)):
+        waiting_outcome = outcomes.pop(future)
         try:
-            result = read_waiting_result(waiting_file).with_choice(choice)
-            paths = write_result(result, out_dir, stem)
-            if overlay:
-                from ..overlay import write_overlays
-
-                image = open_input(spec)
-                with reading_here():
-                    write_overlays(result, image.data, image.axes, out_dir, stem, channel=spec.channel,
-                                   title=outcome.name)
-        except USER_ERRORS as exc:
-            done(FieldOutcome(outcome.name, False, " ".join(str(exc).split())))
-            continue
-        finally:
-            waiting_file.unlink(missing_ok=True)
-        done(FieldOutcome(outcome.name, True, result.summary(), [str(p) for p in paths], result.cell_table,
-                          result.candidate_table, result.provenance, outcome.described))
+            finished = future.result()
+        except Exception as exc:  # noqa: BLE001 - a worker lost too often: this field fails, the others go on
+            finished = FieldOutcome(waiting_outcome.name, False, f"{type(exc).__name__}: {exc}")
+        Path(waiting_outcome.deferred).unlink(missing_ok=True)
+        done(finished)
 
 
 def _earlier_scores(out_dir: str, stems: list[str]) -> list[pd.DataFrame]:
@@ -329,6 +319,8 @@ def run_detect(paths: list[Path], stems: list[str], scorer_spec: ScorerSpec, set
             big = what
             if id(big) in failed_bigs:
                 continue
+            # A future kept alive keeps its result in the worker's memory: release each one as it is read.
+            big.futures.remove(future)
             try:
                 result = future.result()
             except Exception as exc:  # noqa: BLE001 - any failure of a block fails its input only
@@ -347,7 +339,7 @@ def run_detect(paths: list[Path], stems: list[str], scorer_spec: ScorerSpec, set
                 done(_finish_big(big, scorer, settings))
         if waiting:
             _finish_fields(waiting, _earlier_scores(out_dir, skipped_fields), scorer, settings, out_dir, overlay,
-                           done)
+                           runner, done)
             waiting = []
     except BaseException:  # Ctrl-C or a failure of the run itself: nothing unfinished may look done
         runner.cancel(list(owner))

@@ -129,6 +129,31 @@ def field_task(spec: InputSpec, scorer: ScorerSpec, settings, out_dir: str, stem
                         result.candidate_table, result.provenance, image.describe())
 
 
+def finish_field_task(outcome: FieldOutcome, spec: InputSpec, stem: str, choice, out_dir: str,
+                      overlay: bool = False) -> FieldOutcome:
+    """The second half of a deferred ``field_task``: its waiting result cut at the run's threshold
+    (``choice``) and written. The waiting file stays for the caller to remove once it has the outcome:
+    Dask may run this again when the worker holding its result dies, and it must find the file."""
+    from ..io import read_waiting_result, write_result
+
+    try:
+        result = read_waiting_result(Path(outcome.deferred)).with_choice(choice)
+        paths = write_result(result, out_dir, stem)
+        if overlay:
+            from ..overlay import write_overlays
+
+            image = open_input(spec)
+            with reading_here():
+                write_overlays(result, image.data, image.axes, out_dir, stem, channel=spec.channel,
+                               title=outcome.name)
+    except USER_ERRORS as exc:
+        return FieldOutcome(outcome.name, False, " ".join(str(exc).split()))
+    finally:
+        _IMAGES.pop(spec, None)
+    return FieldOutcome(outcome.name, True, result.summary(), [str(p) for p in paths], result.cell_table,
+                        result.candidate_table, result.provenance, outcome.described)
+
+
 def _read_labels(path: str) -> np.ndarray:
     import tifffile
 

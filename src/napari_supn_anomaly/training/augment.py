@@ -105,10 +105,10 @@ def augment_raw(x: torch.Tensor, generator: torch.Generator, cfg: ColourAugment,
 
 def normalised_augmenter(cfg: ColourAugment, low: list[float], high: list[float]) -> Augmenter:
     """An augmenter of crops normalised by ``IntensityStats(low, high)`` (to [-1, 1]): back to raw
-    intensities, :func:`augment_raw` with white = the brightest channel's ``high``, normalised again."""
+    intensities, :func:`augment_raw` with white = the brightest end of any channel, normalised again."""
     lo = torch.tensor(low, dtype=torch.float32)[None, :, None, None]
     hi = torch.tensor(high, dtype=torch.float32)[None, :, None, None]
-    white = float(max(high))
+    white = float(max(max(low), max(high)))  # fine-tuning with inverted contrast stores low > high
 
     def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         l, h = lo.to(x.device, x.dtype), hi.to(x.device, x.dtype)

@@ -32,6 +32,7 @@ from ..errors import Cancelled
 from ..progress import Progress
 from ..supn import IntensityStats
 from ..supn.devices import release_memory, resolve_device
+from .augment import ColourAugment
 from .fit import calibrate, fit_anomaly_model, split_holdout
 from .guard import compare_with_base
 from .regions import TrainingCells, check_training_cells
@@ -61,6 +62,7 @@ class FinetuneSettings:
     lr_mean: float = 2e-3             # few iterations fit in minutes: the base is a start, not a prior to protect
     lr_precision: float = 2e-3
     num_threads: int | None = None
+    colour_augment: bool = False      # stain, lamp, focus jitter of the marked cells (training.augment)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,7 +207,8 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
                                        modality=base.modality, init=base, cfg=settings.train_config(),
                                        holdout_fraction=0.0, device=device, should_stop=should_stop,
                                        early_stopping=True, early_stop_masks=hold.masks,
-                                       early_stop_images=hold.images, intensity=stats):
+                                       early_stop_images=hold.images, intensity=stats,
+                                       colour_augment=ColourAugment() if settings.colour_augment else None):
             if isinstance(event, Progress):
                 yield event
             else:

@@ -95,8 +95,8 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
     x = stats.apply(crops[train_idx])
     weight = loss_weight(cell_masks[train_idx])
 
-    started = time.perf_counter()
-    net = None
+    started, cpu_started = time.perf_counter(), time.process_time()
+    net, iterations = None, 0
     held_back = {}
     if early_stopping:
         if early_stop_images:
@@ -111,11 +111,13 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
                                 augmenter=None if colour_augment is None else
                                 normalised_augmenter(colour_augment, stats.low, stats.high)):
         if isinstance(event, Progress):
+            iterations = event.done if event.stage == "done" else iterations
             yield event
         else:
             net = event
     training = {"settings": cfg.to_dict(), "n_cells": int(len(train_idx)), "n_held_back": int(len(hold_idx)),
                 "crop_scale": float(scale), "seconds": round(time.perf_counter() - started, 1),
+                "cpu_seconds": round(time.process_time() - cpu_started, 1), "iterations": int(iterations),
                 "data": training_data or {}}
     if colour_augment is not None:
         training["colour_augment"] = colour_augment.to_dict()

@@ -1,0 +1,71 @@
+"""Crowded clumps are cut along the cells, and a red cell filled by a schizont stays a red cell
+(cells/finder.py ``split_large_objects``, cells/kinds.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from napari_supn_anomaly.cells import segment_cells
+from napari_supn_anomaly.cells.finder import DEFAULT_SETTINGS, split_large_objects
+
+
+def disc_field(shape, centres, radius, cell, background, noise=2.0, seed=0):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    img = np.full(shape, float(background))
+    for cy, cx in centres:
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2] = cell
+    return img + np.random.default_rng(seed).normal(0, noise, shape)
+
+
+def whole_around(labels, centres, radius):
+    """Whether each centre's object covers the whole disc of ``radius`` around it (no cut near it)."""
+    yy, xx = np.mgrid[:labels.shape[0], :labels.shape[1]]
+    out = []
+    for cy, cx in centres:
+        near = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+        out.append(bool((labels[near] == labels[cy, cx]).all() and labels[cy, cx] > 0))
+    return out
+
+
+def test_a_clump_of_six_touching_cells_is_cut_into_six_without_cutting_through_a_centre():
+    r = 18  # cells of 36 px, as given to the finder
+    centres = [(60, 60), (60, 92), (60, 124), (90, 76), (90, 108), (90, 140)]  # touching and overlapping
+    img = disc_field((160, 210), centres, r, 130, 20)
+    seg = segment_cells(img, "fluorescence", cell_diameter=2 * r)
+    ids = [int(seg.labels[y, x]) for y, x in centres]
+    assert 0 not in ids and len(set(ids)) == 6 and seg.n_cells == 6, (ids, seg.n_cells)
+    assert all(whole_around(seg.labels, centres, 0.4 * r))
+
+
+def test_a_large_object_is_cut_along_the_edges_between_its_cells_not_in_straight_lines():
+    # three overlapping discs handed over as one object: the cut follows the drawn rims
+    r = 20
+    centres = [(50, 45), (50, 75), (50, 105)]
+    yy, xx = np.mgrid[:100, :150]
+    labels = np.zeros((100, 150), np.int32)
+    edges = np.zeros((100, 150))
+    for cy, cx in centres:
+        inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+        labels[inside] = 1
+        edges[np.abs(np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) - r) < 1.0] = 1.0
+    edges[labels == 0] = 0
+    cut = split_large_objects(labels, 2 * r, DEFAULT_SETTINGS, edges=edges)
+    ids = [int(cut[y, x]) for y, x in centres]
+    assert len(set(ids)) == 3 and 0 not in ids
+    assert all(whole_around(cut, centres, 0.4 * r))
+    assert (cut[labels == 0] == 0).all() and (cut[labels > 0] > 0).all()
+
+
+def test_a_red_cell_filled_by_a_schizont_stays_a_red_cell_and_a_white_cell_stays_apart():
+    shape = (170, 240)
+    centres = [(50, 50), (50, 110), (120, 50), (120, 110)]
+    rgb = np.stack([disc_field(shape, centres, 18, c, 230, seed=i) for i, c in enumerate((175, 115, 125))])
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    schizont = (yy - 50) ** 2 + (xx - 110) ** 2 < 14 ** 2  # 60% of its red cell, purple
+    rgb[:, schizont] = np.array([90, 40, 140])[:, None]
+    white = (yy - 90) ** 2 + (xx - 185) ** 2 < 26 ** 2     # a white cell: twice a red cell's area
+    nucleus = ((yy - 90) ** 2 + (xx - 185) ** 2 < 21 ** 2)  # its nucleus: 1.4 red-cell areas
+    rgb[:, white] = np.array([200, 170, 200])[:, None]
+    rgb[:, nucleus] = np.array([90, 50, 150])[:, None]
+    seg = segment_cells(rgb, "brightfield-stained", cell_diameter=36)
+    assert seg.n_cells == 4 and seg.labels[50, 110] > 0, seg.kind_counts()
+    assert seg.kind_counts().get("white_cell") == 1 and seg.others[90, 185] > 0
