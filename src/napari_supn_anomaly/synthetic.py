@@ -255,7 +255,7 @@ class ParasiteMatch:
 
     def summary(self) -> str:
         return (f"found {self.n_found} of {self.n_parasites} true parasites ({100 * self.recall:.0f}%); "
-                f"{self.n_false} false candidates on {self.n_healthy_cells} healthy cells "
+                f"{self.n_false} false candidate{'s' if self.n_false > 1 else ''} on {self.n_healthy_cells} healthy cells "
                 f"(1 per {self.n_healthy_cells / max(self.n_false, 1):.0f} healthy cells)"
                 if self.n_false else
                 f"found {self.n_found} of {self.n_parasites} true parasites ({100 * self.recall:.0f}%); "
