@@ -97,7 +97,6 @@ def field_task(spec: InputSpec, scorer: ScorerSpec, settings, out_dir: str, stem
     """Detection on one field or stack, its results written to ``out_dir``; failures become an outcome.
     ``defer``: the result is kept whole in a hidden .partial file instead (its cell table comes
     back), to be cut at the threshold of all the run's inputs and written then (cluster.detect_run)."""
-    from ..io import write_result
     from ..pipeline.stacks import iter_detect, run_to_end
 
     name = Path(spec.path).name
@@ -115,18 +114,27 @@ def field_task(spec: InputSpec, scorer: ScorerSpec, settings, out_dir: str, stem
             write_waiting_result(result, waiting)
             return FieldOutcome(name, True, result.summary(), [], result.cell_table, result.candidate_table,
                                 result.provenance, image.describe(), str(waiting))
-        paths = write_result(result, out_dir, stem)
-        if overlay:
-            from ..overlay import write_overlays
-
-            with reading_here():
-                write_overlays(result, image.data, image.axes, out_dir, stem, channel=spec.channel, title=name)
+        return _written(result, spec, out_dir, stem, overlay, name, image.describe())
     except USER_ERRORS as exc:
         return FieldOutcome(name, False, " ".join(str(exc).split()) or type(exc).__name__)
     finally:
         _IMAGES.pop(spec, None)
+
+
+def _written(result, spec: InputSpec, out_dir: str, stem: str, overlay: bool, name: str,
+             described: str) -> FieldOutcome:
+    """``result`` written to ``out_dir`` (with ``overlay``, its pictures too), as its input's outcome."""
+    from ..io import write_result
+
+    paths = write_result(result, out_dir, stem)
+    if overlay:
+        from ..overlay import write_overlays
+
+        image = open_input(spec)
+        with reading_here():
+            write_overlays(result, image.data, image.axes, out_dir, stem, channel=spec.channel, title=name)
     return FieldOutcome(name, True, result.summary(), [str(p) for p in paths], result.cell_table,
-                        result.candidate_table, result.provenance, image.describe())
+                        result.candidate_table, result.provenance, described)
 
 
 def finish_field_task(outcome: FieldOutcome, spec: InputSpec, stem: str, choice, out_dir: str,
@@ -134,24 +142,15 @@ def finish_field_task(outcome: FieldOutcome, spec: InputSpec, stem: str, choice,
     """The second half of a deferred ``field_task``: its waiting result cut at the run's threshold
     (``choice``) and written. The waiting file stays for the caller to remove once it has the outcome:
     Dask may run this again when the worker holding its result dies, and it must find the file."""
-    from ..io import read_waiting_result, write_result
+    from ..io import read_waiting_result
 
     try:
         result = read_waiting_result(Path(outcome.deferred)).with_choice(choice)
-        paths = write_result(result, out_dir, stem)
-        if overlay:
-            from ..overlay import write_overlays
-
-            image = open_input(spec)
-            with reading_here():
-                write_overlays(result, image.data, image.axes, out_dir, stem, channel=spec.channel,
-                               title=outcome.name)
+        return _written(result, spec, out_dir, stem, overlay, outcome.name, outcome.described)
     except USER_ERRORS as exc:
         return FieldOutcome(outcome.name, False, " ".join(str(exc).split()))
     finally:
         _IMAGES.pop(spec, None)
-    return FieldOutcome(outcome.name, True, result.summary(), [str(p) for p in paths], result.cell_table,
-                        result.candidate_table, result.provenance, outcome.described)
 
 
 def _read_labels(path: str) -> np.ndarray:
