@@ -29,6 +29,7 @@ SOURCE_DIAMETER = {"chula_rbc_fields": 42.0, "malarianet_giemsa_fields": 115.0,
 MODALITY = {"chula_rbc_fields": "brightfield-stained", "malarianet_giemsa_fields": "brightfield-stained",
             "remoscope_pf_unstained": "brightfield", "composed_fluorescence": "fluorescence"}
 SOURCES = tuple(MODALITY)
+FRAGMENT_SHARE = 0.35  # composed fluorescence: crops whose cell is smaller than this share of the median are left out
 
 
 @dataclass
@@ -99,8 +100,9 @@ def _fl_crops(root: Path, sub: str):
 def composed_fluorescence(root: Path, n_fields: int = 8, shape=(768, 768), seed: int = 0,
                           match_background: bool = True) -> list[BenchField]:
     """Fields composed from real supn_fl_cells cells: each cell's masked pixels (healthy training
-    crops, and the 50 infected validation crops) pasted at random, touching and overlapping their
-    neighbours and cut by the field's edge, on a dark background with the crops' noise. Each cell
+    crops, and the 50 infected validation crops; fragments under ``FRAGMENT_SHARE`` of the median
+    cell left out) pasted at random, touching and overlapping their neighbours (light adding up
+    where they overlap) and cut by the field's edge, on a dark background with the crops' noise. Each cell
     is shifted by the difference between the field's background and its own crop's background, so
     it keeps the contrast it had in its own image (until 2026-11-29 evening cells were pasted
     unshifted, ``match_background=False``, and some were darker than the field's background)."""
@@ -109,15 +111,18 @@ def composed_fluorescence(root: Path, n_fields: int = 8, shape=(768, 768), seed:
     infected = list(_fl_crops(root, "validation/infected"))
     background = np.median([np.median(c[~m]) for c, m in healthy[:200]])
     noise = np.median([np.std(c[:12, :12]) for c, m in healthy[:200]])
+    # a mask under a third of the typical cell's is a fragment (34 of the 1315 healthy crops), not
+    # a red cell; until 2026-11-29 23:00 every mask of 300 px or more was pasted and counted
+    min_area = FRAGMENT_SHARE * np.median([m.sum() for _, m in healthy])
     out = []
     for k in range(n_fields):
         field_img = rng.normal(background, noise, shape).astype(np.float32)
         owner = np.zeros(shape, np.int32)
-        placed, flags = [], []
+        placed, labelled, flags = [], [], []
         for _ in range(400):
             is_infected = rng.random() < 0.15
             crop, mask = (infected if is_infected else healthy)[rng.integers(len(infected if is_infected else healthy))]
-            if mask.sum() < 300:
+            if mask.sum() < min_area:
                 continue
             turn = rng.integers(4)
             crop, mask = np.rot90(crop, turn), np.rot90(mask, turn)
@@ -136,16 +141,26 @@ def composed_fluorescence(root: Path, n_fields: int = 8, shape=(768, 768), seed:
             # each crop keeps its contrast over its own background: the crops come from images of
             # different exposure (backgrounds 12 to 63), and pasted as they were a dim cell of a
             # bright-background crop would be darker than this field's background
-            level = background - np.median(crop[~mask]) if match_background else 0.0
-            field_img[yy[inside], xx[inside]] = crop[ys[inside], xs[inside]] + level
+            own = np.median(crop[~mask])
+            level = background - own if match_background else 0.0
+            yi, xi = yy[inside], xx[inside]
+            cell = crop[ys[inside], xs[inside]]
+            # where it overlaps a cell pasted before, its light adds to that cell's (both cells
+            # fluoresce); until 2026-11-29 23:00 it replaced it, cutting the lower cell with a seam
+            under = owner[yi, xi] > 0
+            field_img[yi, xi] = np.where(under, field_img[yi, xi] + cell - own, cell + level)
             placed.append((y, x, radius))
+            # the labelled centre is the cell's point deepest inside its mask: the centroid of a
+            # crescent-shaped cell lies off the cell (until 2026-11-29 23:30 the centroid was used)
+            deep = np.unravel_index(np.argmax(ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]), mask.shape)
+            labelled.append((deep[0] + oy, deep[1] + ox))
             owner[yy[inside], xx[inside]] = len(placed)
             flags.append(is_infected)
         # a centre hidden under a later cell, or beyond the edge, is not a labelled centre
-        keep = [i for i, (y, x, _) in enumerate(placed)
+        keep = [i for i, (y, x) in enumerate(labelled)
                 if 0 <= y < shape[0] and 0 <= x < shape[1] and owner[int(y), int(x)] == i + 1]
-        centres = np.array([[placed[i][0], placed[i][1]] for i in keep]).reshape(-1, 2)
-        infected_centres = np.array([[placed[i][0], placed[i][1]] for i in keep if flags[i]]).reshape(-1, 2)
+        centres = np.array([labelled[i] for i in keep], float).reshape(-1, 2)
+        infected_centres = np.array([labelled[i] for i in keep if flags[i]], float).reshape(-1, 2)
         out.append(BenchField("composed_fluorescence", f"composed_{k}", np.clip(field_img, 0, 255)[None],
                               centres, infected=infected_centres))
     return out

@@ -9,7 +9,10 @@ a jittered grid over a dark background with the crops' own noise, and written as
 chunks, uint8) band by band, so composing it never holds the slide. The fields are 512 x 512 TIFFs
 composed the same way. Each configuration runs the same code as ``supn-anomaly detect --workers N``
 (``cluster.detect_run.run_detect`` on a fresh ``distributed.LocalCluster``) and records the wall time
-and each worker's peak resident memory (``ru_maxrss`` read inside the worker after the run).
+and each worker's peak resident memory (``ru_maxrss`` read inside the worker after the run), and
+the CPU seconds of the workers and of the process that runs ``run_detect`` (the client: it plans
+the run, measures a big plane's cell size on one window, and gathers the tables; the workers write
+the images and cut the candidates).
 """
 from __future__ import annotations
 
@@ -136,10 +139,12 @@ def run(paths: list[Path], workers: int, out: Path, model: str) -> dict:
         runner.client.run(_warm, model)  # each worker loads the model before the clock starts
         cpu_before = runner.client.run(_cpu_seconds)
         load_before = load_average()
+        client_before = _cpu_seconds()
         t0 = time.perf_counter()
         stems = [p.name.split(".")[0] for p in paths]
         report = run_detect(paths, stems, ScorerSpec(model), DetectSettings(), str(out), runner, quiet=True)
         wall = time.perf_counter() - t0
+        client_cpu = _cpu_seconds() - client_before
         peaks = runner.client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
         cpu = runner.client.run(_cpu_seconds)
     finally:
@@ -150,6 +155,8 @@ def run(paths: list[Path], workers: int, out: Path, model: str) -> dict:
             "worker_peak_gb": sorted(round(v, 2) for v in peaks.values()),
             # CPU seconds the workers spent during the run: with 2 cores free, about workers x wall
             "worker_cpu_s": round(sum(cpu[w] - cpu_before.get(w, 0.0) for w in cpu), 1),
+            # CPU seconds of this process (it plans the run, gathers the results and finishes each input)
+            "client_cpu_s": round(client_cpu, 1),
             "client_peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "load_before": load_before, "load_after": load_average()}
 
@@ -165,15 +172,20 @@ def write_page(path: Path, rows: list[dict], args, started: str) -> None:
         "",
         "Model `" + args.model + "` with its default scorer and settings. Load averages before/after each run "
         "are in the table (2 means the two cores were busy); 'worker CPU s' is the CPU time the workers spent "
-        "during the run, which is about workers x wall time when they had the cores to themselves. Peak "
-        "memory is the largest resident set of each worker process (`ru_maxrss`), and of the process that "
-        "gathers the results and writes the OME-Zarr output (`client`).",
+        "during the run, which is about workers x wall time when they had the cores to themselves; 'client "
+        "CPU s' that of the process that plans the run (a big plane's cell size is measured on one 2048 px "
+        "window there, before its blocks start) and gathers the tables. Peak memory is the largest resident "
+        "set of each worker process (`ru_maxrss`), and of the client. A big plane runs two tasks per block: "
+        "its cells (written into the OME-Zarr images by the worker), then its candidates at the slide's "
+        "threshold.",
         "",
-        "| input | workers | tasks | cells | wall s | worker CPU s | cells/s | peak GB per worker | client peak GB | load before -> after |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ("| input | workers | tasks | cells | wall s | worker CPU s | client CPU s | cells/s | peak GB per worker "
+         "| client peak GB | load before -> after |"),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(f"| {r['input']} | {r['workers']} | {r['tasks']} | {r['cells']} | {r['wall_s']} | {r.get('worker_cpu_s', '?')} | "
+                     f"{r.get('client_cpu_s', '?')} | "
                      f"{r['cells_per_s']} | {', '.join(map(str, r['worker_peak_gb']))} | {r['client_peak_gb']} | "
                      f"{r['load_before'][0] if r['load_before'] else '?'} -> "
                      f"{r['load_after'][0] if r['load_after'] else '?'} |")

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from _tiny_models import tiny_model, tiny_model_file as trained_model_file
 from napari_supn_anomaly import files
-from napari_supn_anomaly.errors import InputError, ModelFileError
+from napari_supn_anomaly.errors import InputError, ModelFileError, NoCellsFound
 from napari_supn_anomaly.models import load_model
 from napari_supn_anomaly.models.model_file import METADATA_KEY
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
@@ -361,18 +361,30 @@ def test_a_model_that_scores_nan_is_refused_not_run(field):
         detect(field.image, "YX", resolve(model, "supn"))
 
 
-def test_pure_noise_is_flagged_in_summary_provenance_and_cli(tmp_path, capsys, model_file, field):
+def test_pure_noise_is_refused_in_one_line(tmp_path, capsys, field):
     noise = np.random.default_rng(0).integers(0, 256, (256, 256)).astype(np.uint8)
-    result = detect(noise, "YX", resolve(tiny_model("fluorescence")))
-    assert result.warnings and "does not look like red cells" in result.summary()
+    with pytest.raises(NoCellsFound, match="noise"):
+        detect(noise, "YX", resolve(tiny_model("fluorescence")))
+    tifffile.imwrite(tmp_path / "noise.tif", noise)
+    code, _, err = detect_cli(capsys, tmp_path / "noise.tif", tiny_model_file(tmp_path / "t.safetensors"),
+                              tmp_path / "o")
+    assert_one_line_error(code, err, "noise")
+
+
+def test_cells_drowned_in_noise_are_flagged_in_summary_provenance_and_cli(tmp_path, capsys, field):
+    # the cells still stand out on average, but neighbouring pixels are nearly unrelated (correlation ~0.1)
+    image = field.image.astype(np.float32)
+    noisy = np.clip(image + np.random.default_rng(0).normal(0, 3 * image.std(), image.shape), 0, 255).astype(np.uint8)
+    result = detect(noisy, "YX", resolve(tiny_model("fluorescence")))
+    assert len(result.cell_table) and result.warnings and "does not look like red cells" in result.summary()
     assert result.provenance["warnings"] == result.warnings
     real = detect(field.image, "YX", resolve(tiny_model("fluorescence")))
     assert real.warnings == [] and "WARNING" not in real.summary()
-    tifffile.imwrite(tmp_path / "noise.tif", noise)
-    code, out, err = detect_cli(capsys, tmp_path / "noise.tif", tiny_model_file(tmp_path / "t.safetensors"),
+    tifffile.imwrite(tmp_path / "noisy.tif", noisy)
+    code, out, err = detect_cli(capsys, tmp_path / "noisy.tif", tiny_model_file(tmp_path / "t.safetensors"),
                                 tmp_path / "o")
     assert code == 0 and "WARNING: this field does not look like red cells" in out
-    with tifffile.TiffFile(tmp_path / "o" / "noise_heatmap.tif") as written:
+    with tifffile.TiffFile(tmp_path / "o" / "noisy_heatmap.tif") as written:
         assert "does not look like red cells" in written.pages[0].description
 
 

@@ -136,14 +136,32 @@ def test_cancel_in_the_middle_adds_no_layers(make_napari_viewer, qtbot, notes, f
     assert len(mine.data) == 1
 
 
-def test_a_field_of_noise_is_flagged_in_the_widget(make_napari_viewer, qtbot, notes, fl_model):
+def test_a_field_of_noise_is_refused_in_the_widget(make_napari_viewer, qtbot, notes, fl_model):
     viewer = make_napari_viewer()
     noise = np.random.default_rng(0).integers(0, 256, (192, 192)).astype(np.uint8)
     image = viewer.add_image(noise, name="noise")
     widget = detect_widget(viewer)
     widget.select_model("tiny fluorescence")
     widget.select_image(image)
+    before = snapshot(viewer)
+    worker = widget.run()
+    if worker is not None:
+        qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert notes and notes[-1][0] == "show_error" and "noise" in notes[-1][1]
+    assert widget.result is None
+    assert_unchanged(viewer, before)
+
+
+def test_cells_drowned_in_noise_are_flagged_in_the_widget(make_napari_viewer, qtbot, notes, fl_model):
+    viewer = make_napari_viewer()
+    field = make_field((192, 192), "fluorescence", cell_diameter=30, infected_fraction=0.3, seed=9).image
+    field = field.astype(np.float32)
+    noisy = np.clip(field + np.random.default_rng(0).normal(0, 3 * field.std(), field.shape), 0, 255)
+    image = viewer.add_image(noisy.astype(np.uint8), name="noisy")
+    widget = detect_widget(viewer)
+    widget.select_model("tiny fluorescence")
+    widget.select_image(image)
     assert widget.run() is not None
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
     assert "does not look like red cells" in widget.status_text
-    assert ("show_warning", f"noise: {widget.result.warnings[0]}") in notes
+    assert ("show_warning", f"noisy: {widget.result.warnings[0]}") in notes

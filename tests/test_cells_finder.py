@@ -180,3 +180,47 @@ def test_crowded_malarianet_fields_are_measured_at_a_cells_size_not_a_specks(nam
     median = 2 * np.sqrt(np.median(np.bincount(seg.labels.ravel())[1:]) / np.pi)
     assert 50 < seg.diameter_px < 130 and 45 < median < 130, (seg.diameter_px, median)
     assert 80 <= seg.n_cells <= 600, seg.n_cells
+
+
+def test_dim_cells_among_bright_ones_are_found_once_with_a_parasite_spot_or_not():
+    # fluorescence cells vary in brightness: six dim cells (3 noise sigmas above the background per
+    # pixel, far below the bright cells' Otsu level), one with a bright parasite spot, among bright
+    # cells, some of them touching; each is one object
+    rng = np.random.default_rng(3)
+    bright = [(40, 40), (40, 160), (130, 40), (130, 160), (220, 100), (220, 220)]
+    dim = [(40, 100), (130, 100), (40, 230), (130, 230), (220, 40), (220, 160)]  # (40, 100) touches two
+    img = discs((270, 280), bright, 26, 160, 20, rng=rng, noise=6.0)
+    yy, xx = np.mgrid[:270, :280]
+    for cy, cx in dim:
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 26 ** 2] += 18
+    img[(yy - 130) ** 2 + (xx - 232) ** 2 < 4 ** 2] += 120  # a parasite spot in a dim cell
+    seg = segment_cells(img, "fluorescence")
+    for y, x in bright + dim:
+        label = int(seg.labels[y, x])
+        assert label, (y, x)
+        assert (seg.labels[max(0, y - 12):y + 13, max(0, x - 12):x + 13] == label).mean() > 0.9, (y, x)
+    assert len({int(seg.labels[y, x]) for y, x in bright + dim}) == 12 and seg.n_cells == 12
+
+
+def test_a_vignetted_bright_field_corner_is_not_a_dim_cell():
+    # the background darkens smoothly along two sides (lens fall-off, as on Remoscope img_0385):
+    # no dim cells there
+    centres = [(60 + 70 * i, 60 + 70 * j) for i in range(3) for j in range(3)]
+    img = discs((260, 260), centres, 16, 60, 200, noise=1.0)
+    yy, xx = np.mgrid[:260, :260]
+    img -= 30 * np.clip((np.maximum(yy, xx) - 200) / 60, 0, 1)
+    seg = segment_cells(img, "brightfield")
+    assert seg.n_cells == 9, seg.n_cells
+
+
+def test_a_crowd_of_cells_with_pale_centres_is_measured_at_the_cells_size_not_the_rings():
+    # every cell touches its neighbours and has a pale centre (a hole in the foreground): the ring's
+    # width must not set the size (MalariaNet Trip_065 Image_1_10 was measured at 69 px, cells ~110)
+    rng = np.random.default_rng(2)
+    centres = [(y, x + (25 if (y // 44) % 2 else 0)) for y in range(45, 300, 44) for x in range(35, 380, 48)]
+    img = discs((330, 440), centres, 24, 60, 200, rng=rng)
+    yy, xx = np.mgrid[:330, :440]
+    for cy, cx in centres:
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 8 ** 2] = 185 + rng.normal(0, 2.0)
+    seg = segment_cells(img, "brightfield")
+    assert 40 < seg.diameter_px < 58, seg.diameter_px

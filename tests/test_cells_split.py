@@ -69,3 +69,15 @@ def test_a_red_cell_filled_by_a_schizont_stays_a_red_cell_and_a_white_cell_stays
     seg = segment_cells(rgb, "brightfield-stained", cell_diameter=36)
     assert seg.n_cells == 4 and seg.labels[50, 110] > 0, seg.kind_counts()
     assert seg.kind_counts().get("white_cell") == 1 and seg.others[90, 185] > 0
+
+
+def test_a_cut_between_two_cells_never_runs_through_a_parasite():
+    from napari_supn_anomaly.cells.finder import keep_blobs_whole
+
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:35, 5:30], labels[5:35, 30:55] = 1, 2   # two cells cut along x = 30
+    blob = np.zeros(labels.shape, bool)
+    blob[15:25, 24:33] = True                          # a parasite across the cut, most of it in cell 1
+    out = keep_blobs_whole(labels, blob)
+    assert (out[blob] == 1).all()
+    assert (out[~blob] == labels[~blob]).all()

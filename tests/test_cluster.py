@@ -80,6 +80,17 @@ def test_blocks_on_two_workers_equal_the_single_process_path(tmp_path, cluster, 
     assert (blocks["edge"] == single["edge"]).all()  # cut by the image's edge, not by a block's
     cells = np.asarray(open_image(tmp_path / "out" / "field_cells.ome.zarr").data)
     np.testing.assert_array_equal(cells, whole.cells)
+    # the candidates, cut by the workers block by block, are those of the whole field
+    ours, theirs = outcome.candidate_table, whole.candidate_table
+    assert len(theirs) >= 3
+    inside_ids = set(single.index[inside])
+    ours, theirs = (t[t["cell_id"].isin(inside_ids)].sort_values(["cell_id", "y", "x"]) for t in (ours, theirs))
+    np.testing.assert_array_equal(ours[["cell_id", "y", "x", "area"]], theirs[["cell_id", "y", "x", "area"]])
+    np.testing.assert_allclose(ours["score"], theirs["score"], atol=1e-5)
+    assert outcome.candidate_table["candidate_id"].tolist() == list(range(1, len(outcome.candidate_table) + 1))
+    heat = np.asarray(open_image(tmp_path / "out" / "field_heatmap.ome.zarr").data)
+    in_cells = np.isin(whole.cells, single.index[inside])
+    np.testing.assert_allclose(heat[in_cells], whole.heatmap[in_cells], atol=1e-5)
 
 
 def _discs_on_block_borders(pixel_size=(0.25, 0.25)):
@@ -116,6 +127,111 @@ def test_cells_on_block_borders_are_counted_once(tmp_path, cluster, model_file, 
     ids = np.unique(np.asarray(cells.data))
     assert sorted(ids[ids > 0]) == sorted(table["cell_id"])
     assert np.asarray(heat.data).dtype == np.float32 and np.asarray(cells.data).dtype == np.int32
+
+
+def test_block_writes_sharing_a_zarr_chunk_lose_nothing(tmp_path, cluster):
+    """Blocks on two workers rewrite the same zarr chunk at once: each keeps its own pixels."""
+    from napari_supn_anomaly.cluster.tasks import write_block
+    from napari_supn_anomaly.io import ZarrResultWriter
+
+    writer = ZarrResultWriter(tmp_path, "slide", (512, 512), "YX", None)  # one chunk
+    yy, xx = np.mgrid[:512, :512]
+    owner = ((yy // 4 + xx // 4) % 24 + 1).astype(np.int32)  # every pixel belongs to exactly one of 24 blocks
+    whole = (slice(0, 512), slice(0, 512))
+    futures = [cluster.client.submit(write_block, writer.stores, (), whole, np.where(owner == k, k, 0).astype(np.int32),
+                                     np.where(owner == k, k / 8, 0).astype(np.float32), pure=False)
+               for k in range(1, 25)]
+    cluster.client.gather(futures)
+    labels, heat = writer.stores.read((), whole)
+    np.testing.assert_array_equal(labels, owner)
+    np.testing.assert_array_equal(heat, (owner / 8).astype(np.float32))
+
+
+def test_a_block_is_written_chunk_by_chunk_where_its_cells_are(tmp_path):
+    from napari_supn_anomaly.io import ZarrResultWriter
+
+    writer = ZarrResultWriter(tmp_path, "slide", (2, 2600, 2300), "ZYX", (0.3, 0.3))  # 1024 px chunks
+    window = (slice(900, 2200), slice(1000, 2100))  # crosses 3 x 3 chunks
+    writer.stores.write((1,), (slice(0, 2600), slice(0, 2300)), np.full((2600, 2300), 7, np.int32),
+                        np.full((2600, 2300), 0.5, np.float32))  # a neighbour's cells everywhere
+    labels = np.zeros((1300, 1100), np.int32)
+    labels[100:1250, 20:1090:3] = 9  # one block's cells, in every chunk it touches
+    heatmap = np.where(labels > 0, 2.0, 0).astype(np.float32)
+    writer.stores.write((1,), window, labels, heatmap)
+    cells, heat = writer.stores.read((1,), (slice(0, 2600), slice(0, 2300)))
+    expect = np.full((2600, 2300), 7, np.int32)
+    expect[window] = np.where(labels > 0, 9, 7)
+    np.testing.assert_array_equal(cells, expect)
+    np.testing.assert_array_equal(heat, np.where(expect == 9, 2.0, 0.5).astype(np.float32))
+    assert not writer.stores.read((0,), window)[0].any()  # the other plane untouched
+    writer.discard()
+    with pytest.raises(FileNotFoundError):  # a task still running after a discard recreates nothing
+        writer.stores.write((1,), window, labels, heatmap)
+    assert not list(tmp_path.iterdir())
+
+
+def _killer(folder: Path, pids: list[int], killed: list):
+    """Kill one worker as soon as a block has written cells into ``folder`` (a .partial store)."""
+    def run():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            if any(p.is_file() and not p.name.startswith(".") for p in (folder / "0").glob("*")):
+                os.kill(min(pids), signal.SIGKILL)
+                killed.append(folder.exists())  # True: the run was still going
+            time.sleep(0.005)
+
+    import threading
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_worker_killed_while_blocks_run_is_retried(tmp_path, cluster, model_file, blocks_for_all):
+    image, _, centres = _discs_on_block_borders()
+    create_ome_zarr(tmp_path / "slide.ome.zarr", image.shape, np.float32, "YX", (0.25, 0.25))[:] = image
+    args = ([tmp_path / "slide.ome.zarr"], ["slide"], ScorerSpec(model_file), _settings(threshold=1.0))
+    (reference,) = run_detect(*args, str(tmp_path / "ref"), InProcessRunner(), core=CORE).outcomes
+    killed = []
+    thread = _killer(tmp_path / "out" / ".slide_cells.ome.zarr.partial", list(cluster.client.run(os.getpid).values()),
+                     killed)
+    (outcome,) = run_detect(*args, str(tmp_path / "out"), cluster, core=CORE).outcomes
+    thread.join(timeout=5)
+    assert killed == [True]
+    assert outcome.ok, outcome.message
+    ours, theirs = (o.cell_table.sort_values("cell_id") for o in (outcome, reference))
+    assert ours["cell_id"].tolist() == theirs["cell_id"].tolist() and len(ours) == len(centres)
+    np.testing.assert_allclose(ours["score"], theirs["score"], atol=1e-5)
+    assert len(reference.candidate_table) >= 3
+    pd.testing.assert_frame_equal(outcome.candidate_table, reference.candidate_table, atol=1e-5)
+    for name in ("slide_cells.ome.zarr", "slide_heatmap.ome.zarr"):
+        np.testing.assert_array_equal(np.asarray(open_image(tmp_path / "out" / name).data),
+                                      np.asarray(open_image(tmp_path / "ref" / name).data))
+
+
+def test_ctrl_c_during_blocks_leaves_nothing_that_looks_done(tmp_path, cluster, model_file, blocks_for_all,
+                                                             monkeypatch):
+    image, _, _ = _discs_on_block_borders()
+    create_ome_zarr(tmp_path / "slide.ome.zarr", image.shape, np.float32, "YX", None)[:] = image
+    steps = []
+
+    def interrupted(bar):
+        steps.append(bar.done)
+        if len(steps) == 3:  # some blocks written, others running or waiting
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(detect_run.ProgressBar, "step", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_detect([tmp_path / "slide.ome.zarr"], ["slide"], ScorerSpec(model_file), _settings(), str(out), cluster,
+                   core=CORE)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(cluster.client.processing().values()):
+        time.sleep(0.05)  # cancelled tasks already running end on their own
+    assert not results_complete(out, "slide")
+    assert not [p for p in out.iterdir() if not p.name.startswith(".")]
+    for partial in out.glob(".slide_*.partial"):  # at most a chunk a racing task wrote: never an image
+        assert not (partial / ".zgroup").exists()
 
 
 def test_a_killed_worker_is_retried(tmp_path, cluster, model_file):

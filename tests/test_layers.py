@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_supn_anomaly"
 
 # A unit may import units of a lower rank only (and itself). Units of equal rank are independent.
 RANKS = {
-    "__init__": 0, "errors": 0, "progress": 0, "lazy": 0,
+    "__init__": 0, "errors": 0, "progress": 0, "lazy": 0, "process_memory": 0,
     "supn": 1, "cells": 1, "files": 1,
     "models": 2,
     "scoring": 3,
@@ -20,7 +20,7 @@ RANKS = {
     "widgets": 7,
     "cli": 8,
 }
-BOTTOM = {"errors", "progress", "lazy", "supn", "cells"}  # they import nothing else of the package but each other
+BOTTOM = {"errors", "progress", "lazy", "process_memory", "supn", "cells"}  # they import nothing else of the package but each other
 NO_GUI_OR_FILES = {"supn", "cells", "scoring", "pipeline"}
 GUI_AND_FILE_LIBRARIES = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy",
                           "tifffile", "bioio", "imageio", "PIL", "zarr"}

@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _tiny_models import tiny_model
-from napari_supn_anomaly.cells import (background_fill, cell_centres, cut_crops, field_scale, paste_maps,
-                                       rescale_plane)
+
+from napari_supn_anomaly.cells import (
+    background_fill,
+    cell_centres,
+    cut_crops,
+    field_scale,
+    paste_maps,
+    rescale_plane,
+)
 from napari_supn_anomaly.pipeline.fields import iter_score_field
 from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.synthetic import make_field
@@ -61,3 +67,51 @@ def test_field_heatmap_has_the_field_shape_and_is_zero_outside_cells():
 def test_field_scale_refuses_a_bad_diameter():
     with pytest.raises(ValueError, match="positive"):
         field_scale(tiny_model("fluorescence").geometry, 0)
+
+
+def _old_rescale_plane(plane, labels, scale):
+    """The field path before cells.resize: skimage.transform.resize per channel (float64 inside)."""
+    from skimage import transform
+
+    if abs(scale - 1.0) < 1e-3:
+        return plane.astype(np.float32, copy=False), labels
+    out_shape = tuple(max(1, round(s * scale)) for s in plane.shape[1:])
+    scaled = np.stack([transform.resize(ch, out_shape, order=1, anti_aliasing=scale < 1, preserve_range=True)
+                       for ch in plane]).astype(np.float32)
+    return scaled, transform.resize(labels, out_shape, order=0, preserve_range=True,
+                                    anti_aliasing=False).astype(labels.dtype)
+
+
+def _old_resize_back(heatmap, shape, anti_aliasing, accumulate=None):
+    from skimage import transform
+
+    return transform.resize(heatmap, shape, order=1, preserve_range=True,
+                            anti_aliasing=anti_aliasing).astype(np.float32)
+
+
+def _run(steps):
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.7])  # fields shrunk (anti-aliased) and enlarged to the model's cells
+def test_field_scores_equal_the_skimage_resize_path(factor, monkeypatch):
+    from napari_supn_anomaly.pipeline import fields
+
+    model = tiny_model("fluorescence")
+    diameter = factor * model.cell_diameter_px
+    f = make_field((150, 170), "fluorescence", cell_diameter=diameter, seed=4)
+    plane = f.image[None].astype(np.float32)
+    scorer = resolve(model, "supn")
+    new = _run(iter_score_field(plane, f.cells, scorer, diameter, batch_size=8))
+    monkeypatch.setattr(fields, "rescale_plane", _old_rescale_plane)
+    monkeypatch.setattr(fields, "resize_linear", _old_resize_back)
+    old = _run(iter_score_field(plane, f.cells, scorer, diameter, batch_size=8))
+    np.testing.assert_array_equal(new.cell_ids, old.cell_ids)
+    assert len(new.cell_ids) > 5
+    tolerance = 1e-4 * np.maximum(1.0, np.abs(old.model_scores))
+    assert (np.abs(new.model_scores - old.model_scores) <= tolerance).all()
+    np.testing.assert_allclose(new.heatmap, old.heatmap, rtol=0, atol=1e-4 * max(1.0, np.abs(old.heatmap).max()))

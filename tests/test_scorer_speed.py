@@ -150,3 +150,17 @@ def test_old_architecture_keeps_its_weights_and_new_one_is_smaller():
     assert new.mean_decoder.body.out_width == 8  # stops at half resolution
     with pytest.raises(TypeError):
         ArchConfig(direct_output="yes")
+
+
+def test_background_fill_is_the_median_of_every_nth_outside_pixel():
+    from napari_supn_anomaly.cells.field_crops import background_fill
+
+    rng = np.random.default_rng(2)
+    for shape, channels, inside in [((700, 700), 2, 0.4), ((30, 40), 3, 0.4), ((20, 20), 1, 1.0)]:
+        plane = rng.random((channels,) + shape).astype(np.float32)
+        labels = (rng.random(shape) < inside).astype(np.int32)
+        outside = labels == 0 if (labels == 0).sum() >= 16 else np.ones(shape, bool)
+        values = plane[:, outside]
+        if values.shape[1] > 200_000:
+            values = values[:, :: values.shape[1] // 200_000]
+        np.testing.assert_array_equal(background_fill(plane, labels), np.median(values, axis=1).astype(np.float32))

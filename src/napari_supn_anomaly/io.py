@@ -338,12 +338,61 @@ def create_ome_zarr(path: str | Path, shape: tuple[int, ...], dtype, axes: str,
     return array
 
 
+@dataclass(frozen=True)
+class ZarrResultStores:
+    """The two unfinished (``.partial``) images of a big result, named by path so that any process
+    can write its block into them and read it back. Opened at each call and never created here:
+    a result discarded meanwhile is not brought back by a task still running."""
+
+    heatmap: str
+    cells: str
+
+    def _arrays(self, mode: str):
+        import zarr
+
+        return zarr.open_group(self.cells, mode=mode)["0"], zarr.open_group(self.heatmap, mode=mode)["0"]
+
+    def write(self, plane: tuple[int, ...], window: tuple[slice, slice], labels: np.ndarray,
+              heatmap: np.ndarray, lock=None) -> None:
+        """Put one block's cells in place: only their pixels, as a neighbour's cells may share the window.
+
+        Written chunk by chunk. Two blocks' windows overlap, and a zarr chunk is rewritten whole, so
+        processes writing at once need ``lock(name)``: a context manager that makes one chunk's
+        read-modify-write exclusive (e.g. ``distributed.Lock``); None when one process writes.
+        """
+        if labels.size == 0:
+            return
+        cells, heat = self._arrays("r+")
+        chunk_y, chunk_x = cells.chunks[-2:]
+        (y0, y1), (x0, x1) = (window[0].start, window[0].stop), (window[1].start, window[1].stop)
+        mine = labels > 0
+        for cy in range(y0 // chunk_y * chunk_y, y1, chunk_y):
+            for cx in range(x0 // chunk_x * chunk_x, x1, chunk_x):
+                part = slice(max(cy, y0), min(cy + chunk_y, y1)), slice(max(cx, x0), min(cx + chunk_x, x1))
+                local = slice(part[0].start - y0, part[0].stop - y0), slice(part[1].start - x0, part[1].stop - x0)
+                if not mine[local].any():
+                    continue
+                index = tuple(plane) + part
+                name = f"{self.cells}:{tuple(plane)}:{cy // chunk_y}:{cx // chunk_x}"
+                with lock(name) if lock is not None else contextlib.nullcontext():
+                    if not Path(self.cells).is_dir():  # discarded meanwhile (Ctrl-C): leave no chunk behind
+                        raise FileNotFoundError(f"{self.cells} was removed")
+                    cells[index] = np.where(mine[local], labels[local], cells[index])
+                    heat[index] = np.where(mine[local], heatmap[local], heat[index]).astype(np.float32)
+
+    def read(self, plane: tuple[int, ...], window: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+        cells, heat = self._arrays("r")
+        index = tuple(plane) + tuple(window)
+        return cells[index], heat[index]
+
+
 class ZarrResultWriter:
     """A big result written block by block under temporary names, renamed when it is complete.
 
     The heatmap (float32) and the cell labels (int32) are OME-Zarr images with the input's pixel
     size; the tables are CSV. Until :meth:`finish` the folders are called ``.<name>.partial``:
     an interrupted run never leaves a result that looks done, and :meth:`discard` removes it.
+    The blocks are written through :attr:`stores`, by this process or by the workers.
     """
 
     def __init__(self, out_dir: str | Path, stem: str, shape: tuple[int, ...], axes: str,
@@ -351,24 +400,9 @@ class ZarrResultWriter:
         self.paths = zarr_result_paths(out_dir, stem)
         self.temps = [p.with_name(f".{p.name}.partial") for p in self.paths[:2]]
         self.discard()
-        self.heatmap = create_ome_zarr(self.temps[0], shape, np.float32, axes, pixel_size, attrs=provenance)
-        self.cells = create_ome_zarr(self.temps[1], shape, np.int32, axes, pixel_size, attrs=provenance)
-
-    def write(self, plane: tuple[int, ...], window: tuple[slice, slice], labels: np.ndarray,
-              heatmap: np.ndarray) -> None:
-        """Put one block's cells in place (only their pixels: a neighbour's cells may share the window)."""
-        if labels.size == 0:
-            return
-        index = tuple(plane) + tuple(window)
-        mine = labels > 0
-        old_labels = self.cells[index]
-        old_heat = self.heatmap[index]
-        self.cells[index] = np.where(mine, labels, old_labels)
-        self.heatmap[index] = np.where(mine, heatmap, old_heat).astype(np.float32)
-
-    def read(self, plane: tuple[int, ...], window: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
-        index = tuple(plane) + tuple(window)
-        return self.cells[index], self.heatmap[index]
+        create_ome_zarr(self.temps[0], shape, np.float32, axes, pixel_size, attrs=provenance)
+        create_ome_zarr(self.temps[1], shape, np.int32, axes, pixel_size, attrs=provenance)
+        self.stores = ZarrResultStores(str(self.temps[0]), str(self.temps[1]))
 
     def finish(self, cell_table, candidate_table, provenance: dict | None = None) -> list[Path]:
         """Rename the images to their final names, then write the tables (the tables' presence means done)."""

@@ -28,12 +28,34 @@ def _background_side(gray: np.ndarray, dark: bool) -> np.ndarray:
     return gray > level if dark else gray <= level
 
 
+def main_peak(values: np.ndarray, rounds: int = 3, sigmas: float = 2.5) -> np.ndarray:
+    """Which of ``values`` [N] belong to their main peak: values more than ``sigmas`` robust sigmas
+    from the median are dropped, in turn. The background side of an Otsu split also holds the dim
+    cells, and in fluorescence a field of dim cells shifts its median towards them."""
+    keep = np.ones(values.shape, bool)
+    for _ in range(rounds):
+        centre = np.median(values[keep])
+        spread = 1.4826 * np.median(np.abs(values[keep] - centre))
+        if spread <= 0:
+            break
+        new = np.abs(values - centre) <= sigmas * spread
+        if new.sum() < 0.5 * values.size or (new == keep).all():
+            break
+        keep = new
+    return keep
+
+
+def _background_level(values: np.ndarray) -> np.ndarray:
+    """[C] the background's level from its pixels' values [C, N]."""
+    return np.median(values[:, main_peak(values.mean(0))], axis=1)
+
+
 def local_background(channels: np.ndarray, background: np.ndarray) -> np.ndarray:
     """[C, Y, X] smooth background estimate from the pixels marked ``background``."""
     c, h, w = channels.shape
     block = max(16, int(np.ceil(max(h, w) / BLOCKS_PER_SIDE)))
     ny, nx = int(np.ceil(h / block)), int(np.ceil(w / block))
-    overall = np.array([np.median(ch[background]) if background.any() else np.median(ch) for ch in channels])
+    overall = _background_level(channels[:, background] if background.any() else channels.reshape(c, -1))
     grid = np.empty((c, ny, nx), np.float32)
     for i in range(ny):
         for j in range(nx):
@@ -42,7 +64,7 @@ def local_background(channels: np.ndarray, background: np.ndarray) -> np.ndarray
             if bg.mean() < MIN_BACKGROUND_SHARE:
                 grid[:, i, j] = overall
             else:
-                grid[:, i, j] = [np.median(ch[sl][bg]) for ch in channels]
+                grid[:, i, j] = _background_level(channels[(slice(None),) + sl][:, bg])
     # blocks centred on their own centres, bilinear in between, constant beyond
     yy = (np.arange(h) + 0.5) / block - 0.5
     xx = (np.arange(w) + 0.5) / block - 0.5

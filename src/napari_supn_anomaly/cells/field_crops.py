@@ -7,10 +7,10 @@ the background. Maps computed on the crops go back inside their own cell only.
 from __future__ import annotations
 
 import numpy as np
-from skimage import transform
 
 from ..errors import InputError
 from .crops import CropGeometry
+from .resize import resize_linear, resize_nearest
 
 
 def field_scale(geometry: CropGeometry, field_cell_diameter: float) -> float:
@@ -21,15 +21,24 @@ def field_scale(geometry: CropGeometry, field_cell_diameter: float) -> float:
 
 
 def rescale_plane(plane: np.ndarray, labels: np.ndarray, scale: float):
-    """[C, Y, X] intensities (linear) and labels (nearest) rescaled by ``scale``."""
+    """[C, Y, X] intensities (linear, float32) and labels (nearest) rescaled by ``scale``, as
+    ``skimage.transform.resize`` would (anti-aliased when shrinking; see :mod:`.resize`)."""
     if abs(scale - 1.0) < 1e-3:
         return plane.astype(np.float32, copy=False), labels
-    out_shape = tuple(max(1, int(round(s * scale))) for s in plane.shape[1:])
-    scaled = np.stack([transform.resize(ch, out_shape, order=1, anti_aliasing=scale < 1, preserve_range=True)
-                       for ch in plane]).astype(np.float32)
-    scaled_labels = transform.resize(labels, out_shape, order=0, preserve_range=True,
-                                     anti_aliasing=False).astype(labels.dtype)
-    return scaled, scaled_labels
+    out_shape = tuple(max(1, round(s * scale)) for s in plane.shape[1:])
+    scaled = np.stack([resize_linear(ch, out_shape, anti_aliasing=scale < 1) for ch in plane])
+    return scaled, resize_nearest(labels, out_shape)
+
+
+def cell_ids(labels: np.ndarray) -> np.ndarray:
+    """The labels' cell ids (> 0), sorted, in the labels' dtype: ``np.unique`` without its sort of
+    every pixel when the ids are small non-negative integers (a bincount, several times faster)."""
+    flat = labels.ravel()
+    if flat.size and np.issubdtype(labels.dtype, np.integer) and flat.min() >= 0 and flat.max() <= 4 * flat.size:
+        ids = np.flatnonzero(np.bincount(flat.astype(np.intp, copy=False)))
+        return ids[ids > 0].astype(labels.dtype)
+    ids = np.unique(labels)
+    return ids[ids > 0]
 
 
 def background_fill(plane: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -37,10 +46,10 @@ def background_fill(plane: np.ndarray, labels: np.ndarray) -> np.ndarray:
     outside = labels == 0
     if outside.sum() < 16:
         outside = np.ones_like(outside)
-    values = plane[:, outside]
-    if values.shape[1] > 200_000:  # a strided sample is plenty for a median
-        values = values[:, :: values.shape[1] // 200_000]
-    return np.median(values, axis=1).astype(np.float32)
+    where = np.flatnonzero(outside)
+    if len(where) > 200_000:  # a strided sample is plenty for a median
+        where = where[:: len(where) // 200_000]
+    return np.median(plane.reshape(len(plane), -1)[:, where], axis=1).astype(np.float32)
 
 
 # a cell cut by the field's edge is scored without this share of the model's cell diameter next
@@ -50,7 +59,7 @@ CUT_MARGIN_FRACTION = 0.1
 
 def cut_margin_px(geometry: CropGeometry) -> int:
     """Pixels (at the model's scale) left out of a cell's scoring mask along the field's edge."""
-    return max(1, int(round(CUT_MARGIN_FRACTION * geometry.cell_diameter_px)))
+    return max(1, round(CUT_MARGIN_FRACTION * geometry.cell_diameter_px))
 
 
 def _window(centre, size: int, shape) -> tuple[int, int, int, int, int, int] | None:

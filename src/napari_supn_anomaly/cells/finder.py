@@ -1,7 +1,8 @@
 """One red-cell finder for fluorescence, unstained and stained bright-field fields.
 
 1. Contrast against the field's own local background (``background.py``), cells positive in
-   every modality; foreground above a fraction of its Otsu level.
+   every modality; foreground above a fraction of its Otsu level, plus cells too dim for it
+   that stand out of the noise on an average over a fifteenth of a cell (``dim_cells``).
 2. Holes smaller than a cell are filled, so a pale centre, a dark parasite or a ring inside a
    cell neither splits nor hides it (a hole as large as a cell is background between cells).
 3. The field's cell size is measured (``measure_field_diameter``) unless given.
@@ -28,14 +29,15 @@ from skimage import filters, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
 from ..errors import NoCellsFound
-from .background import foreground_contrast
+from .background import foreground_contrast, main_peak
 from .kinds import WHITE_PURPLE, purple_mask
 from .measure import MIN_CELL_DIAMETER_PX
 
 
 @dataclass(frozen=True)
 class FinderSettings:
-    threshold_fraction: float = 0.6  # foreground: contrast above this fraction of its Otsu level
+    threshold_fraction: float = 0.45  # foreground: contrast above this fraction of its Otsu level
+    measure_fraction: float = 0.6     # the cell size is measured above this fraction (or the one above, if higher)
     seed_spacing: float = 0.35       # seeds at least this many cell diameters apart
     seed_height: float = 0.15        # a seed's distance to the background, in cell diameters
     seed_depth: float = 0.05         # and its rise above the saddle to the next seed
@@ -44,8 +46,8 @@ class FinderSettings:
     split_area: float = 1.4          # an object of this many cell areas is cut if elongated ...
     split_elongation: float = 1.2    # ... this much (long / short axis) and notched (solidity below
     split_solidity: float = 0.975    # this; a big convex cell is not a pair), or if twice as large
-    faint_sigmas: float = 5.0        # whole cell-sized objects this many noise sigmas above background
-                                     # are added even below the main threshold (dim cells in fluorescence)
+    faint_sigmas: float = 5.0        # cell-sized objects this many noise sigmas (of a 1/15-cell average)
+                                     # above background are added below the main threshold (dim cells)
     valley_depth: float = 0.15       # a line this much (x Otsu level) below its surroundings parts two cells
     split_seed: float = 0.15         # cutting a large object: seed discs of this many diameters ...
     split_edge_weight: float = 1.0   # ... and the weight of the contrast's edges against the distance map
@@ -65,6 +67,7 @@ class FoundObjects:
 
 
 COMPACT_COVER = 0.15  # compact objects must cover this share of the foreground to set the size
+PALE_CENTRE = 1.0     # a crowded field's holes up to this many (first-guess) cell areas are pale centres
 
 
 def opening_diameter(foreground: np.ndarray, share: float = 0.5) -> float:
@@ -130,6 +133,18 @@ def fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
     for side in (holes[0], holes[-1], holes[:, 0], holes[:, -1]):
         small[side] = False
     return mask | small[holes]
+
+
+def fill_pale_centres(mask: np.ndarray, max_area: float) -> np.ndarray:
+    """``mask`` with its small, convex holes filled: a cell's pale centre is round, while the gap
+    between touching cells is a concave triangle (and a gap between distant cells is large)."""
+    holes, n = ndi.label(~mask)
+    fill = np.zeros(n + 1, bool)
+    edge = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
+    for region in measure.regionprops(holes):
+        if region.area < max_area and region.solidity >= 0.85 and region.label not in edge:
+            fill[region.label] = True
+    return mask | fill[holes]
 
 
 def remove_small_objects(mask: np.ndarray, min_area: float) -> np.ndarray:
@@ -293,17 +308,78 @@ def split_large_objects(labels: np.ndarray, diameter: float, settings: FinderSet
     return out
 
 
-def faint_cells(faint: np.ndarray, bright: np.ndarray, min_area: float) -> np.ndarray:
-    """Objects of the ``faint`` mask of at least ``min_area`` that are mostly not ``bright``: dim
-    cells the main threshold missed or caught only in part, not the faint rims of cells it found."""
-    objects, n = ndi.label(faint)
+FINE_TO_SMOOTH = 0.32  # white noise: sigma after a one-pixel Gaussian over sigma of the residual to it
+DIM_MAX_AREAS = 4.0  # a dim region of more cell areas than this is background, not dim cells
+DIM_SPECK = 0.03     # compact bright spots of this many cell areas or more (below 0.4) inside a dim object ...
+DIM_SPOTS = 0.3      # ... covering this share of it make it a pale white cell, not a dim red cell
+DIM_FLOOR = 0.1      # and a dim cell stands this share of the Otsu level above background at least (a
+                     # bright-field background is so smooth that five sigmas take in a white cell's halo)
+
+
+def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas: float,
+              otsu: float) -> tuple[np.ndarray, float]:
+    """Cells too dim for the main threshold (fluorescence cells of a few grey levels over a noisy
+    background), and the level an object's mean contrast must reach to count as more than noise.
+
+    The contrast is averaged over a fifteenth of a cell, where the pixel noise drops several times
+    while a cell keeps its level, and thresholded ``sigmas`` noise sigmas above the background
+    (and ``DIM_FLOOR`` of the ``otsu`` level at least).
+    A band of two smoothing widths around the ``bright`` objects is left out: there the average
+    carries the bright cells' own light into the gaps between them. Objects of at least 0.4 cell
+    areas are kept, grown back into that band up to the bright cells."""
+    width = max(1.0, diameter / 15.0)
+    area = np.pi * (diameter / 2.0) ** 2
+    soft = filters.gaussian(contrast, width)
+    # the grain or parasite spot of a dim cell that crossed the main threshold is no bright cell
+    opened = ndi.binary_opening(bright, morphology.disk(max(1, int(diameter / 15))))
+    bright = remove_small_objects(opened, 0.4 * area)
+    spots = remove_small_objects(opened, DIM_SPECK * area) & ~bright
+    away = ndi.distance_transform_edt(~bright) > 2.0 * width
+    # an object's mean contrast (one-pixel smoothing) must stand ``sigmas`` of that contrast's
+    # pixel noise (from its finest detail, whatever covers the field) above the background
+    fine = (contrast - filters.gaussian(contrast, 1.0))[::2, ::2]
+    noise = 1.4826 * float(np.median(np.abs(fine - np.median(fine)))) * FINE_TO_SMOOTH
+    sample = soft[::2, ::2][away[::2, ::2]]
+    if sample.size < 16:  # no background to see: the field is one sheet, or nothing but noise
+        return np.zeros_like(bright), sigmas * noise
+    sample = sample[main_peak(sample)]
+    centre = float(np.median(sample))
+    level = centre + sigmas * 1.4826 * float(np.median(np.abs(sample - centre)))
+    level = max(level, centre + DIM_FLOOR * otsu)
+    significant = max(centre, 0.0) + sigmas * noise
+    above = soft > level
+    dim = remove_small_objects(ndi.binary_opening(above & away, morphology.disk(max(1, int(diameter / 8)))),
+                               0.4 * area)
+    # a few dim cells at most: a larger dim region is the background's own slope (a vignetted
+    # corner of a bright-field image) that the block-wise background did not follow. And a pale
+    # object around several compact dark spots is a white cell's halo and lobes (unstained
+    # bright-field), not a dim red cell with a parasite spot or two
+    objects, n = ndi.label(dim)
+    if n:
+        size = np.bincount(objects.ravel(), minlength=n + 1)
+        lit = np.bincount(objects[spots], minlength=n + 1)
+        dim = ((size <= DIM_MAX_AREAS * area) & (lit < DIM_SPOTS * size) & (np.arange(n + 1) > 0))[objects]
+    if dim.any():
+        dim = ndi.binary_dilation(dim, morphology.disk(int(np.ceil(2.0 * width)))) & above & ~bright
+    return dim, significant
+
+
+def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray) -> np.ndarray:
+    """``labels`` with every connected ``blobs`` component (a parasite's stained chromatin) given
+    wholly to the object that holds most of it: a cut between two cells never runs through a
+    parasite (MalariaNet Trip_065 Image_1_10: two schizonts were cut in two)."""
+    parts, n = ndi.label(blobs & (labels > 0))
     if n == 0:
-        return np.zeros_like(faint)
-    size = np.bincount(objects.ravel(), minlength=n + 1)
-    lit = np.bincount(objects[bright], minlength=n + 1)
-    keep = (size >= min_area) & (lit < 0.3 * size)
-    keep[0] = False
-    return keep[objects]
+        return labels
+    inside = parts > 0
+    pairs = np.unique(np.stack([parts[inside], labels[inside]]), axis=1)
+    if pairs.shape[1] == n:  # every blob lies in one object already
+        return labels
+    out = labels.copy()
+    for part in np.nonzero(np.bincount(pairs[0], minlength=n + 1) > 1)[0]:
+        where = parts == part
+        out[where] = np.bincount(labels[where]).argmax()
+    return out
 
 
 def drop_insignificant(labels: np.ndarray, contrast: np.ndarray, level: float) -> np.ndarray:
@@ -337,8 +413,13 @@ def measure_cell_diameter(raw: np.ndarray, contrast: np.ndarray, otsu: float,
     filled = ndi.binary_fill_holes(opened)
     first = measure_field_diameter(filled, opened)
     if compact_sizes(filled) is None:
-        # crowded: filling the gaps between cells as holes would merge the field into one object
-        return first
+        # crowded: filling the gaps between cells as holes would merge the field into one object,
+        # but a cell's pale centre is a hole of its own, and on a field of ringed cells the opening
+        # measures the ring (MalariaNet Trip_065 Image_1_10: 69 px, cells about 110): holes of a
+        # pale centre's size are filled and the field measured again, if it stays a crowd of cells
+        centres = fill_pale_centres(opened, PALE_CENTRE * np.pi * (first / 2) ** 2)
+        second = opening_diameter(centres)
+        return second if first <= second <= min(3.0 * first, min(raw.shape) / 4) else first
     core = raw & ~valley_lines(contrast, max(1.5, first / 25), settings.valley_depth * otsu)
     core = fill_small_holes(core, settings.hole_fraction * np.pi * (first / 2) ** 2)
     return measure_field_diameter(ndi.binary_opening(core, morphology.disk(max(1, int(first / 30)))))
@@ -356,16 +437,16 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
     raw = smooth > settings.threshold_fraction * otsu
     if not raw.any():
         raise NoCellsFound("no cells were found: the image has no objects brighter (or darker) than its background")
-    background_part = smooth[::2, ::2][smooth[::2, ::2] <= settings.threshold_fraction * otsu]
-    centre = float(np.median(background_part)) if background_part.size else 0.0
-    noise = 1.4826 * float(np.median(np.abs(background_part - centre))) if background_part.size else 0.0
-    faint_level = centre + settings.faint_sigmas * noise
     measured = cell_diameter is None
     if measured:
-        cell_diameter = measure_cell_diameter(raw, contrast, otsu, settings)
+        # the size is measured on the cells' brighter cores, where crowded cells still part; the
+        # looser outline of a low threshold joins a crowd into one sheet of no measurable size
+        level = max(settings.threshold_fraction, settings.measure_fraction) * otsu
+        cell_diameter = measure_cell_diameter(smooth > level, contrast, otsu, settings)
     area = np.pi * (cell_diameter / 2.0) ** 2
-    if settings.faint_sigmas > 0 and faint_level < settings.threshold_fraction * otsu:
-        raw = raw | faint_cells(smooth > faint_level, raw, 0.4 * area)
+    dim, faint_level = dim_cells(contrast, raw, cell_diameter, settings.faint_sigmas, otsu)
+    if settings.faint_sigmas > 0:
+        raw = raw | dim
     core = raw & ~valley_lines(contrast, max(1.5, cell_diameter / 25), settings.valley_depth * otsu)
     core = fill_small_holes(core, settings.hole_fraction * area)
     core = ndi.binary_opening(core, morphology.disk(max(1, int(cell_diameter / 15))))
@@ -386,6 +467,8 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
     gradient = filters.sobel(filters.gaussian(contrast, max(1.0, cell_diameter / 30)))
     edges = np.clip(gradient / max(float(np.percentile(gradient[labels > 0], 99)), 1e-6), 0, 1)
     labels = split_large_objects(labels, cell_diameter, settings, stained, edges)
+    if stained is not None:
+        labels = keep_blobs_whole(labels, stained)
     labels = drop_insignificant(labels, smooth, faint_level)
     if not labels.any():
         raise NoCellsFound("no cells were found: nothing stands out from the background's noise")

@@ -1,7 +1,8 @@
 """Does a field look like red cells at all? A warning, not a refusal, for a field that does not.
 
-The segmentation finds "cells" in anything: in pure noise it finds thousands of small blobs,
-and the model then reports hundreds of candidates. Cell counts, sizes and shapes cannot tell
+The cell finder refuses pure noise (nothing stands out of its own noise estimate), but cells
+drowned in noise, or noise with some texture, still give "cells", and the model then reports
+candidates that mean nothing. Cell counts, sizes and shapes cannot tell
 such a field from a real one: on real fields whose segmentation struggles (ghost cells on a
 stained smear, a faint field) they overlap with noise (docs/benchmarks/bad_input.md). What every
 microscope image has and noise has not is structure larger than a pixel: the optics blur each

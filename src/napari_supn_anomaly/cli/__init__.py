@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from ..errors import USER_ERRORS
+from ..process_memory import reuse_freed_memory
 
 # sub-command name -> module inside this package
 COMMANDS = {
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    reuse_freed_memory()
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

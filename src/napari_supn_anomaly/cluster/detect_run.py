@@ -1,11 +1,13 @@
 """One detection run over many inputs: fields become one task each, big planes one task per block.
 
 Small inputs (planes up to ``BIG_PLANE_PIXELS``) are detected whole in a task that writes today's
-TIFF and CSV results. Bigger planes are cut into blocks (``pipeline.blocks``); their cells come
-back to this process, which writes them into OME-Zarr images as they arrive, then - once every
-cell score of the slide is in - sets the threshold and cuts the candidates, and only then gives
-the results their final names. A failed input is reported and the run goes on; Ctrl-C cancels
-what is left and removes what is unfinished.
+TIFF and CSV results. Bigger planes are cut into blocks (``pipeline.blocks``): each block's task
+writes its cells into the input's unfinished OME-Zarr images and sends back their table; once
+every cell score of the slide is in, this process sets the threshold, a second task per block
+cuts that block's candidates, and only when all are in do the results get their final names.
+The pixels never pass through this process, so it does not compete with the workers for the
+cores. A failed input is reported and the run goes on; Ctrl-C cancels what is left and removes
+what is unfinished.
 
 The fields of one run are taken as fields of one slide: with the slide's self-calibration (the
 default) their tasks keep each result whole in a hidden .partial file and send back its cell
@@ -30,7 +32,6 @@ from .. import __version__
 from ..errors import USER_ERRORS, NoCellsFound
 from ..io import ZarrResultWriter, is_zarr_folder, results_complete
 from ..pipeline.blocks import (
-    block_candidates,
     block_halo,
     plan_blocks,
     plan_plane,
@@ -43,8 +44,10 @@ from ..pipeline.stacks import choose_run_threshold, resolve_threshold
 from ..pipeline.tiles import AUTO_TILE_PIXELS, CORE_PX
 from .scorers import ScorerSpec, load_scorer
 from .tasks import (
+    BlockCells,
     FieldOutcome,
     InputSpec,
+    block_candidates_task,
     block_task,
     deferred_path,
     field_task,
@@ -55,7 +58,10 @@ from .tasks import (
 )
 
 BIG_PLANE_PIXELS = AUTO_TILE_PIXELS  # above this a plane is processed in blocks and written as OME-Zarr
-PROBE_PX = 2048                      # side of the windows on which a big plane's cell size is measured
+# Side of the windows on which a big plane's cell size is measured, in this process before any block
+# starts: at 2048 px the finder took 15-18 CPU s there, serial time that kept 2 workers at 1.5x on
+# a 5000^2 plane. 1024 px still holds about 200 cells of 64 px (docs/benchmarks/scale.md).
+PROBE_PX = 1024
 
 
 @dataclass
@@ -89,14 +95,17 @@ def plane_pixels(path: Path) -> int:
 
 
 class _BigInput:
-    """The state of one big input while its blocks run."""
+    """The state of one big input while its blocks run: first their cells, then their candidates."""
 
     def __init__(self, spec: InputSpec, stem: str, writer: ZarrResultWriter, layout, plans: dict, blocks: list):
         self.spec, self.stem, self.writer, self.layout, self.plans = spec, stem, writer, layout, plans
         self.blocks = blocks
-        self.pending = len(blocks)
-        self.tables: list[pd.DataFrame] = []
-        self.owned: list[tuple] = []  # (plane, window, cell ids) of every block with cells
+        self.pending = len(blocks)    # tasks of the current stage not yet in
+        self.finished = False         # results under their final names, or the input failed
+        self.tables: dict[tuple, pd.DataFrame] = {}      # (plane, block index) -> its cells
+        self.owned: list[BlockCells] = []                # every block with cells
+        self.candidates: dict[tuple, pd.DataFrame] = {}  # (plane, block index) -> its candidate regions
+        self.choice = None                               # the slide's threshold, once every block is in
         self.futures: list = []
 
 
@@ -144,20 +153,26 @@ def slide_threshold(scorer, settings, scores: np.ndarray):
     return choose_run_threshold(scorer, settings, scores)
 
 
+def _cut_candidates(big: _BigInput, scorer, settings, runner) -> list[tuple]:
+    """Every block is in: set the slide's threshold and hand out one candidate task per block with
+    cells; returns (future, that block's BlockCells)."""
+    if not big.tables:
+        raise NoCellsFound("no cells were found")
+    cells = pd.concat(big.tables.values(), ignore_index=True)
+    big.choice = slide_threshold(scorer, settings, cells["score"].to_numpy())
+    tasks = [(runner.submit(block_candidates_task, big.writer.stores, owned, big.choice.threshold,
+                            settings.min_area), owned) for owned in big.owned]
+    big.futures = [future for future, _ in tasks]
+    big.pending = len(tasks)
+    return tasks
+
+
 def _finish_big(big: _BigInput, scorer, settings) -> FieldOutcome:
     name = Path(big.spec.path).name
-    cells = pd.concat(big.tables, ignore_index=True) if big.tables else None
-    if cells is None or not len(cells):
-        big.writer.discard()
-        return FieldOutcome(name, False, "no cells were found")
-    choice = slide_threshold(scorer, settings, cells["score"].to_numpy())
+    cells = pd.concat([big.tables[k] for k in sorted(big.tables)], ignore_index=True)  # in block order
+    choice = big.choice
     threshold = choice.threshold
-    pieces = []
-    for plane, window, ids in big.owned:
-        labels, heatmap = big.writer.read(plane, window)
-        labels = np.where(np.isin(labels, ids), labels, 0)
-        table = block_candidates(heatmap, labels, (window[0].start, window[1].start), threshold, settings.min_area)
-        pieces.append(_with_plane(table, big.layout, plane))
+    pieces = [big.candidates[k] for k in sorted(big.candidates)]  # numbered in block order, however they came in
     candidates = pd.concat(pieces, ignore_index=True) if pieces else empty_candidate_table()
     candidates["candidate_id"] = np.arange(1, len(candidates) + 1)
     cells = mark_candidate_cells(cells, candidates)
@@ -174,6 +189,7 @@ def _finish_big(big: _BigInput, scorer, settings) -> FieldOutcome:
         "id_stride": plan.id_stride,
     }
     paths = big.writer.finish(cells, candidates, provenance)
+    big.finished = True
     n_flagged = int(cells["candidate"].sum())
     summary = (f"{len(cells)} cells; {n_flagged} with candidates; {len(candidates)} candidate regions at "
                f"threshold {threshold:.3g} ({choice.describe()}; {len(big.blocks)} blocks)")
@@ -266,7 +282,8 @@ def run_detect(paths: list[Path], stems: list[str], scorer_spec: ScorerSpec, set
     scorer = load_scorer(scorer_spec)
     if getattr(settings, "calibration", "model") == "model" or settings.threshold is not None:
         resolve_threshold(scorer, settings)  # an uncalibrated model is refused before the work
-    owner: dict = {}   # future -> ("field", (spec, stem)) or ("block", _BigInput)
+    # future -> ("field", (spec, stem)), ("block", _BigInput) or ("candidates", (_BigInput, BlockCells))
+    owner: dict = {}
     bigs: list[_BigInput] = []
     small = [plane_pixels(path) <= BIG_PLANE_PIXELS for path in paths]
     pool = pools_fields(settings, sum(small), calibrate_per_input)
@@ -296,13 +313,14 @@ def run_detect(paths: list[Path], stems: list[str], scorer_spec: ScorerSpec, set
                 continue
             bigs.append(big)
             for block in big.blocks:
-                future = runner.submit(block_task, spec, big.layout, block, scorer_spec, big.plans[block.plane])
+                future = runner.submit(block_task, spec, big.layout, block, scorer_spec, big.plans[block.plane],
+                                       big.writer.stores)
                 big.futures.append(future)
                 owner[future] = ("block", big)
         report.tasks = len(owner)
-        bar = ProgressBar(len(owner), quiet)
-        failed_bigs: set[int] = set()
-        for future in runner.as_completed(list(owner)):
+        bar = ProgressBar(len(owner) + sum(len(big.blocks) for big in bigs), quiet)  # a big plane's blocks count twice
+        completed = runner.as_completed(list(owner))
+        for future in completed:
             kind, what = owner.pop(future)
             bar.step()
             if kind == "field":
@@ -316,27 +334,36 @@ def run_detect(paths: list[Path], stems: list[str], scorer_spec: ScorerSpec, set
                 else:
                     done(outcome)
                 continue
-            big = what
-            if id(big) in failed_bigs:
+            big, cut = what if kind == "candidates" else (what, None)
+            if big.finished:  # failed already: what its other tasks bring is not wanted
                 continue
             # A future kept alive keeps its result in the worker's memory: release each one as it is read.
             big.futures.remove(future)
             try:
                 result = future.result()
+                if kind == "block":
+                    if len(result.cell_table):
+                        key = (result.block.plane, result.block.index)
+                        big.tables[key] = _with_plane(result.cell_table, big.layout, result.block.plane)
+                        big.owned.append(result)
+                else:
+                    big.candidates[(cut.block.plane, cut.block.index)] = _with_plane(result, big.layout,
+                                                                                     cut.block.plane)
+                big.pending -= 1
+                if big.pending == 0 and kind == "block":
+                    for task, owned in _cut_candidates(big, scorer, settings, runner):
+                        owner[task] = ("candidates", (big, owned))
+                        completed.add(task)
+                    bar.total -= len(big.blocks) - big.pending  # blocks without cells have no candidates to cut
+                    report.tasks += big.pending
+                elif big.pending == 0:
+                    done(_finish_big(big, scorer, settings))
             except Exception as exc:  # noqa: BLE001 - any failure of a block fails its input only
-                failed_bigs.add(id(big))
+                big.finished = True
                 runner.cancel([f for f in big.futures if f in owner])
                 big.writer.discard()
                 message = " ".join(str(exc).split()) if isinstance(exc, USER_ERRORS) else f"{type(exc).__name__}: {exc}"
                 done(FieldOutcome(Path(big.spec.path).name, False, message))
-                continue
-            if len(result.cell_table):
-                big.writer.write(result.block.plane, result.window, result.labels, result.heatmap)
-                big.tables.append(_with_plane(result.cell_table, big.layout, result.block.plane))
-                big.owned.append((result.block.plane, result.window, result.cell_table["cell_id"].to_numpy()))
-            big.pending -= 1
-            if big.pending == 0:
-                done(_finish_big(big, scorer, settings))
         if waiting:
             _finish_fields(waiting, _earlier_scores(out_dir, skipped_fields), scorer, settings, out_dir, overlay,
                            runner, done)
@@ -344,7 +371,7 @@ def run_detect(paths: list[Path], stems: list[str], scorer_spec: ScorerSpec, set
     except BaseException:  # Ctrl-C or a failure of the run itself: nothing unfinished may look done
         runner.cancel(list(owner))
         for big in bigs:
-            if big.pending:
+            if not big.finished:
                 big.writer.discard()
         if pool:  # the fields waiting for the threshold, and any task stopped after it kept its result
             for stem, is_field in zip(stems, small):

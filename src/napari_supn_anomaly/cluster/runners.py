@@ -1,11 +1,13 @@
 """Where tasks run: in this process, one after another, or on a Dask cluster (local or remote).
 
 Both runners offer the same three calls - ``submit``, ``as_completed``, ``cancel`` - so a run is
-written once. Dask retries a task whose worker died (``distributed.scheduler.allowed-failures``).
+written once; the iterator ``as_completed`` returns takes more futures with ``add`` while it runs.
+Dask retries a task whose worker died (``distributed.scheduler.allowed-failures``).
 """
 from __future__ import annotations
 
 import logging
+from collections import deque
 from pathlib import Path
 
 from ..errors import InputError
@@ -34,6 +36,26 @@ class _Done:
         return self._value
 
 
+class _InOrder:
+    """The futures of :class:`InProcessRunner`, each run as it is reached; ``add`` queues one more."""
+
+    def __init__(self, futures):
+        self._queue = deque(futures)
+
+    def add(self, future) -> None:
+        self._queue.append(future)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self._queue:
+            raise StopIteration
+        future = self._queue.popleft()
+        future.run()
+        return future
+
+
 class InProcessRunner:
     """Runs every task in this process, in the order submitted (no cluster, no extra memory)."""
 
@@ -44,9 +66,7 @@ class InProcessRunner:
         return _Done(fn, args)
 
     def as_completed(self, futures):
-        for future in futures:
-            future.run()
-            yield future
+        return _InOrder(futures)
 
     def cancel(self, futures) -> None:
         pass

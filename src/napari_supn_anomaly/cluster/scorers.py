@@ -40,6 +40,9 @@ def load_scorer(spec: ScorerSpec) -> Scorer:
     """The scorer of ``spec``, loaded at the first call in this process and kept (one per worker)."""
     if spec not in _LOADED:
         from ..models import load_model
+        from ..process_memory import reuse_freed_memory
+
+        reuse_freed_memory()  # this is a command-line or Dask worker process: keep the batch buffers
 
         model = load_model(spec.model)
         try:

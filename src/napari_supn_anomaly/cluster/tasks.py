@@ -1,5 +1,11 @@
-"""The tasks a run hands out: one per field, one per block of a big plane. Plain functions with
-arguments that pickle; each process opens an input once and loads a model once."""
+"""The tasks a run hands out: one per field, two per block of a big plane. Plain functions with
+arguments that pickle; each process opens an input once and loads a model once.
+
+A block's first task detects its cells and writes them into the big result's unfinished OME-Zarr
+images itself, sending back only their table; its second, once the slide's threshold is known,
+reads them back and cuts their candidate regions. Both may run again when Dask retries them after
+a worker died: the first writes the same pixels again, the second only reads.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +16,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import USER_ERRORS, InputError
-from ..io import ImageData, open_image, with_axes
-from ..pipeline.blocks import Block, BlockPlan, BlockResult, detect_block, window_of
+from ..io import ImageData, ZarrResultStores, open_image, with_axes
+from ..pipeline.blocks import (
+    Block,
+    BlockPlan,
+    block_candidates,
+    detect_block,
+    window_of,
+)
 from .scorers import ScorerSpec, load_scorer
 
 
@@ -78,13 +90,66 @@ def read_labels_window(path: str, plane: tuple[int, ...], outer: tuple[slice, sl
         store.close()
 
 
-def block_task(spec: InputSpec, layout, block: Block, scorer: ScorerSpec, plan: BlockPlan) -> BlockResult:
-    """Detection on one block of a big plane, read from the input file."""
+@dataclass
+class BlockCells:
+    """What a block's first task sends back: its cells' table rows and the window that holds their
+    pixels (the pixels themselves are in the result's OME-Zarr images)."""
+
+    block: Block
+    window: tuple[slice, slice]
+    cell_table: pd.DataFrame
+    timings: dict = field(default_factory=dict)
+
+
+def block_task(spec: InputSpec, layout, block: Block, scorer: ScorerSpec, plan: BlockPlan,
+               stores: ZarrResultStores) -> BlockCells:
+    """Detection on one block of a big plane, read from the input file; its cells written into ``stores``."""
     image = open_input(spec)
     with reading_here():
         window = window_of(image.data, layout.axes, block.plane, layout.chan_axis, layout.channels, block.outer)
     labels = read_labels_window(spec.labels, block.plane, block.outer) if spec.labels else None
-    return detect_block(window, block, load_scorer(scorer), plan, labels)
+    result = detect_block(window, block, load_scorer(scorer), plan, labels)
+    if len(result.cell_table):
+        write_block(stores, block.plane, result.window, result.labels, result.heatmap)
+    return BlockCells(block, result.window, result.cell_table, result.timings)
+
+
+def write_block(stores: ZarrResultStores, plane: tuple[int, ...], window: tuple[slice, slice], labels: np.ndarray,
+                heatmap: np.ndarray) -> None:
+    """One block's cells into ``stores``, safe while other workers write their neighbours (whose
+    windows share zarr chunks with this one): inside a Dask worker each chunk is written under a lock."""
+    stores.write(plane, window, labels, heatmap, lock=_chunk_lock())
+
+
+def block_candidates_task(stores: ZarrResultStores, cells: BlockCells, threshold: float,
+                          min_area: int) -> pd.DataFrame:
+    """The candidate regions of one block's cells at the slide's ``threshold`` (plane coordinates)."""
+    labels, heatmap = stores.read(cells.block.plane, cells.window)
+    labels = np.where(np.isin(labels, cells.cell_table["cell_id"].to_numpy()), labels, 0)
+    return block_candidates(heatmap, labels, (cells.window[0].start, cells.window[1].start), threshold, min_area)
+
+
+_LOCKS: dict[str, object] = {}
+
+
+def _chunk_lock():
+    """Inside a Dask worker, one ``distributed.Lock`` per zarr chunk (the scheduler grants it, so it
+    holds across machines); None in a process that writes alone (the in-process runner)."""
+    try:
+        from distributed import Lock, get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return None
+
+    def lock(name: str):
+        if name not in _LOCKS:
+            if len(_LOCKS) > 4096:  # a long-lived worker of many runs: forget the oldest slides' locks
+                _LOCKS.clear()
+            _LOCKS[name] = Lock(name)
+        return _LOCKS[name]
+
+    return lock
 
 
 def deferred_path(out_dir: str | Path, stem: str) -> Path:

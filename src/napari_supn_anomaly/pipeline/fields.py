@@ -7,14 +7,22 @@ between batches) and returns a :class:`FieldScores`.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-from skimage import transform
 
-from ..cells import background_fill, cell_centres, cut_crops, field_scale, paste_maps, rescale_plane
-from ..cells.field_crops import cut_margin_px
+from ..cells import (
+    background_fill,
+    cell_centres,
+    cut_crops,
+    field_scale,
+    paste_maps,
+    rescale_plane,
+)
+from ..cells.field_crops import cell_ids, cut_margin_px
+from ..cells.resize import resize_linear
 from ..progress import Progress
 from .memory import check_rescale_fits
 
@@ -44,8 +52,7 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     scale = field_scale(geometry, field_cell_diameter)
     check_rescale_fits(*labels.shape, plane.shape[0], scale)
     plane_s, labels_s = rescale_plane(plane, labels, scale)
-    ids = np.unique(labels_s)
-    ids = ids[ids > 0]
+    ids = cell_ids(labels_s)
     centres = cell_centres(labels_s, ids)
     fill = background_fill(plane_s, labels_s)
     heatmap_s = np.full(labels_s.shape, -np.inf, np.float32)
@@ -69,8 +76,7 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     t3 = time.perf_counter()
     heatmap_s[~np.isfinite(heatmap_s)] = 0.0
     if heatmap_s.shape != labels.shape:
-        heatmap = transform.resize(heatmap_s, labels.shape, order=1, preserve_range=True,
-                                   anti_aliasing=False).astype(np.float32)
+        heatmap = resize_linear(heatmap_s, labels.shape, anti_aliasing=False, accumulate=np.float32)
         heatmap[labels == 0] = 0.0
     else:
         heatmap = heatmap_s
