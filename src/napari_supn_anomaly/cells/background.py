@@ -28,6 +28,12 @@ def _background_side(gray: np.ndarray, dark: bool) -> np.ndarray:
     return gray > level if dark else gray <= level
 
 
+def robust_sigma(values: np.ndarray, centre: float) -> float:
+    """The standard deviation of normal ``values`` around ``centre``, from their median absolute
+    deviation (a minority of outliers does not move it)."""
+    return 1.4826 * float(np.median(np.abs(values - centre)))
+
+
 def main_peak(values: np.ndarray, rounds: int = 3, sigmas: float = 2.5) -> np.ndarray:
     """Which of ``values`` [N] belong to their main peak: values more than ``sigmas`` robust sigmas
     from the median are dropped, in turn. The background side of an Otsu split also holds the dim
@@ -35,7 +41,7 @@ def main_peak(values: np.ndarray, rounds: int = 3, sigmas: float = 2.5) -> np.nd
     keep = np.ones(values.shape, bool)
     for _ in range(rounds):
         centre = np.median(values[keep])
-        spread = 1.4826 * np.median(np.abs(values[keep] - centre))
+        spread = robust_sigma(values[keep], centre)
         if spread <= 0:
             break
         new = np.abs(values - centre) <= sigmas * spread

@@ -13,7 +13,7 @@ from skimage import filters, measure, morphology, segmentation
 
 from .measure import equivalent_diameter
 from .modality import cell_contrast
-from .resize import resize_linear, resize_mask
+from .resize import resize_linear, resize_mask, scaled_shape
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def standardise_crop(image: np.ndarray, mask: np.ndarray, crop_size: int, scale:
     fill = background_value(image, mask)
     if abs(scale - 1.0) > 1e-3:
         # as skimage.transform.rescale / resize would (see .resize), several times faster on small crops
-        shape = tuple(max(1, round(s * scale)) for s in image.shape[1:])
+        shape = scaled_shape(image.shape[1:], scale)
         image = np.stack([resize_linear(ch, shape, anti_aliasing=scale < 1) for ch in image])
         mask = resize_mask(mask, shape)
     h, w = mask.shape

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from .crops import CropGeometry
-from .resize import resize_linear, resize_nearest
+from .resize import resize_linear, resize_nearest, scaled_shape
 
 
 def field_scale(geometry: CropGeometry, field_cell_diameter: float) -> float:
@@ -25,7 +25,7 @@ def rescale_plane(plane: np.ndarray, labels: np.ndarray, scale: float):
     ``skimage.transform.resize`` would (anti-aliased when shrinking; see :mod:`.resize`)."""
     if abs(scale - 1.0) < 1e-3:
         return plane.astype(np.float32, copy=False), labels
-    out_shape = tuple(max(1, round(s * scale)) for s in plane.shape[1:])
+    out_shape = scaled_shape(plane.shape[1:], scale)
     scaled = np.stack([resize_linear(ch, out_shape, anti_aliasing=scale < 1) for ch in plane])
     return scaled, resize_nearest(labels, out_shape)
 

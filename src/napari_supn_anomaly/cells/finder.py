@@ -29,7 +29,7 @@ from skimage import filters, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
 from ..errors import NoCellsFound
-from .background import foreground_contrast, main_peak
+from .background import foreground_contrast, main_peak, robust_sigma
 from .kinds import WHITE_PURPLE, purple_mask
 from .measure import MIN_CELL_DIAMETER_PX
 
@@ -338,13 +338,13 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
     # an object's mean contrast (one-pixel smoothing) must stand ``sigmas`` of that contrast's
     # pixel noise (from its finest detail, whatever covers the field) above the background
     fine = (contrast - filters.gaussian(contrast, 1.0))[::2, ::2]
-    noise = 1.4826 * float(np.median(np.abs(fine - np.median(fine)))) * FINE_TO_SMOOTH
+    noise = robust_sigma(fine, float(np.median(fine))) * FINE_TO_SMOOTH
     sample = soft[::2, ::2][away[::2, ::2]]
     if sample.size < 16:  # no background to see: the field is one sheet, or nothing but noise
         return np.zeros_like(bright), sigmas * noise
     sample = sample[main_peak(sample)]
     centre = float(np.median(sample))
-    level = centre + sigmas * 1.4826 * float(np.median(np.abs(sample - centre)))
+    level = centre + sigmas * robust_sigma(sample, centre)
     level = max(level, centre + DIM_FLOOR * otsu)
     significant = max(centre, 0.0) + sigmas * noise
     above = soft > level

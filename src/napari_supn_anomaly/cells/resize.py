@@ -17,6 +17,11 @@ import numpy as np
 _TRUNCATE = 4.0
 
 
+def scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, ...]:
+    """A plane's [Y, X] ``shape`` rescaled by ``scale``, rounded as ``skimage.transform.rescale`` does."""
+    return tuple(max(1, round(s * scale)) for s in shape)
+
+
 def _mirror(index: np.ndarray, n: int) -> np.ndarray:
     """Indices outside [0, n) reflected about the edge pixels (scipy's 'mirror', skimage's 'reflect')."""
     if n == 1:
