@@ -260,7 +260,7 @@ def run_all(args, before, before_fields, before_models, before_scoring) -> list[
              cmd, "```", "",
              (f"'Before' is commit `{args.before_ref}` imported from a `git archive` of it; 'after' is this tree. "
              "Each loads its own built-in model file (the one in that version of the package) and scores with the "
-             "model's default scorer. GPU figures were not taken: no GPU was available."), "",
+             "model's default scorer. This page is CPU only; GPU figures: docs/benchmarks/gpu.md."), "",
              ("Freed memory: " + ("kept for reuse (`process_memory.reuse_freed_memory`, as `supn-anomaly` and its "
               "Dask workers do; both 'before' and 'after' run in this process, so both have it)."
               if args.freed_memory_kept else "glibc's defaults, as in the napari process "

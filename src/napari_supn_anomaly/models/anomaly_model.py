@@ -13,8 +13,8 @@ import torch
 from ..cells import CropGeometry
 from ..errors import Cancelled, InputError
 from ..supn import SCORE_RULES, IntensityStats, SupnVAE, cell_scores, whitened_residual
+from ..supn.devices import exact_float32, resolve_device
 from ..supn.scoring import anomaly_maps
-from ..supn.devices import resolve_device
 from .data_range import DataRange, model_data_range
 from .model_check import check_model
 from .model_file import load_model_file, save_model_file
@@ -121,7 +121,8 @@ class AnomalyModel:
         for start in range(0, len(crops), batch_size):
             x = torch.from_numpy(self.normalise(crops[start:start + batch_size])).to(self.device)
             m = torch.from_numpy(np.asarray(masks[start:start + batch_size], bool)).to(self.device)
-            maps = anomaly_maps(self.net, x, scorer, rule, n_samples, generator)
+            with exact_float32():
+                maps = anomaly_maps(self.net, x, scorer, rule, n_samples, generator)
             yield start, CropScores(maps.cpu().numpy(), cell_scores(maps, m).cpu().numpy())
 
     def score_crops(self, crops: np.ndarray, masks: np.ndarray, scorer: str = "supn", batch_size: int = 64,
@@ -140,9 +141,10 @@ class AnomalyModel:
     def reconstruct(self, crops: np.ndarray, scorer: str = "supn", seed: int = 0):
         """Normalised input, decoded mean, whitened residual and one sample from the learned Gaussian."""
         x = torch.from_numpy(self.normalise(crops)).to(self.device)
-        z, mean = whitened_residual(self.net, x, scorer)
-        mu_z, _ = self.net.encode(x)
-        factor = self.net.factor(scorer, mu_z, mean)
+        with exact_float32():
+            z, mean = whitened_residual(self.net, x, scorer)
+            mu_z, _ = self.net.encode(x)
+            factor = self.net.factor(scorer, mu_z, mean)
         g = torch.Generator(device="cpu").manual_seed(seed)
         eps = torch.randn(x.shape, generator=g, dtype=torch.float64).to(self.device)
         cpu64 = type(factor)(factor.log_diag.double().cpu(), factor.off_diag.double().cpu(),

@@ -15,6 +15,7 @@ from ..cells import loss_weight
 from ..errors import Cancelled, InputError, ModelFileError, ScorerUnavailable
 from ..models import AnomalyModel, CropScores
 from ..supn import SCORE_RULES, cell_scores
+from ..supn.devices import exact_float32
 from ..supn.ensemble import MemberScale, combine_calibrated
 from ..supn.self_supervised import TrainedSegmenter
 from ..supn.vae_scorers import gradient_map, projection_map, reconstruction_error_map
@@ -101,7 +102,8 @@ class Scorer:
         for start in range(0, len(crops), batch_size):
             x = torch.from_numpy(model.normalise(crops[start:start + batch_size])).to(model.device)
             m = np.asarray(masks[start:start + batch_size], bool)
-            maps = self._maps(x, m).detach().float()
+            with exact_float32():
+                maps = self._maps(x, m).detach().float()
             scores = cell_scores(maps, torch.from_numpy(m).to(maps.device))
             yield start, CropScores(maps.cpu().numpy(), scores.cpu().numpy())
 

@@ -5,6 +5,8 @@ in its help without loading torch.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -55,3 +57,22 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
     elif device.type == "mps" and hasattr(torch, "mps"):
         torch.mps.empty_cache()
+
+
+@contextmanager
+def exact_float32() -> Iterator[None]:
+    """Full float32 convolutions and matrix products on NVIDIA GPUs while scoring.
+
+    torch lets cuDNN run float32 convolutions in TF32 (10-bit mantissa) by default. On an H200 that
+    moved the built-in models' cell scores by up to 5e-3 (relative) and their maps by up to 0.1 from
+    the CPU's, so one cell could be a candidate on one machine and not on the other; in full float32
+    they agree to 1e-5 (docs/benchmarks/gpu.md). The flags are process-wide: they are restored on exit.
+    """
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -31,7 +31,14 @@ class IntensityStats:
         """[N, C, H, W] raw intensities -> float32 roughly in [-1, 1]."""
         lo = np.asarray(self.low, np.float32)[None, :, None, None]
         hi = np.asarray(self.high, np.float32)[None, :, None, None]
-        return (2.0 * (images.astype(np.float32) - lo) / (hi - lo) - 1.0).astype(np.float32)
+        # in place on one float32 copy, the same operations in the same order as
+        # 2 * (x - lo) / (hi - lo) - 1: the same numbers with one pass over memory instead of five
+        out = images.astype(np.float32, copy=True)
+        out -= lo
+        out *= np.float32(2.0)
+        out /= hi - lo
+        out -= np.float32(1.0)
+        return out
 
     def to_dict(self) -> dict:
         return {"low": self.low, "high": self.high}
