@@ -32,10 +32,12 @@ from .. import __version__
 from ..errors import USER_ERRORS, NoCellsFound
 from ..io import ZarrResultWriter, is_zarr_folder, results_complete
 from ..pipeline.blocks import (
+    NO_CELLS_IN_PROBES,
     block_halo,
     plan_blocks,
     plan_plane,
     plane_layout,
+    probe_windows,
     window_of,
 )
 from ..pipeline.candidates import empty_candidate_table, mark_candidate_cells
@@ -58,10 +60,6 @@ from .tasks import (
 )
 
 BIG_PLANE_PIXELS = AUTO_TILE_PIXELS  # above this a plane is processed in blocks and written as OME-Zarr
-# Side of the windows on which a big plane's cell size is measured, in this process before any block
-# starts: at 2048 px the finder took 15-18 CPU s there, serial time that kept 2 workers at 1.5x on
-# a 5000^2 plane. 1024 px still holds about 200 cells of 64 px (docs/benchmarks/scale.md).
-PROBE_PX = 1024
 
 
 @dataclass
@@ -127,14 +125,8 @@ def _plan_big_input(spec: InputSpec, stem: str, scorer, settings, out_dir: str, 
 
 
 def _plan_by_probes(image, layout, plane, scorer, settings, n_blocks, core, labels_path):
-    """Cell size and intensity matching from the first window near the plane's centre that holds cells."""
-    height, width = layout.yx
-    side = min(PROBE_PX, height, width)
-    spots = [(0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75), (0.5, 0.2), (0.5, 0.8)]
-    for fy, fx in spots:
-        y0 = int(np.clip(fy * height - side / 2, 0, height - side))
-        x0 = int(np.clip(fx * width - side / 2, 0, width - side))
-        outer = (slice(y0, y0 + side), slice(x0, x0 + side))
+    """Cell size and intensity matching from the first probe window that holds cells (pipeline.blocks)."""
+    for outer in probe_windows(*layout.yx):
         with reading_here():
             probe = window_of(image.data, layout.axes, plane, layout.chan_axis, layout.channels, outer)
         labels = read_labels_window(labels_path, plane, outer) if labels_path else None
@@ -144,7 +136,7 @@ def _plan_by_probes(image, layout, plane, scorer, settings, n_blocks, core, labe
             return plan_plane(probe, scorer, settings, n_blocks, core, labels)
         except NoCellsFound:
             continue
-    raise NoCellsFound("no cells were found in the parts of the image looked at to measure the cell size")
+    raise NoCellsFound(NO_CELLS_IN_PROBES)
 
 
 def slide_threshold(scorer, settings, scores: np.ndarray):
