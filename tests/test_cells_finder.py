@@ -120,6 +120,27 @@ def test_real_chula_fields_find_their_labelled_cells_once(name):
     assert 30 < seg.diameter_px < 55
 
 
+@pytest.mark.skipif(not (DATA / "chula_rbc_fields").exists(), reason="../shared/data/chula_rbc_fields is absent")
+@pytest.mark.parametrize("name, y, x", [("100", 450, 44), ("97", 208, 557)], ids=["corner", "lobed"])
+def test_real_chula_white_cells_are_one_white_cell_and_no_red_cell_pieces(name, y, x):
+    # field 100: a white cell at the corner was cut in three, two pieces counted as red cells
+    # (105 red cells); field 97: a neutrophil's cytoplasm came off in red-cell pieces
+    from skimage.measure import regionprops
+
+    rgb, _ = _chula(name)
+    seg = segment_cells(rgb, "brightfield-stained")
+    near = seg.others[y - 10:y + 11, x - 10:x + 11]
+    white = np.bincount(near[near > 0]).argmax()
+    assert seg.other_kinds[white] == "white_cell"
+    body = regionprops((seg.others == white).astype(np.uint8))[0]
+    hull = np.zeros(seg.labels.shape, bool)
+    hull[body.slice] = body.image_convex
+    centres = [np.rint(r.centroid).astype(int) for r in regionprops(seg.labels)]
+    inside = [c for c in centres if hull[c[0], c[1]]]
+    assert not inside, f"red-cell objects centred inside the white cell at {inside}"
+    assert body.area > 2.0 * np.pi * (seg.diameter_px / 2) ** 2  # the whole cell, not its nucleus alone
+
+
 @pytest.mark.skipif(not (DATA / "malarianet_giemsa_fields").exists(),
                     reason="../shared/data/malarianet_giemsa_fields is absent")
 def test_real_malarianet_field_with_a_given_diameter_holds_its_parasites_in_red_cells():

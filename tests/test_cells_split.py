@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_supn_anomaly.cells import segment_cells
 from napari_supn_anomaly.cells.finder import DEFAULT_SETTINGS, split_large_objects
@@ -81,3 +82,32 @@ def test_a_cut_between_two_cells_never_runs_through_a_parasite():
     out = keep_blobs_whole(labels, blob)
     assert (out[blob] == 1).all()
     assert (out[~blob] == labels[~blob]).all()
+
+
+def neutrophil_field(centre, shape=(300, 400), seed=0):
+    """Eight red cells (36 px) and a white cell twice their diameter: pale lilac cytoplasm around a
+    nucleus of three joined lobes (1.3 red-cell areas), at ``centre``."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    rgb = np.empty((3,) + shape)
+    rgb[:] = np.array([230, 232, 228])[:, None, None]
+    for cy, cx in [(40, 40), (40, 200), (160, 40), (160, 215), (100, 215), (250, 120), (240, 330), (60, 340)]:
+        rgb[:, (yy - cy) ** 2 + (xx - cx) ** 2 < 18 ** 2] = np.array([175, 115, 125])[:, None]
+    wy, wx = centre
+    rgb[:, (yy - wy) ** 2 + (xx - wx) ** 2 < 36 ** 2] = np.array([205, 185, 210])[:, None]
+    for ly, lx in ((-10, -10), (-8, 12), (12, 2)):
+        rgb[:, (yy - wy - ly) ** 2 + (xx - wx - lx) ** 2 < 12 ** 2] = np.array([95, 55, 150])[:, None]
+    white = (yy - wy) ** 2 + (xx - wx) ** 2 < 30 ** 2  # well inside it
+    return rgb + np.random.default_rng(seed).normal(0, 3, rgb.shape), white
+
+
+@pytest.mark.parametrize("centre", [(100, 120), (90, 24)], ids=["inside", "cut-by-the-edge"])
+def test_a_white_cell_with_a_lobed_nucleus_is_one_white_cell_not_red_cell_pieces(centre):
+    # Chula field 100: a white cell larger than two red cells was cut into pieces of red-cell size,
+    # and the pieces without the nucleus were counted as red cells
+    rgb, white = neutrophil_field(centre)
+    for diameter in (36, None):
+        seg = segment_cells(rgb, "brightfield-stained", cell_diameter=diameter)
+        assert seg.kind_counts().get("white_cell") == 1 and seg.n_cells == 8, seg.kind_counts()
+        assert (seg.labels[white] == 0).all()
+        inside = seg.others[white]
+        assert (inside == inside[0]).all() and seg.other_kinds[inside[0]] == "white_cell"

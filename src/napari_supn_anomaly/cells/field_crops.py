@@ -7,6 +7,7 @@ the background. Maps computed on the crops go back inside their own cell only.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..errors import InputError
 from .crops import CropGeometry
@@ -73,13 +74,17 @@ def _window(centre, size: int, shape) -> tuple[int, int, int, int, int, int] | N
 
 
 def cut_crops(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: np.ndarray,
-              crop_size: int, fill: np.ndarray, edge_margin: int = 0):
+              crop_size: int, fill: np.ndarray, edge_margin: int = 0, hidden: np.ndarray | None = None):
     """Crops [N, C, S, S] centred on each cell, padded with ``fill``; masks [N, S, S] of that cell only.
 
     A cell cut by the field's edge loses the ``edge_margin`` pixels next to the cut from its mask:
     the model sees half a cell and draws the missing half, so the residual along the cut is the
-    model's guess, not the cell.
+    model's guess, not the cell. Pixels ``hidden`` [Y, X] by an annotation mark are treated the
+    same way: out of every mask, with ``edge_margin`` pixels around them (the plane should hold
+    the marks already filled in, ``overlay_marks.fill_marks``).
     """
+    if hidden is not None and hidden.any() and edge_margin:
+        hidden = ndi.binary_dilation(hidden, iterations=edge_margin)
     crops = np.empty((len(ids), plane.shape[0], crop_size, crop_size), np.float32)
     crops[:] = fill[None, :, None, None]
     masks = np.zeros((len(ids), crop_size, crop_size), bool)
@@ -92,6 +97,8 @@ def cut_crops(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: n
         masks[k, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = labels[sy0:sy1, sx0:sx1] == cid
         if edge_margin:
             _clear_cut_margin(masks[k], (y0, x0, sy0, sx0, sy1, sx1), plane.shape[1:], edge_margin)
+        if hidden is not None:
+            masks[k, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] &= ~hidden[sy0:sy1, sx0:sx1]
     return crops, masks
 
 

@@ -10,7 +10,11 @@
    seeded watershed on the distance, inside the foreground: touching and overlapping cells split
    along their neck. In a clump (several cells, not convex) the distance map peaks where cells
    meet, so its seeds come from the cells' rims on its outline (a circular Hough transform at
-   the cell's radius, ``rim_centres``) when these find more cells.
+   the cell's radius, ``rim_centres``) when these find more cells, and such a clump is shared
+   out by distance from those centres (plus the image's edges, ``clump_edge_weight``, off by
+   default). On stained fields each white cell's nucleus (``kinds.white_nuclei``) is one seed,
+   and pieces of its cytoplasm cut off are joined back (``absorb_cytoplasm``): a white cell is
+   one object, never red-cell pieces.
 5. Objects still too large for one cell are cut from seeds on their rims (or k-means centres) by
    a watershed on their distance map and the image's edges, so cuts follow the cells.
 6. Every object is kept, cells cut by the field's edge included; ``kinds.py`` says which are red
@@ -30,7 +34,7 @@ from skimage.feature import peak_local_max
 
 from ..errors import NoCellsFound
 from .background import foreground_contrast, main_peak, robust_sigma
-from .kinds import WHITE_PURPLE, purple_mask
+from .kinds import purple_mask, white_nuclei
 from .measure import MIN_CELL_DIAMETER_PX
 
 
@@ -51,7 +55,13 @@ class FinderSettings:
     valley_depth: float = 0.15       # a line this much (x Otsu level) below its surroundings parts two cells
     split_seed: float = 0.15         # cutting a large object: seed discs of this many diameters ...
     split_edge_weight: float = 1.0   # ... and the weight of the contrast's edges against the distance map
+    clump_edge_weight: float = 0.0   # a clump's cells: edges against the distance from their centres, in radii
+                                     # (1.0 tried 2026-11-30: fewer composed split pieces, Chula tuning -0.7%; off)
     split_rim_votes: float = 0.2     # a cell's centre in a clump: this share of its rim on the clump's outline
+    nucleus_reach: float = 0.0       # no red-cell seed on a white cell's nucleus or within this many cell diameters of it
+    white_margin: float = 0.3        # a white cell's cytoplasm around its nucleus, in cell diameters
+    white_solidity: float = 0.9      # a piece next to a white cell is its cytoplasm when the two make a round cell
+    white_reach: float = 0.5         # ... and it lies within this many cell diameters of the nucleus
 
 
 DEFAULT_SETTINGS = FinderSettings()
@@ -64,8 +74,10 @@ class FoundObjects:
     contrast: np.ndarray      # (Y, X) the contrast the objects were found in
     background: np.ndarray    # (C, Y, X) local background estimate
     measured: bool            # whether diameter_px was measured on the field
+    nuclei: np.ndarray | None = None  # (Y, X) white cells' nuclei (``kinds.white_nuclei``), stained fields
 
 
+NUCLEUS_INSET = 0.15  # a white cell's seed: its nucleus shrunk by this many cell diameters
 COMPACT_COVER = 0.15  # compact objects must cover this share of the foreground to set the size
 PALE_CENTRE = 1.0     # a crowded field's holes up to this many (first-guess) cell areas are pale centres
 
@@ -184,9 +196,13 @@ def clump_seeds(components: np.ndarray, peaks: np.ndarray, diameter: float,
 
 
 def split_objects(core: np.ndarray, foreground: np.ndarray, diameter: float, settings: FinderSettings,
-                  blob: np.ndarray | None = None) -> np.ndarray:
+                  blob: np.ndarray | None = None, nuclei: np.ndarray | None = None,
+                  edges: np.ndarray | None = None) -> np.ndarray:
     """Seeded watershed on the smoothed distance transform of the cells' cores, one seed per cell,
-    grown over the whole foreground."""
+    grown over the whole foreground. A white cell's ``nuclei`` (labels) are seeds of their own,
+    each whole, with no other seed near them: a white cell is larger than a red cell and its lobed
+    nucleus and granular cytoplasm give the distance map and the rims several peaks, which would
+    cut it into pieces of red-cell size (Chula field 100)."""
     distance = ndi.gaussian_filter(ndi.distance_transform_edt(core), max(1.0, diameter / 20.0))
     if blob is not None:
         # the cell's body at its own scale: one bump per cell even where cores touch
@@ -203,14 +219,43 @@ def split_objects(core: np.ndarray, foreground: np.ndarray, diameter: float, set
                 first[t if t else -k - 1] = k
         peaks = peaks[sorted(first.values())]
     elevation = -distance
+    clumps = []
     if settings.split_rim_votes > 0 and len(peaks):
-        peaks, seeded = clump_seeds(components, peaks, diameter, settings)
-        if seeded:
+        peaks, clumps = clump_seeds(components, peaks, diameter, settings)
+        if clumps:
             # a clump seeded at its cells' centres is shared out by distance from them (its own
-            # distance map would hand the middle, where cells meet, to whichever seed came first)
-            elevation = np.where(np.isin(components, seeded), 0.0, elevation)
+            # distance map would hand the middle, where cells meet, to whichever seed came first),
+            # plus the image's ``edges``, so cuts follow the rims one sees, not straight lines
+            flat = 0.0
+            if edges is not None and settings.clump_edge_weight > 0:
+                to_seed = ndi.distance_transform_edt(~_points_mask(peaks, foreground.shape)) / (diameter / 2.0)
+                flat = to_seed + settings.clump_edge_weight * edges
+            elevation = np.where(np.isin(components, clumps), flat, elevation)
     markers = np.zeros(foreground.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    n_seeds = 0
+    if nuclei is not None and nuclei.any():
+        to_nucleus = ndi.distance_transform_edt(nuclei == 0)
+        if len(peaks):
+            peaks = peaks[to_nucleus[tuple(peaks.T)] > settings.nucleus_reach * diameter]
+        clumped = np.isin(components, np.unique(components[nuclei > 0])) & np.isin(components, clumps)
+        if clumped.any():
+            # a clump around a white cell: a pixel goes to the nearest red cell's centre, in cell
+            # radii, or to the nucleus, in widths of a white cell's cytoplasm (a white cell is
+            # larger than a red cell; a flat share-out would hand the big nucleus everything)
+            to_seed = ndi.distance_transform_edt(~_points_mask(peaks, foreground.shape)) / (diameter / 2.0)
+            share = np.minimum(to_seed, to_nucleus / (settings.white_margin * diameter))
+            if edges is not None:
+                share = share + settings.clump_edge_weight * edges
+            elevation = np.where(clumped, share, elevation)
+        # each nucleus one seed, kept a little inside its outline: where a nucleus reaches the
+        # white cell's edge, a seed there would flood a touching red cell past the neck between them
+        inner = ndi.binary_erosion(nuclei > 0, morphology.disk(max(1, round(NUCLEUS_INSET * diameter))))
+        inner |= (nuclei > 0) & ~np.isin(nuclei, nuclei[inner])  # a nucleus too thin for that: all of it
+        inner &= foreground
+        markers[inner] = nuclei[inner]
+        n_seeds = int(nuclei.max())
+    markers[tuple(peaks.T)] = n_seeds + np.arange(1, len(peaks) + 1)
+    n_seeds += len(peaks)
     # objects too small or thin for a seed (platelets, specks) keep one marker each
     seeded = np.zeros(int(components.max()) + 1, bool)
     seeded[components[markers > 0]] = True
@@ -219,8 +264,24 @@ def split_objects(core: np.ndarray, foreground: np.ndarray, diameter: float, set
         unseeded = np.nonzero(~seeded)[0]
         centres = ndi.maximum_position(distance, components, unseeded)
         for k, (y, x) in enumerate(centres):
-            markers[int(y), int(x)] = len(peaks) + 1 + k
-    return segmentation.watershed(elevation, markers, mask=foreground).astype(np.int32)
+            markers[int(y), int(x)] = n_seeds + 1 + k
+    labels = segmentation.watershed(elevation, markers, mask=foreground).astype(np.int32)
+    if nuclei is not None and nuclei.any():
+        # a white cell reaches ``white_reach`` cell diameters beyond its nucleus at most; what its
+        # seed flooded further (a crowd with few red-cell seeds) goes to the objects around it
+        white = (labels > 0) & (labels <= int(nuclei.max()))
+        far = white & (to_nucleus > settings.white_reach * diameter)
+        if far.any():
+            others = np.where(white, 0, labels)
+            refill = segmentation.watershed(elevation, others, mask=far | (others > 0))
+            labels[far & (refill > 0)] = refill[far & (refill > 0)]
+    return labels
+
+
+def _points_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[tuple(np.asarray(points, int).reshape(-1, 2).T)] = True
+    return mask
 
 
 def _kmeans_centres(points: np.ndarray, k: int, iterations: int = 10) -> np.ndarray:
@@ -265,15 +326,15 @@ def rim_centres(mask: np.ndarray, diameter: float, min_votes: float, max_count: 
 
 
 def split_large_objects(labels: np.ndarray, diameter: float, settings: FinderSettings,
-                        stained: np.ndarray | None = None, edges: np.ndarray | None = None) -> np.ndarray:
+                        nuclei: np.ndarray | None = None, edges: np.ndarray | None = None) -> np.ndarray:
     """Objects that hold more than one cell's area and are elongated or too large for one cell
     (overlapping pairs whose distance map has one peak, clumps) are cut into cells: one seed per
     cell where the object's outline shows a cell's rim (``rim_centres``; without two of them, the
     k-means centres of ``round(area / cell)`` cells), then a seeded
     watershed inside the object on its inverted distance map plus ``edges`` (the contrast's
     gradient, 0..1), so the cuts follow the necks between cells and the rims and overlap arcs one
-    sees, not straight lines through a cell. An object mostly ``stained`` (a white cell's
-    nucleus) is left whole."""
+    sees, not straight lines through a cell. An object holding one of the white cells' ``nuclei``
+    is left whole."""
     area = np.pi * (diameter / 2.0) ** 2
     out = labels.copy()
     next_id = int(labels.max()) + 1
@@ -287,7 +348,7 @@ def split_large_objects(labels: np.ndarray, diameter: float, settings: FinderSet
         if not pair and ratio < 2 * settings.split_area:
             continue
         sl = region.slice
-        if stained is not None and stained[sl][region.image].mean() >= WHITE_PURPLE:
+        if nuclei is not None and nuclei[sl][region.image].any():
             continue
         k = max(2, round(ratio))
         mask = region.image
@@ -310,6 +371,8 @@ def split_large_objects(labels: np.ndarray, diameter: float, settings: FinderSet
 
 FINE_TO_SMOOTH = 0.32  # white noise: sigma after a one-pixel Gaussian over sigma of the residual to it
 DIM_MAX_AREAS = 4.0  # a dim region of more cell areas than this is background, not dim cells
+DIM_BAND = 1.5      # dim cells are looked for this many smoothing widths away from bright objects (2.0 until 2026-11-30)
+DIM_PART = 0.15      # the dim part of a cell beside a bright object: this many cell areas at least
 DIM_SPECK = 0.03     # compact bright spots of this many cell areas or more (below 0.4) inside a dim object ...
 DIM_SPOTS = 0.3      # ... covering this share of it make it a pale white cell, not a dim red cell
 DIM_FLOOR = 0.1      # and a dim cell stands this share of the Otsu level above background at least (a
@@ -324,9 +387,10 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
     The contrast is averaged over a fifteenth of a cell, where the pixel noise drops several times
     while a cell keeps its level, and thresholded ``sigmas`` noise sigmas above the background
     (and ``DIM_FLOOR`` of the ``otsu`` level at least).
-    A band of two smoothing widths around the ``bright`` objects is left out: there the average
-    carries the bright cells' own light into the gaps between them. Objects of at least 0.4 cell
-    areas are kept, grown back into that band up to the bright cells."""
+    A band of ``DIM_BAND`` smoothing widths around the ``bright`` objects is left out: there the
+    average carries the bright cells' own light into the gaps between them. Objects of at least 0.4 cell
+    areas are kept (``DIM_PART`` where they border that band: the dim side of a cell whose bright
+    side crossed the main threshold), grown back into that band up to the bright cells."""
     width = max(1.0, diameter / 15.0)
     area = np.pi * (diameter / 2.0) ** 2
     soft = filters.gaussian(contrast, width)
@@ -334,7 +398,7 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
     opened = ndi.binary_opening(bright, morphology.disk(max(1, int(diameter / 15))))
     bright = remove_small_objects(opened, 0.4 * area)
     spots = remove_small_objects(opened, DIM_SPECK * area) & ~bright
-    away = ndi.distance_transform_edt(~bright) > 2.0 * width
+    away = ndi.distance_transform_edt(~bright) > DIM_BAND * width
     # an object's mean contrast (one-pixel smoothing) must stand ``sigmas`` of that contrast's
     # pixel noise (from its finest detail, whatever covers the field) above the background
     fine = (contrast - filters.gaussian(contrast, 1.0))[::2, ::2]
@@ -349,7 +413,7 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
     significant = max(centre, 0.0) + sigmas * noise
     above = soft > level
     dim = remove_small_objects(ndi.binary_opening(above & away, morphology.disk(max(1, int(diameter / 8)))),
-                               0.4 * area)
+                               DIM_PART * area)
     # a few dim cells at most: a larger dim region is the background's own slope (a vignetted
     # corner of a bright-field image) that the block-wise background did not follow. And a pale
     # object around several compact dark spots is a white cell's halo and lobes (unstained
@@ -358,10 +422,83 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
     if n:
         size = np.bincount(objects.ravel(), minlength=n + 1)
         lit = np.bincount(objects[spots], minlength=n + 1)
-        dim = ((size <= DIM_MAX_AREAS * area) & (lit < DIM_SPOTS * size) & (np.arange(n + 1) > 0))[objects]
+        # a dim cell stands alone (0.4 cell areas at least); a smaller dim part borders the band
+        # around a bright object: the dim side of an unevenly lit cell whose bright side crossed
+        # the main threshold (composed fluorescence: 13 of 33 misses were such half cells)
+        beside = np.bincount(objects[ndi.binary_dilation(~away) & away], minlength=n + 1) > 0
+        whole = (size >= 0.4 * area) | beside
+        dim = (whole & (size <= DIM_MAX_AREAS * area) & (lit < DIM_SPOTS * size) & (np.arange(n + 1) > 0))[objects]
     if dim.any():
-        dim = ndi.binary_dilation(dim, morphology.disk(int(np.ceil(2.0 * width)))) & above & ~bright
+        dim = ndi.binary_dilation(dim, morphology.disk(int(np.ceil(DIM_BAND * width)))) & above & ~bright
     return dim, significant
+
+
+def _solidity(mask: np.ndarray) -> float:
+    region = measure.regionprops(mask.astype(np.uint8))
+    return float(region[0].solidity) if region else 0.0
+
+
+def absorb_cytoplasm(labels: np.ndarray, nuclei: np.ndarray, bluer: np.ndarray, diameter: float,
+                     settings: FinderSettings) -> np.ndarray:
+    """``labels`` with each white cell (the object holding most of a nucleus) joined by the pieces of
+    its cytoplasm cut off as separate objects. A neighbour is taken in when the two together are
+    round (solidity ``white_solidity``) and rounder than the white cell alone: a crescent of cytoplasm
+    completes the round cell, a red cell touching it adds a neck. A neighbour mostly ``bluer`` than
+    the red cells, as a white cell's cytoplasm is, is taken in unless it has a red cell's shape
+    (round) and would make the white cell less round. First, the ``bluer`` part of a neighbour that
+    joins the white cell (cytoplasm a touching red cell's seed had flooded) is handed back to it.
+    Only what lies within ``white_reach`` cell diameters of the nucleus is taken (on a pale field,
+    whatever is nearly white is bluer than the pink cells: MalariaNet Trip_022 Image_10_add_6)."""
+    min_solidity = settings.white_solidity
+    out = labels.copy()
+    reach = ndi.distance_transform_edt(nuclei == 0) <= settings.white_reach * diameter
+    blue_parts, _ = ndi.label(ndi.binary_opening(bluer & (labels > 0) & reach, morphology.disk(2)))
+    whites = set()
+    for nucleus in range(1, int(nuclei.max()) + 1):
+        inside = out[nuclei == nucleus]
+        inside = inside[inside > 0]
+        if inside.size == 0:
+            continue
+        white = int(np.bincount(inside).argmax())
+        whites.add(white)
+        cell = out == white
+        joined = np.unique(blue_parts[ndi.binary_dilation(cell) & (blue_parts > 0)])
+        if len(joined):
+            out[np.isin(blue_parts, joined) & ~np.isin(out, list(whites))] = white
+        while True:
+            ys, xs = np.nonzero(out == white)
+            pad = 2
+            y0, x0 = max(ys.min() - pad, 0), max(xs.min() - pad, 0)
+            window = out[y0:ys.max() + pad + 1, x0:xs.max() + pad + 1]
+            cell = window == white
+            ring = ndi.binary_dilation(cell, iterations=1) & ~cell
+            contact = np.bincount(window[ring])
+            contact[[0, white] if white < len(contact) else 0] = 0
+            if not contact.any():
+                break
+            base = _solidity(cell)
+            taken = False
+            for other in np.argsort(contact)[::-1]:
+                if contact[other] == 0:
+                    break
+                # the neighbour whole, not just the part inside this window
+                oy, ox = np.nonzero(out == other)
+                top, left = min(y0, oy.min()), min(x0, ox.min())
+                bottom, right = max(y0 + window.shape[0], oy.max() + 1), max(x0 + window.shape[1], ox.max() + 1)
+                both = np.isin(out[top:bottom, left:right], (white, other))
+                union = _solidity(both)
+                piece = out[top:bottom, left:right] == other
+                if reach[top:bottom, left:right][piece].mean() < 0.9:
+                    continue
+                blue = bluer[top:bottom, left:right][piece].mean() >= 0.5
+                if (union >= max(base, min_solidity)
+                        or blue and (union >= base or _solidity(piece) < min_solidity)):
+                    out[out == other] = white
+                    taken = True
+                    break
+            if not taken:
+                break
+    return out
 
 
 def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray) -> np.ndarray:
@@ -460,16 +597,20 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
     blob = None
     if settings.blob_weight > 0:
         blob = filters.gaussian(np.minimum(contrast, 2 * otsu), cell_diameter / 5.0) / max(float(otsu), 1e-6)
-    labels = split_objects(core, fg | core, cell_diameter, settings, blob)
-    stained = None
+    stained = nuclei = None
     if modality == "brightfield-stained" and plane.shape[0] >= 3:
-        stained = purple_mask(plane, background, labels > 0)
+        nuclei = white_nuclei(plane, background, fg | core, cell_diameter)
     gradient = filters.sobel(filters.gaussian(contrast, max(1.0, cell_diameter / 30)))
-    edges = np.clip(gradient / max(float(np.percentile(gradient[labels > 0], 99)), 1e-6), 0, 1)
-    labels = split_large_objects(labels, cell_diameter, settings, stained, edges)
+    edges = np.clip(gradient / max(float(np.percentile(gradient[fg | core], 99)), 1e-6), 0, 1)
+    labels = split_objects(core, fg | core, cell_diameter, settings, blob, nuclei, edges)
+    if nuclei is not None:
+        labels = absorb_cytoplasm(labels, nuclei, purple_mask(plane, background, labels > 0, dark=False),
+                                  cell_diameter, settings)
+        stained = purple_mask(plane, background, labels > 0)
+    labels = split_large_objects(labels, cell_diameter, settings, nuclei, edges)
     if stained is not None:
         labels = keep_blobs_whole(labels, stained)
     labels = drop_insignificant(labels, smooth, faint_level)
     if not labels.any():
         raise NoCellsFound("no cells were found: nothing stands out from the background's noise")
-    return FoundObjects(labels, float(cell_diameter), contrast, background, measured)
+    return FoundObjects(labels, float(cell_diameter), contrast, background, measured, nuclei)

@@ -7,11 +7,12 @@ object that is stained purple (bluer and darker than the field's typical cell), 
 platelets are and red cells are not:
 
 * smaller than ``SMALL`` red-cell areas: a platelet when mostly bluer than the cells, else debris;
-* at least ``WHITE_PURPLE`` of it purple and a purple part (the nucleus) of at least
-  ``WHITE_NUCLEUS`` red-cell areas: a white cell. A white cell's nucleus alone is about a red
-  cell's size or larger (Chula: 1.2 areas and more), while a schizont, however much of its cell it
+* holding a nucleus (``white_nuclei``: one purple region, its lobes joined, of at least
+  ``WHITE_NUCLEUS`` red-cell areas): a white cell. A white cell's nucleus alone is about a red
+  cell's size or larger (Chula: 1.0 areas and more), while a schizont, however much of its cell it
   fills, stays inside a red cell (MalariaNet: at most 0.6 areas), so an infected red cell of
-  red-cell size stays a red cell;
+  red-cell size stays a red cell. The finder grows each white cell from its nucleus, so the
+  cell is one object however its outline runs (``finder.split_objects``);
 * larger than ``LARGE`` areas: a clump;
 * the rest: a red cell.
 """
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import disk
 
 KINDS = ("red_cell", "platelet", "white_cell", "debris", "clump")
 SMALL = 0.25
 LARGE = 3.0
-WHITE_PURPLE = 0.35
 WHITE_NUCLEUS = 0.85   # purple area, in red-cell areas, of a white cell's nucleus at least
+NUCLEUS_JOIN = 1 / 15  # purple lobes closer than twice this many cell diameters are one nucleus
 PLATELET_PURPLE = 0.3
 PURPLE_HUE = 0.06     # blue minus red above the typical cell's, as a share of the background's brightness
 PURPLE_DARK = 0.15    # darker than the typical cell by this share of the background's brightness
@@ -48,22 +50,48 @@ def purple_mask(plane: np.ndarray, background: np.ndarray, objects: np.ndarray |
     return bluer & (gray_ref - plane[:3].mean(0) > PURPLE_DARK * bright)
 
 
+def white_nuclei(plane: np.ndarray, background: np.ndarray, objects: np.ndarray, diameter: float) -> np.ndarray:
+    """Labels [Y, X] of the white cells' nuclei in a stained RGB plane [C, Y, X] (0 elsewhere): the
+    purple regions (``purple_mask`` against the ``objects``' typical cell), lobes closer than
+    ``2 * NUCLEUS_JOIN`` cell diameters joined and holes filled, holding at least ``WHITE_NUCLEUS``
+    red-cell areas of purple pixels. A neutrophil's lobes are one nucleus; a schizont stays below."""
+    purple = purple_mask(plane, background, objects)
+    r = max(1, round(NUCLEUS_JOIN * diameter))
+    # padded, so a nucleus cut by the field's edge is not eaten from the edge by the closing
+    joined = ndi.binary_closing(np.pad(purple, r + 1), disk(r))[r + 1:-(r + 1), r + 1:-(r + 1)] | purple
+    regions, n = ndi.label(ndi.binary_fill_holes(joined))
+    if n == 0:
+        return regions.astype(np.int32)
+    held = np.bincount(regions[purple], minlength=n + 1)
+    keep = held >= WHITE_NUCLEUS * np.pi * (diameter / 2.0) ** 2
+    keep[0] = False
+    mapping = np.zeros(n + 1, np.int32)
+    mapping[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return mapping[regions]
+
+
 def object_kinds(labels: np.ndarray, plane: np.ndarray, background: np.ndarray, diameter: float,
-                 stained: bool) -> np.ndarray:
-    """Kind of each label 0..max (index 0, the background, is '')."""
+                 stained: bool, nuclei: np.ndarray | None = None) -> np.ndarray:
+    """Kind of each label 0..max (index 0, the background, is ''). ``nuclei``: the
+    ``white_nuclei`` the objects were grown from (measured here when not given)."""
     n = int(labels.max())
     area = np.bincount(labels.ravel(), minlength=n + 1).astype(float) / (np.pi * (diameter / 2.0) ** 2)
+    holds_nucleus = np.zeros(n + 1, bool)
     if stained and plane.shape[0] >= 3:
         size = np.maximum(np.bincount(labels.ravel(), minlength=n + 1), 1)
-        index = np.arange(n + 1)
-        purple_share = np.asarray(ndi.sum_labels(purple_mask(plane, background, labels > 0), labels, index)) / size
         blue_share = np.asarray(ndi.sum_labels(purple_mask(plane, background, labels > 0, dark=False), labels,
-                                               index)) / size
+                                               np.arange(n + 1))) / size
+        if nuclei is None:
+            nuclei = white_nuclei(plane, background, labels > 0, diameter)
+        inside = (nuclei > 0) & (labels > 0)
+        for nucleus in np.unique(nuclei[inside]):
+            # the object holding most of the nucleus is the white cell
+            holds_nucleus[np.bincount(labels[inside & (nuclei == nucleus)]).argmax()] = True
     else:
-        purple_share = blue_share = np.zeros(n + 1)
+        blue_share = np.zeros(n + 1)
     kinds = np.full(n + 1, "red_cell", dtype=object)
     kinds[area > LARGE] = "clump"
-    kinds[(purple_share >= WHITE_PURPLE) & (purple_share * area >= WHITE_NUCLEUS)] = "white_cell"
+    kinds[holds_nucleus] = "white_cell"
     small = area < SMALL
     kinds[small] = np.where(blue_share[small] >= PLATELET_PURPLE, "platelet", "debris")
     kinds[0] = ""

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import InputError, NoCellsFound
 from .finder import DEFAULT_SETTINGS, FinderSettings, find_objects
 from .kinds import edge_objects, object_kinds
+from .set_apart import set_apart
 
 
 @dataclass
@@ -71,7 +72,7 @@ def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diamet
     check_plane(plane)
     found = find_objects(plane, modality, cell_diameter, settings)
     stained = modality == "brightfield-stained"
-    kinds = object_kinds(found.labels, plane, found.background, found.diameter_px, stained)
+    kinds = object_kinds(found.labels, plane, found.background, found.diameter_px, stained, found.nuclei)
     n = len(kinds)
     area = np.bincount(found.labels.ravel(), minlength=n) / (np.pi * (found.diameter_px / 2.0) ** 2)
     if min_size is not None:
@@ -89,5 +90,6 @@ def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diamet
     labels = _renumber(found.labels, red)
     other = (kinds != "red_cell") & (kinds != "")
     others = _renumber(found.labels, other)
-    return Segmentation(labels, found.diameter_px, np.concatenate([[False], edge[red]]), others,
-                        np.concatenate([[""], kinds[other]]).astype(object), found.measured)
+    return set_apart(Segmentation(labels, found.diameter_px, np.concatenate([[False], edge[red]]), others,
+                                  np.concatenate([[""], kinds[other]]).astype(object), found.measured),
+                     plane, modality)

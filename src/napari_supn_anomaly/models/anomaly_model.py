@@ -13,6 +13,7 @@ import torch
 from ..cells import CropGeometry
 from ..errors import Cancelled, InputError
 from ..supn import SCORE_RULES, IntensityStats, SupnVAE, cell_scores, whitened_residual
+from ..supn.batch_threads import batch_threads, in_order
 from ..supn.devices import exact_float32, resolve_device
 from ..supn.scoring import anomaly_maps
 from .data_range import DataRange, model_data_range
@@ -118,12 +119,17 @@ class AnomalyModel:
             raise InputError(f"model {self.name!r} has no scorer {scorer!r}; it has {', '.join(self.scorers)}")
         rule = SCORE_RULES[self.score_rule(scorer)]
         generator = torch.Generator(device=self.device).manual_seed(seed) if n_samples else None
-        for start in range(0, len(crops), batch_size):
+
+        def score_batch(start: int) -> CropScores:
             x = torch.from_numpy(self.normalise(crops[start:start + batch_size])).to(self.device)
             m = torch.from_numpy(np.asarray(masks[start:start + batch_size], bool)).to(self.device)
             with exact_float32():
                 maps = anomaly_maps(self.net, x, scorer, rule, n_samples, generator)
-            yield start, CropScores(maps.cpu().numpy(), cell_scores(maps, m).cpu().numpy())
+                return CropScores(maps.cpu().numpy(), cell_scores(maps, m).cpu().numpy())
+
+        # samples are drawn from one generator in batch order: those runs stay one batch at a time
+        threads = 1 if n_samples else batch_threads(self.device)
+        yield from in_order(score_batch, range(0, len(crops), batch_size), threads)
 
     def score_crops(self, crops: np.ndarray, masks: np.ndarray, scorer: str = "supn", batch_size: int = 64,
                     n_samples: int = 0, seed: int = 0, should_stop: Callable[[], bool] | None = None) -> CropScores:

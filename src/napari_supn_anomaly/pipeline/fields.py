@@ -22,8 +22,10 @@ from ..cells import (
     rescale_plane,
 )
 from ..cells.field_crops import cell_ids, cut_margin_px
-from ..cells.resize import resize_linear
+from ..cells.overlay_marks import fill_marks, mark_mask
+from ..cells.resize import resize_linear, resize_nearest
 from ..progress import Progress
+from ..supn.batch_threads import batch_threads
 from .memory import check_rescale_fits
 
 if TYPE_CHECKING:
@@ -51,7 +53,12 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     geometry = scorer.model.geometry
     scale = field_scale(geometry, field_cell_diameter)
     check_rescale_fits(*labels.shape, plane.shape[0], scale)
+    # annotation marks burned into the image: filled in, and out of the masks like the field's edge
+    marks = mark_mask(plane, scorer.model.modality)
+    if marks.any():
+        plane = fill_marks(plane, marks)
     plane_s, labels_s = rescale_plane(plane, labels, scale)
+    hidden = resize_nearest(marks, labels_s.shape) if marks.any() else None
     ids = cell_ids(labels_s)
     centres = cell_centres(labels_s, ids)
     fill = background_fill(plane_s, labels_s)
@@ -61,18 +68,25 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     timings["rescale_s"] = time.perf_counter() - t0
     t_score = t_paste = 0.0
     yield Progress("scoring", 0, len(ids))
-    for start in range(0, len(ids), batch_size):
-        sl = slice(start, start + batch_size)
+    # as many batches cut at once as the scorer scores side by side (supn.batch_threads)
+    step = batch_size * batch_threads(scorer.model.device)
+    for chunk in range(0, len(ids), step):
         t1 = time.perf_counter()
-        crops, masks = cut_crops(plane_s, labels_s, ids[sl], centres[sl], geometry.crop_size, fill, margin)
-        (_, scored), = scorer.iter_batches(crops, masks, batch_size=len(crops))
-        t2 = time.perf_counter()
-        # along a cut by the field's edge the map is the model's guess of the missing half: not shown
-        paste_maps(heatmap_s, labels_s, ids[sl], centres[sl], np.where(masks, scored.maps, 0.0))
-        model_scores[sl] = scored.scores
-        t_paste += time.perf_counter() - t2
-        t_score += t2 - t1
-        yield Progress("scoring", min(start + batch_size, len(ids)), len(ids))
+        part = slice(chunk, chunk + step)
+        crops, masks = cut_crops(plane_s, labels_s, ids[part], centres[part], geometry.crop_size, fill, margin,
+                                 hidden)
+        for offset, scored in scorer.iter_batches(crops, masks, batch_size=batch_size):
+            t2 = time.perf_counter()
+            start = chunk + offset
+            sl = slice(start, start + len(scored.scores))
+            # along a cut by the field's edge the map is the model's guess of the missing half: not shown
+            batch_masks = masks[offset:offset + len(scored.scores)]
+            paste_maps(heatmap_s, labels_s, ids[sl], centres[sl], np.where(batch_masks, scored.maps, 0.0))
+            model_scores[sl] = scored.scores
+            t_paste += time.perf_counter() - t2
+            yield Progress("scoring", sl.stop, len(ids))
+        t_score += time.perf_counter() - t1
+    t_score -= t_paste
     t3 = time.perf_counter()
     heatmap_s[~np.isfinite(heatmap_s)] = 0.0
     if heatmap_s.shape != labels.shape:
