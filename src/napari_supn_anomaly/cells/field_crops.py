@@ -83,8 +83,8 @@ def cut_crops(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: n
     same way: out of every mask, with ``edge_margin`` pixels around them (the plane should hold
     the marks already filled in, ``overlay_marks.fill_marks``).
     """
-    if hidden is not None and hidden.any() and edge_margin:
-        hidden = ndi.binary_dilation(hidden, iterations=edge_margin)
+    if hidden is not None and not hidden.any():
+        hidden = None
     crops = np.empty((len(ids), plane.shape[0], crop_size, crop_size), np.float32)
     crops[:] = fill[None, :, None, None]
     masks = np.zeros((len(ids), crop_size, crop_size), bool)
@@ -98,8 +98,19 @@ def cut_crops(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: n
         if edge_margin:
             _clear_cut_margin(masks[k], (y0, x0, sy0, sx0, sy1, sx1), plane.shape[1:], edge_margin)
         if hidden is not None:
-            masks[k, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] &= ~hidden[sy0:sy1, sx0:sx1]
+            masks[k, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] &= ~_widened(hidden, (sy0, sx0, sy1, sx1), edge_margin)
     return crops, masks
+
+
+def _widened(hidden: np.ndarray, window, margin: int) -> np.ndarray:
+    """``hidden`` grown by ``margin`` pixels, read in ``window`` only: the window and a band of
+    ``margin`` around it are grown, not the whole field (cut_crops runs once per batch)."""
+    sy0, sx0, sy1, sx1 = window
+    py0, px0 = max(0, sy0 - margin), max(0, sx0 - margin)
+    part = hidden[py0:sy1 + margin, px0:sx1 + margin]
+    if margin and part.any():
+        part = ndi.binary_dilation(part, iterations=margin)
+    return part[sy0 - py0:sy1 - py0, sx0 - px0:sx1 - px0]
 
 
 def _clear_cut_margin(mask: np.ndarray, window, shape, margin: int) -> None:

@@ -26,18 +26,15 @@ def _shares(labels: np.ndarray, pixels: np.ndarray) -> np.ndarray:
 def set_apart(seg, plane: np.ndarray, modality: str):
     """``seg`` (a ``segmentation.Segmentation``) with annotation marks taken out of its red cells and
     the objects made of them added to its other objects. Returns ``seg`` itself when there is none."""
-    plane = np.asarray(plane)
+    marks = mark_mask(np.asarray(plane), modality)
+    if not marks.any():
+        return seg
     labels = seg.labels.copy()
     others = np.zeros_like(labels) if seg.others is None else seg.others.copy()
     other_kinds = np.array([""], object) if seg.other_kinds is None else np.asarray(seg.other_kinds, object).copy()
     area = np.pi * (seg.diameter_px / 2.0) ** 2
     n_red = int(labels.max())
-    to_debris = np.zeros(n_red + 1, bool)
-
-    marks = mark_mask(plane, modality)
-    if not marks.any():
-        return seg
-    to_debris |= _shares(labels, marks) >= MARK_OBJECT
+    to_debris = _shares(labels, marks) >= MARK_OBJECT
     other_kinds[1:][(_shares(others, marks) >= MARK_OBJECT)[1:len(other_kinds)]] = "debris"
     labels[marks & ~to_debris[labels]] = 0
     # a cell mostly hidden by a mark is not scored (what is left of it is no cell's shape)

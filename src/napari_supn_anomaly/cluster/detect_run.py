@@ -32,12 +32,10 @@ from .. import __version__
 from ..errors import USER_ERRORS, NoCellsFound
 from ..io import ZarrResultWriter, is_zarr_folder, results_complete
 from ..pipeline.blocks import (
-    NO_CELLS_IN_PROBES,
     block_halo,
     plan_blocks,
-    plan_plane,
+    plan_by_probes,
     plane_layout,
-    probe_windows,
     window_of,
 )
 from ..pipeline.candidates import empty_candidate_table, mark_candidate_cells
@@ -125,18 +123,12 @@ def _plan_big_input(spec: InputSpec, stem: str, scorer, settings, out_dir: str, 
 
 
 def _plan_by_probes(image, layout, plane, scorer, settings, n_blocks, core, labels_path):
-    """Cell size and intensity matching from the first probe window that holds cells (pipeline.blocks)."""
-    for outer in probe_windows(*layout.yx):
+    def read(outer):
         with reading_here():
             probe = window_of(image.data, layout.axes, plane, layout.chan_axis, layout.channels, outer)
-        labels = read_labels_window(labels_path, plane, outer) if labels_path else None
-        if np.ptp(probe) == 0 or (labels is not None and not labels.any()):
-            continue
-        try:
-            return plan_plane(probe, scorer, settings, n_blocks, core, labels)
-        except NoCellsFound:
-            continue
-    raise NoCellsFound(NO_CELLS_IN_PROBES)
+        return probe, read_labels_window(labels_path, plane, outer) if labels_path else None
+
+    return plan_by_probes(read, *layout.yx, scorer, settings, n_blocks, core)
 
 
 def slide_threshold(scorer, settings, scores: np.ndarray):

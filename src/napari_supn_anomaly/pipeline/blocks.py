@@ -244,17 +244,26 @@ def probe_windows(height: int, width: int) -> Iterator[tuple[slice, slice]]:
         yield slice(y0, y0 + side), slice(x0, x0 + side)
 
 
-def _probe(data, layout, plane, scorer, settings, n_blocks: int, core: int) -> BlockPlan:
-    """Cell size and intensity matching from the first probe window that holds cells."""
-    for outer in probe_windows(*layout.yx):
-        probe = window_of(data, layout.axes, plane, layout.chan_axis, layout.channels, outer)
-        if np.ptp(probe) == 0:
+def plan_by_probes(read: Callable[[tuple[slice, slice]], tuple[np.ndarray, np.ndarray | None]],
+                   height: int, width: int, scorer: Scorer, settings: DetectSettings, n_blocks: int,
+                   core: int) -> BlockPlan:
+    """Cell size and intensity matching from the first probe window that holds cells. ``read(outer)``
+    gives the window [C, y, x] and its labels (None when the cells are to be found)."""
+    for outer in probe_windows(height, width):
+        probe, labels = read(outer)
+        if np.ptp(probe) == 0 or (labels is not None and not labels.any()):
             continue
         try:
-            return plan_plane(probe, scorer, settings, n_blocks, core)
+            return plan_plane(probe, scorer, settings, n_blocks, core, labels)
         except NoCellsFound:
             continue
     raise NoCellsFound(NO_CELLS_IN_PROBES)
+
+
+def _probe(data, layout, plane, scorer, settings, n_blocks: int, core: int) -> BlockPlan:
+    return plan_by_probes(lambda outer: (window_of(data, layout.axes, plane, layout.chan_axis, layout.channels,
+                                                   outer), None),
+                          *layout.yx, scorer, settings, n_blocks, core)
 
 
 def iter_detect_blocks(data, axes: str, scorer: Scorer, *, channel=None, settings: DetectSettings | None = None,
