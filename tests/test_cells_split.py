@@ -111,3 +111,18 @@ def test_a_white_cell_with_a_lobed_nucleus_is_one_white_cell_not_red_cell_pieces
         assert (seg.labels[white] == 0).all()
         inside = seg.others[white]
         assert (inside == inside[0]).all() and seg.other_kinds[inside[0]] == "white_cell"
+
+
+def test_a_small_object_inside_a_red_cell_joins_it_and_one_beside_a_cell_stays_apart():
+    from napari_supn_anomaly.cells.kinds import join_enclosed
+
+    yy, xx = np.mgrid[:80, :120]
+    labels = np.zeros((80, 120), np.int32)
+    labels[(yy - 40) ** 2 + (xx - 40) ** 2 < 25 ** 2] = 1
+    labels[(yy - 40) ** 2 + (xx - 45) ** 2 < 5 ** 2] = 2   # a parasite cut out inside cell 1
+    labels[(yy - 40) ** 2 + (xx - 70) ** 2 < 5 ** 2] = 3   # a platelet on cell 1's outline
+    labels[(yy - 40) ** 2 + (xx - 100) ** 2 < 5 ** 2] = 4  # a platelet on the background
+    kinds = np.array(["", "red_cell", "platelet", "platelet", "debris"], dtype=object)
+    out = join_enclosed(labels.copy(), kinds)
+    assert out[40, 45] == 1 and kinds[2] == ""
+    assert out[40, 70] == 3 and out[40, 100] == 4 and list(kinds[3:]) == ["platelet", "debris"]

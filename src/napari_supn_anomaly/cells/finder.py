@@ -62,6 +62,8 @@ class FinderSettings:
     white_margin: float = 0.3        # a white cell's cytoplasm around its nucleus, in cell diameters
     white_solidity: float = 0.9      # a piece next to a white cell is its cytoplasm when the two make a round cell
     white_reach: float = 0.5         # ... and it lies within this many cell diameters of the nucleus
+    work_diameter: float = 64.0      # cells over 1.25x this many pixels wide are found on a copy of the field
+                                     # shrunk until they are this wide (0: always at full size); ``working_scale.py``
 
 
 DEFAULT_SETTINGS = FinderSettings()
@@ -562,9 +564,8 @@ def measure_cell_diameter(raw: np.ndarray, contrast: np.ndarray, otsu: float,
     return measure_field_diameter(ndi.binary_opening(core, morphology.disk(max(1, int(first / 30)))))
 
 
-def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None = None,
-                 settings: FinderSettings = DEFAULT_SETTINGS) -> FoundObjects:
-    """Every object of a plane [C, Y, X] that stands out from its background, split into cells."""
+def _foreground(plane: np.ndarray, modality: str, settings: FinderSettings):
+    """The plane's contrast and background, its smoothed contrast, Otsu level and foreground."""
     contrast, background = foreground_contrast(plane, modality)
     smooth = filters.gaussian(contrast, 1.0)
     try:
@@ -574,12 +575,29 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
     raw = smooth > settings.threshold_fraction * otsu
     if not raw.any():
         raise NoCellsFound("no cells were found: the image has no objects brighter (or darker) than its background")
+    return contrast, background, smooth, otsu, raw
+
+
+def _measure(contrast: np.ndarray, smooth: np.ndarray, otsu: float, settings: FinderSettings) -> float:
+    # the size is measured on the cells' brighter cores, where crowded cells still part; the
+    # looser outline of a low threshold joins a crowd into one sheet of no measurable size
+    level = max(settings.threshold_fraction, settings.measure_fraction) * otsu
+    return measure_cell_diameter(smooth > level, contrast, otsu, settings)
+
+
+def field_cell_diameter(plane: np.ndarray, modality: str, settings: FinderSettings = DEFAULT_SETTINGS) -> float:
+    """The red-cell diameter of a plane [C, Y, X], as ``find_objects`` measures it."""
+    contrast, _, smooth, otsu, _ = _foreground(plane, modality, settings)
+    return _measure(contrast, smooth, otsu, settings)
+
+
+def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None = None,
+                 settings: FinderSettings = DEFAULT_SETTINGS) -> FoundObjects:
+    """Every object of a plane [C, Y, X] that stands out from its background, split into cells."""
+    contrast, background, smooth, otsu, raw = _foreground(plane, modality, settings)
     measured = cell_diameter is None
     if measured:
-        # the size is measured on the cells' brighter cores, where crowded cells still part; the
-        # looser outline of a low threshold joins a crowd into one sheet of no measurable size
-        level = max(settings.threshold_fraction, settings.measure_fraction) * otsu
-        cell_diameter = measure_cell_diameter(smooth > level, contrast, otsu, settings)
+        cell_diameter = _measure(contrast, smooth, otsu, settings)
     area = np.pi * (cell_diameter / 2.0) ** 2
     dim, faint_level = dim_cells(contrast, raw, cell_diameter, settings.faint_sigmas, otsu)
     if settings.faint_sigmas > 0:

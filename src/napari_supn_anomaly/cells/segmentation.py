@@ -13,8 +13,9 @@ import numpy as np
 
 from ..errors import InputError, NoCellsFound
 from .finder import DEFAULT_SETTINGS, FinderSettings, find_objects
-from .kinds import edge_objects, object_kinds
+from .kinds import edge_objects, join_enclosed, object_kinds
 from .set_apart import set_apart
+from .working_scale import grow_labels, working_scale
 
 
 @dataclass
@@ -54,22 +55,11 @@ def _renumber(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return mapping[labels]
 
 
-def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diameter: float | None = None,
-                  min_size: float | None = None, max_size: float | None = None, exclude_edges: bool = False,
-                  settings: FinderSettings = DEFAULT_SETTINGS) -> Segmentation:
-    """Red cells in one plane ``[C, Y, X]`` (or ``[Y, X]``).
-
-    ``cell_diameter`` (pixels in this plane) is the red cells' diameter; without it the field's
-    own is measured. ``min_size`` / ``max_size`` override the smallest and largest red cell, in
-    red-cell areas (``kinds.SMALL`` / ``kinds.LARGE``). With ``exclude_edges`` cells cut by the
-    field's edge are left out instead of flagged.
-    """
+def _sorted_objects(plane: np.ndarray, modality: str, cell_diameter: float | None, settings: FinderSettings,
+                    min_size: float | None, max_size: float | None):
+    """The objects of a plane and the kind of each; small ones inside a red cell joined to it."""
     from . import kinds as kind_rules
 
-    plane = np.asarray(plane, np.float32)
-    if plane.ndim == 2:
-        plane = plane[None]
-    check_plane(plane)
     found = find_objects(plane, modality, cell_diameter, settings)
     stained = modality == "brightfield-stained"
     kinds = object_kinds(found.labels, plane, found.background, found.diameter_px, stained, found.nuclei)
@@ -80,8 +70,29 @@ def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diamet
         kinds[(area >= min_size) & (area < kind_rules.SMALL)] = "red_cell"
     if max_size is not None:
         kinds[(kinds == "red_cell") & (area > max_size)] = "clump"
+    join_enclosed(found.labels, kinds)
+    return found, kinds
+
+
+def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diameter: float | None = None,
+                  min_size: float | None = None, max_size: float | None = None, exclude_edges: bool = False,
+                  settings: FinderSettings = DEFAULT_SETTINGS) -> Segmentation:
+    """Red cells in one plane ``[C, Y, X]`` (or ``[Y, X]``).
+
+    ``cell_diameter`` (pixels in this plane) is the red cells' diameter; without it the field's
+    own is measured. ``min_size`` / ``max_size`` override the smallest and largest red cell, in
+    red-cell areas (``kinds.SMALL`` / ``kinds.LARGE``). With ``exclude_edges`` cells cut by the
+    field's edge are left out instead of flagged.
+    """
+    plane = np.asarray(plane, np.float32)
+    if plane.ndim == 2:
+        plane = plane[None]
+    check_plane(plane)
+    scale, work, diameter = working_scale(plane, modality, cell_diameter, settings)
+    found, kinds = _sorted_objects(work, modality, None if diameter is None else diameter * scale, settings,
+                                   min_size, max_size)
     red = kinds == "red_cell"
-    edge = edge_objects(found.labels)
+    edge = edge_objects(found.labels, len(kinds))
     if exclude_edges:
         red &= ~edge
     if not red.any():
@@ -90,6 +101,10 @@ def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diamet
     labels = _renumber(found.labels, red)
     other = (kinds != "red_cell") & (kinds != "")
     others = _renumber(found.labels, other)
-    return set_apart(Segmentation(labels, found.diameter_px, np.concatenate([[False], edge[red]]), others,
-                                  np.concatenate([[""], kinds[other]]).astype(object), found.measured),
+    if scale != 1.0:
+        labels = grow_labels(labels, plane.shape[1:])
+        others = grow_labels(others, plane.shape[1:])
+        others[labels > 0] = 0
+    return set_apart(Segmentation(labels, found.diameter_px / scale, np.concatenate([[False], edge[red]]), others,
+                                  np.concatenate([[""], kinds[other]]).astype(object), cell_diameter is None),
                      plane, modality)

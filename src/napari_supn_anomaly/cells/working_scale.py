@@ -1,0 +1,68 @@
+"""The scale the cell finder works at: large cells are found on a shrunk copy of the field.
+
+The finder's time grows with the pixels per cell (openings, distance transforms, convex hulls),
+its accuracy does not: cells about 40 px wide are found as well as wider ones
+(docs/benchmarks/cells.md). Cells much wider than ``FinderSettings.work_diameter`` are found on a
+copy of the field shrunk until they are that wide, and their labels grown back to the field.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import NoCellsFound
+from .finder import FinderSettings, field_cell_diameter
+from .resize import resize_linear, resize_nearest, scaled_shape
+
+GROW = 1.25            # cells up to this many times work_diameter wide are found at full size
+MIN_MEASURE_SIDE = 64  # below this many pixels a side, the half-size subsample is too small to measure on
+
+
+def working_scale(plane: np.ndarray, modality: str, cell_diameter: float | None,
+                  settings: FinderSettings) -> tuple[float, np.ndarray, float | None]:
+    """The scale at which cells of the plane [C, Y, X] are found (1: full size), the plane at that
+    scale, and the cells' diameter in the plane's pixels (None: the finder measures it)."""
+    if settings.work_diameter <= 0:
+        return 1.0, plane, cell_diameter
+    if cell_diameter is not None:
+        if cell_diameter <= GROW * settings.work_diameter:
+            return 1.0, plane, cell_diameter
+        scale = settings.work_diameter / cell_diameter
+        return scale, shrink(plane, scale), cell_diameter
+    if min(plane.shape[1:]) // 2 < MIN_MEASURE_SIDE:
+        return 1.0, plane, None
+    try:
+        # every second pixel, not an anti-aliased copy: its blur joins touching small cells into
+        # one sheet that measures as huge cells (a crowd of 40 px discs: 228 px, subsampled 43)
+        guess = field_cell_diameter(np.ascontiguousarray(plane[:, ::2, ::2]), modality, settings) * 2
+        if guess <= GROW * settings.work_diameter:
+            return 1.0, plane, None
+        scale = settings.work_diameter / guess
+        work = shrink(plane, scale)
+        diameter = field_cell_diameter(work, modality, settings) / scale  # measured where they are found
+    except NoCellsFound:
+        return 1.0, plane, None  # the full-size finder says what is wrong with the field
+    if diameter <= GROW * settings.work_diameter:
+        return 1.0, plane, None
+    return scale, work, diameter
+
+
+def shrink(plane: np.ndarray, scale: float) -> np.ndarray:
+    """A plane [C, Y, X] resized by ``scale`` (< 1), anti-aliased, float32."""
+    shape = scaled_shape(plane.shape[1:], scale)
+    return np.stack([resize_linear(np.asarray(channel, np.float32), shape, anti_aliasing=True)
+                     for channel in plane])
+
+
+def grow_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Labels found on a shrunk copy, grown back to ``shape``: outlines follow the linear
+    interpolation of the objects' mask (not nearest neighbour's staircase) and each pixel takes the
+    label nearest to it."""
+    near = resize_nearest(labels, shape)
+    inside = resize_linear((labels > 0).astype(np.float32), shape, anti_aliasing=False) > 0.5
+    unlabelled = inside & (near == 0)
+    if unlabelled.any():
+        rows, cols = ndi.distance_transform_edt(near == 0, return_distances=False, return_indices=True)
+        near = near[rows, cols]
+    near[~inside] = 0
+    return near
