@@ -126,3 +126,25 @@ def test_a_small_object_inside_a_red_cell_joins_it_and_one_beside_a_cell_stays_a
     out = join_enclosed(labels.copy(), kinds)
     assert out[40, 45] == 1 and kinds[2] == ""
     assert out[40, 70] == 3 and out[40, 100] == 4 and list(kinds[3:]) == ["platelet", "debris"]
+
+
+def test_a_cell_cut_in_two_through_its_schizont_is_one_cell_again():
+    from napari_supn_anomaly.cells.finder import keep_blobs_whole
+
+    yy, xx = np.mgrid[:60, :60]
+    cell = (yy - 30) ** 2 + (xx - 30) ** 2 < 20 ** 2            # one cell of 40 px ...
+    labels = np.where(cell, np.where(xx < 30, 1, 2), 0).astype(np.int32)  # ... cut along x = 30
+    labels[:4, :4] = 3                                          # a speck elsewhere stays
+    dots = np.zeros(labels.shape, bool)
+    for y, x in ((26, 24), (26, 33), (34, 27), (34, 35)):      # a schizont's separate dots across the cut
+        dots[y - 2:y + 2, x - 2:x + 2] = True
+    out = keep_blobs_whole(labels, dots, diameter=40.0)
+    assert len(np.unique(out[cell])) == 1 and out[2, 2] == 3
+    # two whole cells sharing a parasite on their border stay two cells
+    two = np.where(cell, 1, 0).astype(np.int32)
+    two[(yy - 30) ** 2 + (xx - 70) ** 2 < 20 ** 2] = 2
+    two = np.pad(two, ((0, 0), (0, 40)))[:, :100]
+    blob = np.zeros(two.shape, bool)
+    blob[28:33, 47:53] = True
+    out = keep_blobs_whole(two, blob, diameter=40.0)
+    assert set(np.unique(out)) == {0, 1, 2}

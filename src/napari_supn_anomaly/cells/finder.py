@@ -503,10 +503,22 @@ def absorb_cytoplasm(labels: np.ndarray, nuclei: np.ndarray, bluer: np.ndarray, 
     return out
 
 
-def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray) -> np.ndarray:
-    """``labels`` with every connected ``blobs`` component (a parasite's stained chromatin) given
-    wholly to the object that holds most of it: a cut between two cells never runs through a
-    parasite (MalariaNet Trip_065 Image_1_10: two schizonts were cut in two)."""
+ONE_CELL = 1.6    # pieces joined by a parasite that make at most this many cell areas ...
+ONE_CELL_SOLIDITY = 0.9  # ... and a convex whole (two overlapping cells make a notched one) are one cell
+SCHIZONT_JOIN = 1 / 15  # stained dots closer than twice this many cell diameters are one parasite
+
+
+def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray, diameter: float | None = None) -> np.ndarray:
+    """``labels`` where no cut runs through a parasite's stained chromatin (``blobs``).
+
+    Pieces that a blob spans and that together make at most ``ONE_CELL`` cell areas and a convex
+    whole are one cell cut through its parasite, and are joined (MalariaNet Trip_083 Image_2_2: a schizont's cell cut
+    in two). Otherwise the blob goes wholly to the object that holds most of it: a cut between two
+    cells never runs through a parasite (Trip_065 Image_1_10: two schizonts were cut in two). With
+    ``diameter``, a schizont's separate dots are first joined into one blob."""
+    if diameter is not None:
+        r = max(1, round(SCHIZONT_JOIN * diameter))
+        blobs = ndi.binary_closing(np.pad(blobs, r), morphology.disk(r))[r:-r, r:-r]
     parts, n = ndi.label(blobs & (labels > 0))
     if n == 0:
         return labels
@@ -515,9 +527,17 @@ def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray) -> np.ndarray:
     if pairs.shape[1] == n:  # every blob lies in one object already
         return labels
     out = labels.copy()
+    areas = np.bincount(labels.ravel())
     for part in np.nonzero(np.bincount(pairs[0], minlength=n + 1) > 1)[0]:
         where = parts == part
-        out[where] = np.bincount(labels[where]).argmax()
+        main = np.bincount(out[where]).argmax()
+        pieces = np.unique(out[where])
+        joined = np.isin(out, pieces)
+        if diameter is not None and areas[pieces].sum() <= ONE_CELL * np.pi * (diameter / 2.0) ** 2 \
+                and _solidity(joined) >= ONE_CELL_SOLIDITY:
+            out[joined] = main
+        else:
+            out[where] = main
     return out
 
 
@@ -627,7 +647,7 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
         stained = purple_mask(plane, background, labels > 0)
     labels = split_large_objects(labels, cell_diameter, settings, nuclei, edges)
     if stained is not None:
-        labels = keep_blobs_whole(labels, stained)
+        labels = keep_blobs_whole(labels, stained, cell_diameter)
     labels = drop_insignificant(labels, smooth, faint_level)
     if not labels.any():
         raise NoCellsFound("no cells were found: nothing stands out from the background's noise")
