@@ -75,7 +75,6 @@ class FoundObjects:
     diameter_px: float        # the field's red-cell diameter (given, or measured)
     contrast: np.ndarray      # (Y, X) the contrast the objects were found in
     background: np.ndarray    # (C, Y, X) local background estimate
-    measured: bool            # whether diameter_px was measured on the field
     nuclei: np.ndarray | None = None  # (Y, X) white cells' nuclei (``kinds.white_nuclei``), stained fields
 
 
@@ -511,11 +510,12 @@ SCHIZONT_JOIN = 1 / 15  # stained dots closer than twice this many cell diameter
 def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray, diameter: float | None = None) -> np.ndarray:
     """``labels`` where no cut runs through a parasite's stained chromatin (``blobs``).
 
-    Pieces that a blob spans and that together make at most ``ONE_CELL`` cell areas and a convex
-    whole are one cell cut through its parasite, and are joined (MalariaNet Trip_083 Image_2_2: a schizont's cell cut
-    in two). Otherwise the blob goes wholly to the object that holds most of it: a cut between two
-    cells never runs through a parasite (Trip_065 Image_1_10: two schizonts were cut in two). With
-    ``diameter``, a schizont's separate dots are first joined into one blob."""
+    With ``diameter``, a schizont's separate dots are first joined into one blob, and pieces that a
+    blob spans and that together make at most ``ONE_CELL`` cell areas and a convex whole are one
+    cell cut through its parasite, and are joined (MalariaNet Trip_083 Image_2_2: a schizont's
+    cell cut in two). Otherwise the blob goes wholly to the object that holds most of it: a cut
+    between two cells never runs through a parasite (Trip_065 Image_1_10: two schizonts were cut
+    in two)."""
     if diameter is not None:
         r = max(1, round(SCHIZONT_JOIN * diameter))
         blobs = ndi.binary_closing(np.pad(blobs, r), morphology.disk(r))[r:-r, r:-r]
@@ -615,8 +615,7 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
                  settings: FinderSettings = DEFAULT_SETTINGS) -> FoundObjects:
     """Every object of a plane [C, Y, X] that stands out from its background, split into cells."""
     contrast, background, smooth, otsu, raw = _foreground(plane, modality, settings)
-    measured = cell_diameter is None
-    if measured:
+    if cell_diameter is None:
         cell_diameter = _measure(contrast, smooth, otsu, settings)
     area = np.pi * (cell_diameter / 2.0) ** 2
     dim, faint_level = dim_cells(contrast, raw, cell_diameter, settings.faint_sigmas, otsu)
@@ -651,4 +650,4 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
     labels = drop_insignificant(labels, smooth, faint_level)
     if not labels.any():
         raise NoCellsFound("no cells were found: nothing stands out from the background's noise")
-    return FoundObjects(labels, float(cell_diameter), contrast, background, measured, nuclei)
+    return FoundObjects(labels, float(cell_diameter), contrast, background, nuclei)
