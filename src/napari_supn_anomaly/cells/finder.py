@@ -34,7 +34,7 @@ from skimage.feature import peak_local_max
 
 from ..errors import NoCellsFound
 from .background import foreground_contrast, main_peak, robust_sigma
-from .kinds import purple_mask, white_nuclei
+from .kinds import join_close_parts, purple_mask, white_nuclei
 from .measure import MIN_CELL_DIAMETER_PX
 
 
@@ -504,7 +504,6 @@ def absorb_cytoplasm(labels: np.ndarray, nuclei: np.ndarray, bluer: np.ndarray, 
 
 ONE_CELL = 1.6    # pieces joined by a parasite that make at most this many cell areas ...
 ONE_CELL_SOLIDITY = 0.9  # ... and a convex whole (two overlapping cells make a notched one) are one cell
-SCHIZONT_JOIN = 1 / 15  # stained dots closer than twice this many cell diameters are one parasite
 
 
 def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray, diameter: float | None = None) -> np.ndarray:
@@ -517,8 +516,7 @@ def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray, diameter: float | No
     between two cells never runs through a parasite (Trip_065 Image_1_10: two schizonts were cut
     in two)."""
     if diameter is not None:
-        r = max(1, round(SCHIZONT_JOIN * diameter))
-        blobs = ndi.binary_closing(np.pad(blobs, r), morphology.disk(r))[r:-r, r:-r]
+        blobs = join_close_parts(blobs, diameter)
     parts, n = ndi.label(blobs & (labels > 0))
     if n == 0:
         return labels
@@ -532,12 +530,12 @@ def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray, diameter: float | No
         where = parts == part
         main = np.bincount(out[where]).argmax()
         pieces = np.unique(out[where])
-        joined = np.isin(out, pieces)
-        if diameter is not None and areas[pieces].sum() <= ONE_CELL * np.pi * (diameter / 2.0) ** 2 \
-                and _solidity(joined) >= ONE_CELL_SOLIDITY:
-            out[joined] = main
-        else:
-            out[where] = main
+        if diameter is not None and areas[pieces].sum() <= ONE_CELL * np.pi * (diameter / 2.0) ** 2:
+            joined = np.isin(out, pieces)
+            if _solidity(joined) >= ONE_CELL_SOLIDITY:
+                out[joined] = main
+                continue
+        out[where] = main
     return out
 
 

@@ -26,7 +26,7 @@ KINDS = ("red_cell", "platelet", "white_cell", "debris", "clump")
 SMALL = 0.25
 LARGE = 3.0
 WHITE_NUCLEUS = 0.85   # purple area, in red-cell areas, of a white cell's nucleus at least
-NUCLEUS_JOIN = 1 / 15  # purple lobes closer than twice this many cell diameters are one nucleus
+NUCLEUS_JOIN = 1 / 15  # purple parts closer than twice this many cell diameters are one nucleus (or parasite)
 PLATELET_PURPLE = 0.3
 PURPLE_HUE = 0.06     # blue minus red above the typical cell's, as a share of the background's brightness
 PURPLE_DARK = 0.15    # darker than the typical cell by this share of the background's brightness
@@ -50,16 +50,21 @@ def purple_mask(plane: np.ndarray, background: np.ndarray, objects: np.ndarray |
     return bluer & (gray_ref - plane[:3].mean(0) > PURPLE_DARK * bright)
 
 
+def join_close_parts(mask: np.ndarray, diameter: float) -> np.ndarray:
+    """``mask`` with parts closer than ``2 * NUCLEUS_JOIN`` cell diameters joined (a closing): a
+    neutrophil's lobes, a schizont's dots. Padded, so a part cut by the field's edge is not eaten
+    from the edge."""
+    r = max(1, round(NUCLEUS_JOIN * diameter))
+    return ndi.binary_closing(np.pad(mask, r + 1), disk(r))[r + 1:-(r + 1), r + 1:-(r + 1)] | mask
+
+
 def white_nuclei(plane: np.ndarray, background: np.ndarray, objects: np.ndarray, diameter: float) -> np.ndarray:
     """Labels [Y, X] of the white cells' nuclei in a stained RGB plane [C, Y, X] (0 elsewhere): the
     purple regions (``purple_mask`` against the ``objects``' typical cell), lobes closer than
     ``2 * NUCLEUS_JOIN`` cell diameters joined and holes filled, holding at least ``WHITE_NUCLEUS``
     red-cell areas of purple pixels. A neutrophil's lobes are one nucleus; a schizont stays below."""
     purple = purple_mask(plane, background, objects)
-    r = max(1, round(NUCLEUS_JOIN * diameter))
-    # padded, so a nucleus cut by the field's edge is not eaten from the edge by the closing
-    joined = ndi.binary_closing(np.pad(purple, r + 1), disk(r))[r + 1:-(r + 1), r + 1:-(r + 1)] | purple
-    regions, n = ndi.label(ndi.binary_fill_holes(joined))
+    regions, n = ndi.label(ndi.binary_fill_holes(join_close_parts(purple, diameter)))
     if n == 0:
         return regions.astype(np.int32)
     held = np.bincount(regions[purple], minlength=n + 1)

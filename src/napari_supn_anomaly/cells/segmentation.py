@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError, NoCellsFound
 from .finder import DEFAULT_SETTINGS, FinderSettings, find_objects
-from .kinds import edge_objects, join_enclosed, object_kinds
+from .kinds import SMALL, edge_objects, join_enclosed, object_kinds
 from .set_apart import set_apart
 from .working_scale import grow_labels, working_scale
 
@@ -58,8 +58,6 @@ def _renumber(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
 def _sorted_objects(plane: np.ndarray, modality: str, cell_diameter: float | None, settings: FinderSettings,
                     min_size: float | None, max_size: float | None):
     """The objects of a plane and the kind of each; small ones inside a red cell joined to it."""
-    from . import kinds as kind_rules
-
     found = find_objects(plane, modality, cell_diameter, settings)
     stained = modality == "brightfield-stained"
     kinds = object_kinds(found.labels, plane, found.background, found.diameter_px, stained, found.nuclei)
@@ -67,7 +65,7 @@ def _sorted_objects(plane: np.ndarray, modality: str, cell_diameter: float | Non
     area = np.bincount(found.labels.ravel(), minlength=n) / (np.pi * (found.diameter_px / 2.0) ** 2)
     if min_size is not None:
         kinds[(kinds == "red_cell") & (area < min_size)] = "debris"
-        kinds[(area >= min_size) & (area < kind_rules.SMALL)] = "red_cell"
+        kinds[(area >= min_size) & (area < SMALL)] = "red_cell"
     if max_size is not None:
         kinds[(kinds == "red_cell") & (area > max_size)] = "clump"
     join_enclosed(found.labels, kinds)
