@@ -48,7 +48,7 @@ MAX_CELL_AREAS = 2.0
 # ties go to the first value in this order: work_diameter 64 (large cells found on a shrunk copy) is
 # chosen over 0 (always at full size) unless full size finds more
 GRID = {"threshold_fraction": (0.45, 0.6), "split_solidity": (0.975,), "clump_edge_weight": (0.0, 1.0),
-        "work_diameter": (64.0, 0.0)}
+        "work_diameter": (64.0, 0.0), "fill_notches": (True, False)}
 
 
 @dataclass

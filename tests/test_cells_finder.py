@@ -247,3 +247,25 @@ def test_a_crowd_of_cells_with_pale_centres_is_measured_at_the_cells_size_not_th
         img[(yy - cy) ** 2 + (xx - cx) ** 2 < 8 ** 2] = 185 + rng.normal(0, 2.0)
     seg = segment_cells(img, "brightfield")
     assert 40 < seg.diameter_px < 58, seg.diameter_px
+
+
+
+def test_a_notched_cell_takes_the_pixels_of_its_hull_above_the_noise_and_a_clump_does_not():
+    # a cell the main threshold cut to a crescent (its darker side below it, above the noise): the
+    # crescent takes its hull's unlabelled pixels that stand out of the noise, never another
+    # object's; a clump of two cells (a notched object of two cells' area) keeps its outline
+    from napari_supn_anomaly.cells.finder import fill_notches
+    yy, xx = np.mgrid[:120, :240]
+    disc = (yy - 60) ** 2 + (xx - 60) ** 2 < 30 ** 2
+    crescent = disc & ((yy - 60) ** 2 + (xx - 75) ** 2 >= 24 ** 2)
+    neighbour = disc & (xx >= 84)  # another object covering a sliver of the disc
+    pair = ((yy - 60) ** 2 + (xx - 150) ** 2 < 30 ** 2) | ((yy - 60) ** 2 + (xx - 195) ** 2 < 30 ** 2)
+    labels = np.zeros(yy.shape, np.int32)
+    labels[crescent] = 1
+    labels[neighbour] = 2
+    labels[pair] = 3
+    above = disc | (((yy - 60) ** 2 + (xx - 172) ** 2 < 40 ** 2))  # the pair's gaps stand out too
+    out = fill_notches(labels, above, diameter=60.0)
+    assert (labels[disc & ~neighbour] == 1).mean() < 0.6 < 0.9 < (out[disc & ~neighbour] == 1).mean()
+    assert (out[neighbour] == 2).all() and (out == 3).sum() == pair.sum()
+    assert (out[~above] == labels[~above]).all()

@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, measure, morphology, segmentation
 
+from .hull import convex_image
 from .measure import equivalent_diameter
 from .modality import cell_contrast
 from .resize import resize_linear, resize_mask, scaled_shape
@@ -43,14 +44,14 @@ def _stained_cell(fg: np.ndarray, cell: np.ndarray) -> np.ndarray:
     thresholded cell can be a C shape or carry a neighbour. A nearly convex region is replaced by
     its hull; otherwise the foreground is split by a distance-transform watershed first.
     """
-    hull = morphology.convex_hull_image(cell)
+    hull = convex_image(cell)
     if cell.sum() >= 0.95 * hull.sum():
         return hull
     fg = ndi.binary_fill_holes(fg | ndi.binary_closing(fg, morphology.disk(4)))
     # edge padding: a cell cut by the crop border continues beyond it
     dist = ndi.distance_transform_edt(np.pad(fg, 1, mode="edge"))[1:-1, 1:-1]
     seeds = measure.label(morphology.h_maxima(filters.gaussian(dist, 2), 0.15 * dist.max()))
-    return morphology.convex_hull_image(_region_nearest_centre(segmentation.watershed(-dist, seeds, mask=fg)))
+    return convex_image(_region_nearest_centre(segmentation.watershed(-dist, seeds, mask=fg)))
 
 
 def find_cell_mask(image: np.ndarray, modality: str = "fluorescence") -> np.ndarray:

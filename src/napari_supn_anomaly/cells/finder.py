@@ -17,7 +17,9 @@
    one object, never red-cell pieces.
 5. Objects still too large for one cell are cut from seeds on their rims (or k-means centres) by
    a watershed on their distance map and the image's edges, so cuts follow the cells.
-6. Every object is kept, cells cut by the field's edge included; ``kinds.py`` says which are red
+6. A cell the threshold cut to a crescent (an unevenly lit fluorescence cell) takes back the
+   part of its hull that stands out of the noise (``fill_notches``).
+7. Every object is kept, cells cut by the field's edge included; ``kinds.py`` says which are red
    cells.
 
 Every setting is one number in :class:`FinderSettings`, chosen once for all sources
@@ -34,6 +36,7 @@ from skimage.feature import peak_local_max
 
 from ..errors import NoCellsFound
 from .background import foreground_contrast, main_peak, robust_sigma
+from .hull import convex_image, solidity
 from .kinds import join_close_parts, purple_mask, white_nuclei
 from .measure import MIN_CELL_DIAMETER_PX
 
@@ -62,6 +65,7 @@ class FinderSettings:
     white_margin: float = 0.3        # a white cell's cytoplasm around its nucleus, in cell diameters
     white_solidity: float = 0.9      # a piece next to a white cell is its cytoplasm when the two make a round cell
     white_reach: float = 0.5         # ... and it lies within this many cell diameters of the nucleus
+    fill_notches: bool = True        # a notched cell takes the pixels of its hull above the noise (``fill_notches``)
     work_diameter: float = 64.0      # cells over 1.25x this many pixels wide are found on a copy of the field
                                      # shrunk until they are this wide (0: always at full size); ``working_scale.py``
 
@@ -79,7 +83,7 @@ class FoundObjects:
 
 
 NUCLEUS_INSET = 0.15  # a white cell's seed: its nucleus shrunk by this many cell diameters
-COMPACT_COVER = 0.15  # compact objects must cover this share of the foreground to set the size
+COMPACT_COVER = 0.15  # compact objects must cover this share of the foreground to set the size (``crowded``)
 PALE_CENTRE = 1.0     # a crowded field's holes up to this many (first-guess) cell areas are pale centres
 
 
@@ -101,38 +105,40 @@ def opening_diameter(foreground: np.ndarray, share: float = 0.5) -> float:
     return 2.0 * lo
 
 
-def compact_sizes(foreground: np.ndarray, min_cover: float = COMPACT_COVER) -> np.ndarray | None:
-    """Areas of the compact, single-cell objects of a mask (solidity >= 0.9), or None when there
-    are fewer than 3 or they cover less than ``COMPACT_COVER`` of it (a crowded field, where nearly
-    every cell touches another and the few compact objects are specks)."""
+def compact_areas(foreground: np.ndarray) -> np.ndarray:
+    """Areas of the compact, single-cell objects of a mask (solidity >= 0.9)."""
     regions = measure.regionprops(measure.label(foreground))
-    sizes = np.array([r.area for r in regions if r.area >= MIN_CELL_DIAMETER_PX ** 2 and r.solidity >= 0.9], float)
-    if len(sizes) >= 3 and sizes.sum() >= min_cover * foreground.sum():
-        return sizes
-    return None
+    return np.array([r.area for r in regions if r.area >= MIN_CELL_DIAMETER_PX ** 2 and solidity(r.image) >= 0.9], float)
 
 
-def measure_field_diameter(foreground: np.ndarray, crowded: np.ndarray | None = None) -> float:
+def crowded(foreground: np.ndarray, areas: np.ndarray) -> bool:
+    """Whether the compact objects (``areas``) are fewer than 3 or cover less than
+    ``COMPACT_COVER`` of the mask: a crowded field, where nearly every cell touches another and
+    the few compact objects are specks."""
+    return len(areas) < 3 or areas.sum() < COMPACT_COVER * foreground.sum()
+
+
+def measure_field_diameter(foreground: np.ndarray, crowd: np.ndarray | None = None,
+                           areas: np.ndarray | None = None) -> float:
     """The typical cell diameter of a foreground mask: the equivalent diameter of its compact,
-    single-cell objects (their area-weighted median, so specks weigh little); on a crowded field
-    (``compact_sizes`` None) the width a disc-shaped opening keeps (``opening_diameter``), of the
-    mask ``crowded`` when given."""
+    single-cell objects (their area-weighted median, so specks weigh little); on a ``crowded``
+    field the width a disc-shaped opening keeps (``opening_diameter``), of the mask ``crowd``
+    when given. ``areas``: the mask's ``compact_areas``, when known."""
     if not foreground.any():
         raise NoCellsFound("no cells were found: the image has no objects brighter (or darker) than its background")
-    sizes = compact_sizes(foreground)
-    if sizes is None:
-        diameter = opening_diameter(foreground if crowded is None else crowded)
+    sizes = compact_areas(foreground) if areas is None else areas
+    if crowded(foreground, sizes):
+        diameter = opening_diameter(foreground if crowd is None else crowd)
         if MIN_CELL_DIAMETER_PX <= diameter <= min(foreground.shape) / 4:
             return diameter
         # a quarter of the field wide: the foreground is one merged sheet, not crowded cells
-        sizes = compact_sizes(foreground, min_cover=0.0)
-    if sizes is not None:
-        sizes = np.sort(sizes)
-        weights = np.cumsum(sizes) / sizes.sum()
-        return float(2.0 * np.sqrt(sizes[np.searchsorted(weights, 0.5)] / np.pi))
-    if diameter < MIN_CELL_DIAMETER_PX:
-        raise NoCellsFound("no cells were found: every object is only a few pixels wide")
-    return diameter
+        if len(sizes) < 3:
+            if diameter < MIN_CELL_DIAMETER_PX:
+                raise NoCellsFound("no cells were found: every object is only a few pixels wide")
+            return diameter
+    sizes = np.sort(sizes)
+    weights = np.cumsum(sizes) / sizes.sum()
+    return float(2.0 * np.sqrt(sizes[np.searchsorted(weights, 0.5)] / np.pi))
 
 
 def fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
@@ -155,7 +161,7 @@ def fill_pale_centres(mask: np.ndarray, max_area: float) -> np.ndarray:
     fill = np.zeros(n + 1, bool)
     edge = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
     for region in measure.regionprops(holes):
-        if region.area < max_area and region.solidity >= 0.85 and region.label not in edge:
+        if region.area < max_area and region.label not in edge and solidity(region.image) >= 0.85:
             fill[region.label] = True
     return mask | fill[holes]
 
@@ -183,7 +189,7 @@ def clump_seeds(components: np.ndarray, peaks: np.ndarray, diameter: float,
     for region in measure.regionprops(components):
         if region.area < settings.split_area * area:
             continue
-        if region.solidity >= settings.split_solidity and region.area < 2 * settings.split_area * area:
+        if region.area < 2 * settings.split_area * area and solidity(region.image) >= settings.split_solidity:
             continue  # convex: one large or oval cell (both ends of an oval fit a circle), not a clump
         k = int(count[region.label])
         rim = rim_centres(region.image, diameter, settings.split_rim_votes, max_count=2 * max(2, round(region.area / area)))
@@ -345,7 +351,7 @@ def split_large_objects(labels: np.ndarray, diameter: float, settings: FinderSet
         if ratio < settings.split_area:
             continue
         elongation = region.axis_major_length / max(region.axis_minor_length, 1.0)
-        pair = elongation >= settings.split_elongation and region.solidity < settings.split_solidity
+        pair = elongation >= settings.split_elongation and solidity(region.image) < settings.split_solidity
         if not pair and ratio < 2 * settings.split_area:
             continue
         sl = region.slice
@@ -381,9 +387,10 @@ DIM_FLOOR = 0.1      # and a dim cell stands this share of the Otsu level above 
 
 
 def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas: float,
-              otsu: float) -> tuple[np.ndarray, float]:
+              otsu: float) -> tuple[np.ndarray, float, float]:
     """Cells too dim for the main threshold (fluorescence cells of a few grey levels over a noisy
-    background), and the level an object's mean contrast must reach to count as more than noise.
+    background), the level an object's mean contrast must reach to count as more than noise, and
+    the level a dim cell's averaged contrast reaches (inf when the field shows no background).
 
     The contrast is averaged over a fifteenth of a cell, where the pixel noise drops several times
     while a cell keeps its level, and thresholded ``sigmas`` noise sigmas above the background
@@ -406,7 +413,7 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
     noise = robust_sigma(fine, float(np.median(fine))) * FINE_TO_SMOOTH
     sample = soft[::2, ::2][away[::2, ::2]]
     if sample.size < 16:  # no background to see: the field is one sheet, or nothing but noise
-        return np.zeros_like(bright), sigmas * noise
+        return np.zeros_like(bright), sigmas * noise, np.inf
     sample = sample[main_peak(sample)]
     centre = float(np.median(sample))
     level = centre + sigmas * robust_sigma(sample, centre)
@@ -431,12 +438,7 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
         dim = (whole & (size <= DIM_MAX_AREAS * area) & (lit < DIM_SPOTS * size) & (np.arange(n + 1) > 0))[objects]
     if dim.any():
         dim = ndi.binary_dilation(dim, morphology.disk(int(np.ceil(DIM_BAND * width)))) & above & ~bright
-    return dim, significant
-
-
-def _solidity(mask: np.ndarray) -> float:
-    region = measure.regionprops(mask.astype(np.uint8))
-    return float(region[0].solidity) if region else 0.0
+    return dim, significant, level
 
 
 def absorb_cytoplasm(labels: np.ndarray, nuclei: np.ndarray, bluer: np.ndarray, diameter: float,
@@ -477,7 +479,7 @@ def absorb_cytoplasm(labels: np.ndarray, nuclei: np.ndarray, bluer: np.ndarray, 
             contact[[0, white] if white < len(contact) else 0] = 0
             if not contact.any():
                 break
-            base = _solidity(cell)
+            base = solidity(cell)
             taken = False
             for other in np.argsort(contact)[::-1]:
                 if contact[other] == 0:
@@ -487,18 +489,46 @@ def absorb_cytoplasm(labels: np.ndarray, nuclei: np.ndarray, bluer: np.ndarray, 
                 top, left = min(y0, oy.min()), min(x0, ox.min())
                 bottom, right = max(y0 + window.shape[0], oy.max() + 1), max(x0 + window.shape[1], ox.max() + 1)
                 both = np.isin(out[top:bottom, left:right], (white, other))
-                union = _solidity(both)
+                union = solidity(both)
                 piece = out[top:bottom, left:right] == other
                 if reach[top:bottom, left:right][piece].mean() < 0.9:
                     continue
                 blue = bluer[top:bottom, left:right][piece].mean() >= 0.5
                 if (union >= max(base, min_solidity)
-                        or blue and (union >= base or _solidity(piece) < min_solidity)):
+                        or blue and (union >= base or solidity(piece) < min_solidity)):
                     out[out == other] = white
                     taken = True
                     break
             if not taken:
                 break
+    return out
+
+
+NOTCHED = 0.9     # an object of at most one cell's area (NOTCH_MAX) with a solidity below this ...
+NOTCH_MAX = 1.0   # ... is a cell partly left out, and takes its hull's pixels above the noise, when
+NOTCH_SHARE = 0.15  # these make at least this share of the filled cell (not a wedge of background
+FILLED_MAX = 1.3    # between two cells) and it stays under this many cell areas (not two overlapping cells)
+
+
+def fill_notches(labels: np.ndarray, above: np.ndarray, diameter: float) -> np.ndarray:
+    """``labels`` where each notched object of at most one cell's size takes the unlabelled pixels
+    of its convex hull that stand out of the background's noise (``above``): the dim side or
+    darker centre of an unevenly lit cell that the main threshold cut to a crescent (composed
+    fluorescence: 5 of 20 missed cells). Only a notch of at least ``NOTCH_SHARE`` of the filled
+    cell is filled: a thin wedge is the background between two overlapping cells (Chula: 32 of 33
+    cells so filled on 8 fields without this limit). And only up to ``FILLED_MAX`` cell areas: the
+    hull of two overlapping cells spans background too (MalariaNet: 2 parasites' cells joined
+    into clumps without this limit)."""
+    area = np.pi * (diameter / 2.0) ** 2
+    out = labels.copy()
+    for region in measure.regionprops(labels):
+        if not 0.2 * area <= region.area <= NOTCH_MAX * area or solidity(region.image) >= NOTCHED:
+            continue
+        window = out[region.slice]
+        add = convex_image(region.image) & (window == 0) & above[region.slice]
+        filled = region.area + add.sum()
+        if NOTCH_SHARE * filled <= add.sum() and filled <= FILLED_MAX * area:
+            window[add] = region.label
     return out
 
 
@@ -532,7 +562,7 @@ def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray, diameter: float | No
         pieces = np.unique(out[where])
         if diameter is not None and areas[pieces].sum() <= ONE_CELL * np.pi * (diameter / 2.0) ** 2:
             joined = np.isin(out, pieces)
-            if _solidity(joined) >= ONE_CELL_SOLIDITY:
+            if solidity(joined) >= ONE_CELL_SOLIDITY:
                 out[joined] = main
                 continue
         out[where] = main
@@ -568,8 +598,9 @@ def measure_cell_diameter(raw: np.ndarray, contrast: np.ndarray, otsu: float,
     # holes are filled for the compact objects (pale centres) but not for the opening of a crowded
     # field, where the background between the cells would become one huge object
     filled = ndi.binary_fill_holes(opened)
-    first = measure_field_diameter(filled, opened)
-    if compact_sizes(filled) is None:
+    areas = compact_areas(filled)
+    first = measure_field_diameter(filled, opened, areas)
+    if crowded(filled, areas):
         # crowded: filling the gaps between cells as holes would merge the field into one object,
         # but a cell's pale centre is a hole of its own, and on a field of ringed cells the opening
         # measures the ring (MalariaNet Trip_065 Image_1_10: 69 px, cells about 110): holes of a
@@ -616,7 +647,7 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
     if cell_diameter is None:
         cell_diameter = _measure(contrast, smooth, otsu, settings)
     area = np.pi * (cell_diameter / 2.0) ** 2
-    dim, faint_level = dim_cells(contrast, raw, cell_diameter, settings.faint_sigmas, otsu)
+    dim, faint_level, dim_level = dim_cells(contrast, raw, cell_diameter, settings.faint_sigmas, otsu)
     if settings.faint_sigmas > 0:
         raw = raw | dim
     core = raw & ~valley_lines(contrast, max(1.5, cell_diameter / 25), settings.valley_depth * otsu)
@@ -645,6 +676,10 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
     labels = split_large_objects(labels, cell_diameter, settings, nuclei, edges)
     if stained is not None:
         labels = keep_blobs_whole(labels, stained, cell_diameter)
+    if settings.fill_notches:
+        # on the lightly smoothed contrast: the averaged one carries cells' light into the background
+        # wedge between two overlapping cells (Chula), which is no part of either
+        labels = fill_notches(labels, smooth > dim_level, cell_diameter)
     labels = drop_insignificant(labels, smooth, faint_level)
     if not labels.any():
         raise NoCellsFound("no cells were found: nothing stands out from the background's noise")
