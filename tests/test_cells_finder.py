@@ -249,7 +249,6 @@ def test_a_crowd_of_cells_with_pale_centres_is_measured_at_the_cells_size_not_th
     assert 40 < seg.diameter_px < 58, seg.diameter_px
 
 
-
 def test_a_notched_cell_takes_the_pixels_of_its_hull_above_the_noise_and_a_clump_does_not():
     # a cell the main threshold cut to a crescent (its darker side below it, above the noise): the
     # crescent takes its hull's unlabelled pixels that stand out of the noise, never another
@@ -269,3 +268,22 @@ def test_a_notched_cell_takes_the_pixels_of_its_hull_above_the_noise_and_a_clump
     assert (labels[disc & ~neighbour] == 1).mean() < 0.6 < 0.9 < (out[disc & ~neighbour] == 1).mean()
     assert (out[neighbour] == 2).all() and (out == 3).sum() == pair.sum()
     assert (out[~above] == labels[~above]).all()
+
+
+def test_a_thin_wedge_of_background_is_not_filled_into_a_cell():
+    # a notch whose pixels above the noise make under NOTCH_SHARE of the filled cell is the background
+    # between two overlapping cells (their light spills into it), not a part of the cell
+    from napari_supn_anomaly.cells.finder import NOTCH_SHARE, fill_notches
+    from napari_supn_anomaly.cells.hull import convex_image
+    yy, xx = np.mgrid[:80, :80]
+    disc = (yy - 40) ** 2 + (xx - 40) ** 2 < 30 ** 2
+    angle = np.abs(np.arctan2(yy - 40, xx - 40))
+    sector = disc & (angle < np.pi / 4)  # a 90 degree notch
+    labels = (disc & ~sector).astype(np.int32)
+    notch = convex_image(labels > 0) & sector
+    sliver = notch & (angle > np.pi / 4 - 0.2)  # only its edges lit
+    assert sliver.sum() < NOTCH_SHARE * (labels.sum() + sliver.sum())
+    assert notch.sum() > NOTCH_SHARE * (labels.sum() + notch.sum())
+    np.testing.assert_array_equal(fill_notches(labels, (labels > 0) | sliver, diameter=60.0), labels)
+    out = fill_notches(labels, disc, diameter=60.0)  # the whole notch lit: a dim side, filled
+    assert (out[notch] == 1).all() and (out[sector & ~notch] == 0).all()
