@@ -522,10 +522,13 @@ def fill_notches(labels: np.ndarray, above: np.ndarray, diameter: float) -> np.n
     area = np.pi * (diameter / 2.0) ** 2
     out = labels.copy()
     for region in measure.regionprops(labels):
-        if not 0.2 * area <= region.area <= NOTCH_MAX * area or solidity(region.image) >= NOTCHED:
+        if not 0.2 * area <= region.area <= NOTCH_MAX * area:
+            continue
+        hull = convex_image(region.image)
+        if region.area >= NOTCHED * hull.sum():  # solidity, from the hull drawn once
             continue
         window = out[region.slice]
-        add = convex_image(region.image) & (window == 0) & above[region.slice]
+        add = hull & (window == 0) & above[region.slice]
         filled = region.area + add.sum()
         if NOTCH_SHARE * filled <= add.sum() and filled <= FILLED_MAX * area:
             window[add] = region.label

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..cells import median_cell_diameter, segment_cells
+from ..cells.hull import solidity
 from ..errors import InputError
 from .datasets import read_image
 
@@ -143,7 +144,7 @@ def healthy_cell_crops(field: StainedField, cells: FoundCells, target_diameter: 
         if k >= len(cells.ids) or cells.ids[k] != region.label or not cells.healthy[k]:
             continue
         d = region.equivalent_diameter_area
-        if not size_range[0] <= d / cells.diameter_px <= size_range[1] or region.solidity < min_solidity:
+        if not size_range[0] <= d / cells.diameter_px <= size_range[1] or solidity(region.image) < min_solidity:
             continue
         cy, cx = region.centroid
         half = int(np.ceil(context * d / 2))
