@@ -45,6 +45,8 @@ from napari_supn_anomaly.synthetic import make_field
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 BEFORE = "napari_supn_anomaly_before"
+ACCURACY_PAGE = {"fluorescence-rbc": "docs/benchmarks/generalisation.md",
+                 "giemsa-rbc": "docs/benchmarks/giemsa_arch.md"}  # where a changed built-in file was compared
 FIELDS = {"fluorescence-rbc": ("fluorescence", 64.0, 300), "giemsa-rbc": ("brightfield-stained", 48.0, 500)}
 
 
@@ -88,6 +90,27 @@ WHAT_CHANGED = [
     "instead of `np.unique` (8 -> 3 ms) and the background median gathers only the sampled pixels (13 -> 6 ms), "
     "with the same results."),
     "- Issue 14, fourth round (2026-11-30): on the CPU the scorer scores one batch per torch thread, each batch's operations on one core (`supn.batch_threads`), instead of splitting every operation of one batch across the cores: torch's threads meet after each of the network's small operations, which costs about as much as the split gains and collapses when another program takes a core. On this machine, 1,024 crops, 4 interleaved runs each: `fluorescence-rbc` quiet (load average under 1) 1,465-1,612 crops/s against 1,080-1,574 with torch's split, while the two helpers of this session ran 1,381-1,553 against 521-566; `giemsa-rbc` quiet 1,106-1,333 against 1,167-1,236. A whole field cuts as many batches at once as are scored side by side (`pipeline.fields`). On a GPU, and in Dask workers (one torch thread each), batches stay one after another. Scores equal the sequential ones to 4e-7. Crops are normalised in one in-place pass (the same numbers bit for bit). On stained fields the rescale stage now also finds annotation marks (`cells.overlay_marks`, about 0.1-0.15 s on a 2048x2048 field).",
+    ("- Issue 14, fifth round (2026-11-30): (1) the spot statistic's separable passes are products with banded "
+    "matrices instead of depthwise convolutions (`supn.scoring._spot_passes`): its product planes are laid out "
+    "[plane, row, crop, column], so the row pass is one batched matrix product of 16 planes of all crops, the "
+    "15 energy planes are then summed into the 3 groups that share a column kernel, and the column pass runs on "
+    "4 planes instead of 16; the copy of all planes into channels-last memory is gone. In one process on one "
+    "thread, the old and new statistic interleaved on the same 512 crops: 0.41-0.65 -> 0.17-0.37 ms per crop "
+    "(the machine's speed drifted between runs; the new one was 1.8-2.6x faster in every pair). (2) The "
+    "precision head of the half-resolution network joined its channels-last features with the plain "
+    "(pixel-unshuffled) mean image, and torch's concatenation returned a plain tensor: its last two "
+    "convolutions ran in the slow layout (91 against 44 us per crop for the 8->20 one). The joined tensor is now "
+    "channels-last (`inference_layout`). (3) `giemsa-rbc` is the fast network since 2026-11-30 (seed 1 of 3, "
+    "chosen on the MalariaNet selection slides; docs/benchmarks/giemsa_arch.md: 1,285 +- 36 against 880 +- 15 "
+    "crops per CPU second on one thread over 3 seeds, accuracy held on every source). The rows above compare "
+    "each version's own shipped model file; the score table below uses the file at the 'before' commit for both "
+    "and shows the code alone does not move the scores. Tried and left: a channels-last pixel shuffle of the "
+    "precision head's 72 outputs (the convolution's outputs reordered so that the shuffle copies runs of 2 x 18 "
+    "values; 16 against 102 us per crop for the shuffle alone) left `giemsa-rbc` no faster end to end (1,347 "
+    "against 1,368 crops per CPU second, 9 interleaved runs): the copy moved to the factor's slicing. How steady "
+    "the rates are: this virtual machine's speed drifts between runs, nothing else running; the same tree scored "
+    "1,565-1,669 `fluorescence-rbc` crops per second (batch 32, 2 threads, 9 runs) 15 minutes after this page's "
+    "run."),
     ("- Looked at and left (third round, measured on one core in one process): `torch.jit.trace` + `freeze` + "
     "`optimize_for_inference` of the network: no faster (0.50-0.53 ms per crop either way) and 2.6 s to build; "
     "channels-last for the precision head's last two convolutions: 3% of the head; building the spot statistic's "
@@ -105,10 +128,14 @@ WHAT_CHANGED = [
     "batch size matters little (16-64 within the noise above); `torch.compile` was not used (it needs a C++ "
     "compiler at run time and tens of seconds to start)."), "",
     "## Where the time goes now", "",
-    ("With the shipped fast network, CPU time of one thread, batch 64 (best of 20, machine shared): encoder 0.05 ms "
-    "per crop, mean decoder 0.18-0.20 ms, precision head 0.22-0.25 ms, spot statistic 0.20 ms, the scorer's own "
-    "bookkeeping under 0.1 ms. The transposed convolutions run at about 45 GMAC/s; the small output convolutions "
-    "(4-20 channels) and GroupNorm on channels-last tensors are the least efficient layers. On a whole field, "
+    ("`fluorescence-rbc`, torch's profiler over 512 crops on one thread, batch 32, after the fifth round (own "
+    "time per operation): the spot statistic's row pass (one batched matrix product) 18%, the transposed "
+    "convolutions of both decoders 15% together, the 3x3 convolutions 13%, the product planes 10%, GroupNorm and "
+    "SiLU 10%, the sub-pixel shuffle of the precision head's output 4%. The row pass runs at about 25 GMAC/s: "
+    "a band of 9 in a 64 x 64 matrix wastes 7 of every 8 multiplications, but one matrix product still beats 16 "
+    "depthwise convolutions. The small output convolutions (4-20 channels) and GroupNorm on channels-last "
+    "tensors are the least efficient layers. bfloat16 (autocast) was tried on this CPU, which has AVX-512 BF16: "
+    "the network ran 1.3-2.2x slower. On a whole field, "
     "scoring the crops is now most of the time; the rest is cell centres, the background median and cutting and "
     "pasting (about 5-10 ms each)."), ""]
 
@@ -310,7 +337,7 @@ def run_all(args, before, before_fields, before_models, before_scoring) -> list[
                            f"that commit's code, 'after' this tree's file ({after_model.net.cfg.to_dict()['widths']} "
                            f"widths, direct outputs: {after_model.net.cfg.direct_output}, "
                            f"{sum(p.numel() for p in after_model.net.parameters()) / 1e6:.2f} M parameters) with "
-                           "this tree's code; their accuracy is compared in docs/benchmarks/fluorescence.md.")]
+                           f"this tree's code; their accuracy is compared in {ACCURACY_PAGE[name]}.")]
         lines += [""] + field_lines(name, after_model, scorers, before_fields, after_fields, args, equal_rows,
                                     resolve(old_file_now))
     lines += ["## Are the scores the same?", "",

@@ -7,7 +7,7 @@ import torch
 from napari_supn_anomaly.supn import ArchConfig, SupnVAE
 from napari_supn_anomaly.supn.precision import SupnFactor, n_cross_channel, n_off_diagonal
 from napari_supn_anomaly.supn.scoring import (
-    SCORE_RULES, _gaussian_kernel, anomaly_maps, cell_scores, matched_spot_map, pixel_map,
+    SCORE_RULES, _band_matrix, _gaussian_kernel, anomaly_maps, cell_scores, matched_spot_map, pixel_map,
 )
 
 
@@ -109,3 +109,10 @@ def test_the_registry_names_the_model_likelihoods_and_builds_every_network_confi
     assert {n for n, info in REGISTRY.items() if info.likelihood} == set(LIKELIHOODS)
     for info in REGISTRY.values():
         assert isinstance(info.network, SegmentationConfig) == info.needs_network
+
+
+def test_band_matrix_is_a_zero_padded_correlation():
+    kernel = torch.tensor([1.0, 2.0, 5.0, -1.0, 0.5], dtype=torch.float64)
+    line = torch.randn(11, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    want = torch.nn.functional.conv1d(line.view(1, 1, -1), kernel.view(1, 1, -1), padding=2).view(-1)
+    assert torch.allclose(_band_matrix(kernel, 11) @ line, want, atol=1e-12)

@@ -197,7 +197,8 @@ class PrecisionHead(nn.Module):
         mean = mean.detach()
         if cfg.direct_output:
             mean = F.pixel_unshuffle(mean, 2)
-        h = self.mix(torch.cat([self.body(z), mean], dim=1))
+        # cat of a channels-last and a plain tensor is plain: back to the body's layout (2x faster convs)
+        h = self.mix(inference_layout(torch.cat([self.body(z), mean], dim=1)))
         raw = self.out(h)
         b, _, hh, ww = raw.shape
         log_diag = cfg.log_diag_low + (cfg.log_diag_high - cfg.log_diag_low) * torch.sigmoid(raw[:, :c])

@@ -1,0 +1,150 @@
+"""The Giemsa network's architecture: the shipped full-resolution decoders against the fast ones (issue 14),
+several seeds each, on every source, and how fast each scores on a CPU.
+
+    python benchmarks/build/giemsa_model.py --arch full-resolution --seed 1 2 --out-dir runs/g14/models
+    python benchmarks/build/giemsa_model.py --arch fast --seed 0 1 2 --out-dir runs/g14/models
+    python benchmarks/giemsa_arch.py --models runs/g14/models --write docs/benchmarks/giemsa_arch.md
+
+Model files ``giemsa-<arch>-noaug-s<seed>`` in ``--models`` (``giemsa-full-resolution-noaug-s0`` is a
+copy of the file shipped before, which that build's seed 0 made). Each is measured with its default scorer (SUPN) and
+rule (purple) and the pipeline's default detection, on cells found by the package's segmenter (cached in
+``--cells``): the Plymouth validation fields (training slide, fields held out), the MalariaNet selection
+slides, the MalariaNet test slides and the Chula fields of benchmarks/generalisation.py (no parasites:
+every candidate is false). Speed: crops per CPU second on one thread, interleaved repetitions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generalisation import DATA, field_metrics, field_source, plymouth_cells, plymouth_metrics
+from napari_supn_anomaly.models import AnomalyModel
+from napari_supn_anomaly.scoring import resolve
+from scorer_speed import real_crops
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = ("selection", "test", "chula")
+
+
+def measure_one(path: Path, ply, sources: dict) -> tuple[str, dict]:
+    torch.set_num_threads(1)
+    model = AnomalyModel.from_file(path)
+    row = {"plymouth": plymouth_metrics(model, "supn", ply)}
+    for key, source in sources.items():
+        row[key] = field_metrics(model, "supn", source)
+    print(path.stem, {k: round(v.get("auroc", float("nan")), 3) for k, v in row.items()}, flush=True)
+    return path.stem, row
+
+
+def crop_rates(paths: list[Path], repeats: int) -> dict[str, list[float]]:
+    torch.set_num_threads(1)
+    models = {p.stem: AnomalyModel.from_file(p) for p in paths}
+    crops, masks, _ = real_crops(next(iter(models.values())), 512)
+    scorers = {k: resolve(m) for k, m in models.items()}
+    for s in scorers.values():
+        s.score(crops[:64], masks[:64], batch_size=32)
+    rates = {k: [] for k in scorers}
+    for _ in range(repeats):
+        for k, s in scorers.items():
+            start = time.process_time()
+            s.score(crops, masks, batch_size=32)
+            rates[k].append(len(crops) / (time.process_time() - start))
+    return rates
+
+
+COLUMNS = (("plymouth", "auroc", "Plymouth AUROC"), ("plymouth", "ap", "Plymouth AP"),
+           ("selection", "auroc", "MN selection AUROC"), ("selection", "parasites_on_candidate_at_2",
+                                                           "MN selection parasites at 2 false/100"),
+           ("test", "auroc", "MN test AUROC"), ("test", "ap", "MN test AP"),
+           ("test", "parasites_on_candidate_at_2", "MN test parasites at 2 false/100"),
+           ("test", "false_per_100", "MN test false/100 at the default"),
+           ("test", "pixel_ap_cells", "MN test pixel AP in cells"),
+           ("chula", "false_per_100", "Chula false/100 at the default"),
+           ("speed", "median", "crops per CPU s"))
+ARCHS = ("full-resolution", "fast")
+
+
+def _value(row: dict, source: str, metric: str):
+    part = row["crops_per_cpu_s"] if source == "speed" else row[source]
+    return part.get(metric)
+
+
+def page_lines(out: dict, shipped: str) -> list[str]:
+    head = "| network | seed | " + " | ".join(c[2] for c in COLUMNS) + " |"
+    lines = [head, "| --- | --- |" + " ---: |" * len(COLUMNS)]
+    for arch in ARCHS:
+        keys = sorted(k for k in out if k.startswith(f"giemsa-{arch}-noaug-s"))
+        for key in keys:
+            cells = []
+            for source, metric, _ in COLUMNS:
+                v = _value(out[key], source, metric)
+                cells.append("n/a" if v is None else (f"{v:.0f}" if source == "speed" else
+                                                      f"{v:.1f}" if metric == "false_per_100" else f"{v:.3f}"))
+            name = f"**{arch}** (shipped)" if key == shipped else arch
+            lines.append(f"| {name} | {key.rsplit('-s', 1)[1]} | " + " | ".join(cells) + " |")
+        cells = []
+        for source, metric, _ in COLUMNS:
+            vals = [_value(out[k], source, metric) for k in keys]
+            vals = [v for v in vals if v is not None]
+            digits = 0 if source == "speed" else 1 if metric == "false_per_100" else 3
+            cells.append(f"{np.mean(vals):.{digits}f} +- {np.std(vals):.{digits}f}" if vals else "n/a")
+        lines.append(f"| {arch}, mean +- sd | {len(keys)} seeds | " + " | ".join(cells) + " |")
+    return lines
+
+
+TABLE_START, TABLE_END = "<!-- table: benchmarks/giemsa_arch.py -->", "<!-- end of table -->"
+
+
+def write_page(path: Path, lines: list[str]) -> None:
+    """Replace the generated table of the page, keeping its hand-written text (a new page: the table)."""
+    block = "\n".join([TABLE_START, *lines, TABLE_END])
+    text = path.read_text() if path.exists() else ""
+    if TABLE_START in text and TABLE_END in text:
+        text = text[:text.index(TABLE_START)] + block + text[text.index(TABLE_END) + len(TABLE_END):]
+    else:
+        text = text + ("\n" if text else "") + block + "\n"
+    path.write_text(text)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", type=Path, default=REPO / "runs" / "g14" / "models")
+    p.add_argument("--cells", type=Path, default=REPO / "runs" / "g14" / "cells")
+    p.add_argument("--json", type=Path, default=REPO / "runs" / "g14" / "arch.json")
+    p.add_argument("--from-json", action="store_true", help="write the table from --json without measuring")
+    p.add_argument("--shipped", default="giemsa-fast-noaug-s1", help="the file shipped as giemsa-rbc (its stem)")
+    p.add_argument("--write", type=Path, default=None, help="write the table here (Markdown)")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7)
+    args = p.parse_args(argv)
+    if args.from_json:
+        out = json.loads(args.json.read_text())
+    else:
+        paths = sorted(args.models.glob("giemsa-*-noaug-s*.safetensors"))
+        ply = plymouth_cells(DATA)
+        sources = {k: field_source(DATA, k, args.cells) for k in SOURCES}
+        out = {}
+        # one forked process of one thread per model file (no torch operation ran before)
+        with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+            for key, row in pool.starmap(measure_one, [(path, ply, sources) for path in paths]):
+                out[key] = row
+        for key, rates in crop_rates(paths, args.repeats).items():
+            out[key]["crops_per_cpu_s"] = {"median": statistics.median(rates), "best": max(rates)}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1))
+    lines = page_lines(out, args.shipped)
+    print("\n".join(lines))
+    if args.write:
+        write_page(args.write, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
