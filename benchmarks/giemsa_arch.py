@@ -5,7 +5,7 @@ several seeds each, on every source, and how fast each scores on a CPU.
     python benchmarks/build/giemsa_model.py --arch fast --seed 0 1 2 --out-dir runs/g14/models
     python benchmarks/giemsa_arch.py --models runs/g14/models --write docs/benchmarks/giemsa_arch.md
 
-Model files ``giemsa-<arch>-noaug-s<seed>`` in ``--models`` (``giemsa-full-resolution-noaug-s0`` is a
+Model files ``giemsa-<arch>-<aug|noaug>-s<seed>`` in ``--models``, one row per file and one per recipe (``giemsa-full-resolution-noaug-s0`` is a
 copy of the file shipped before, which that build's seed 0 made). Each is measured with its default scorer (SUPN) and
 rule (purple) and the pipeline's default detection, on cells found by the package's segmenter (cached in
 ``--cells``): the Plymouth validation fields (training slide, fields held out), the MalariaNet selection
@@ -68,7 +68,6 @@ COLUMNS = (("plymouth", "auroc", "Plymouth AUROC"), ("plymouth", "ap", "Plymouth
            ("test", "pixel_ap_cells", "MN test pixel AP in cells"),
            ("chula", "false_per_100", "Chula false/100 at the default"),
            ("speed", "median", "crops per CPU s"))
-ARCHS = ("full-resolution", "fast")
 
 
 def _value(row: dict, source: str, metric: str):
@@ -77,10 +76,12 @@ def _value(row: dict, source: str, metric: str):
 
 
 def page_lines(out: dict, shipped: str) -> list[str]:
-    head = "| network | seed | " + " | ".join(c[2] for c in COLUMNS) + " |"
+    head = "| recipe | seed | " + " | ".join(c[2] for c in COLUMNS) + " |"
     lines = [head, "| --- | --- |" + " ---: |" * len(COLUMNS)]
-    for arch in ARCHS:
-        keys = sorted(k for k in out if k.startswith(f"giemsa-{arch}-noaug-s"))
+    recipes = sorted({k.rsplit("-s", 1)[0] for k in out}, key=lambda r: ("fast" in r, r))
+    for recipe in recipes:
+        arch = recipe.removeprefix("giemsa-")
+        keys = sorted(k for k in out if k.rsplit("-s", 1)[0] == recipe)
         for key in keys:
             cells = []
             for source, metric, _ in COLUMNS:
@@ -117,7 +118,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=REPO / "runs" / "g14" / "models")
     p.add_argument("--cells", type=Path, default=REPO / "runs" / "g14" / "cells")
-    p.add_argument("--json", type=Path, default=REPO / "runs" / "g14" / "arch.json")
+    p.add_argument("--json", type=Path, nargs="+", default=[REPO / "runs" / "g14" / "arch.json"],
+                   help="where the measurements go (the first file); with --from-json, the files to tabulate")
     p.add_argument("--from-json", action="store_true", help="write the table from --json without measuring")
     p.add_argument("--shipped", default="giemsa-fast-noaug-s1", help="the file shipped as giemsa-rbc (its stem)")
     p.add_argument("--write", type=Path, default=None, help="write the table here (Markdown)")
@@ -125,9 +127,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     args = p.parse_args(argv)
     if args.from_json:
-        out = json.loads(args.json.read_text())
+        out = {k: v for path in args.json for k, v in json.loads(path.read_text()).items()}
     else:
-        paths = sorted(args.models.glob("giemsa-*-noaug-s*.safetensors"))
+        paths = sorted(args.models.glob("giemsa-*-s*.safetensors"))
         ply = plymouth_cells(DATA)
         sources = {k: field_source(DATA, k, args.cells) for k in SOURCES}
         out = {}
@@ -137,8 +139,8 @@ def main(argv=None) -> int:
                 out[key] = row
         for key, rates in crop_rates(paths, args.repeats).items():
             out[key]["crops_per_cpu_s"] = {"median": statistics.median(rates), "best": max(rates)}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+        args.json[0].parent.mkdir(parents=True, exist_ok=True)
+        args.json[0].write_text(json.dumps(out, indent=1))
     lines = page_lines(out, args.shipped)
     print("\n".join(lines))
     if args.write:

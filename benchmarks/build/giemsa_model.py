@@ -155,7 +155,8 @@ def _train_one(split: GiemsaSplit, added: dict | None, args, seed: int, aug: boo
     model = train_model(split, train_overrides={"seed": seed}, augment=ColourAugment() if aug else None,
                         extra_data=added, init=init, log=lambda *a, **k: None, arch=args.arch)
     model.metadata["training"]["command"] = _command(args, seed, aug)
-    return model.save(args.out_dir / f"giemsa-{args.arch}-{'aug' if aug else 'noaug'}-s{seed}.safetensors")
+    labs = "-malarianet" if args.malarianet else ""
+    return model.save(args.out_dir / f"giemsa-{args.arch}{labs}-{'aug' if aug else 'noaug'}-s{seed}.safetensors")
 
 
 def _command(args, seed: int, augment: bool) -> str:
