@@ -20,6 +20,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cells_sources import chula
+from page_block import replace_block
 
 from napari_supn_anomaly.models import load_model
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
@@ -78,12 +79,7 @@ def main(argv=None) -> int:
         f"{score_s / mp:.2f} s per megapixel (2-core CPU shared with other jobs, load average {load[0]:.1f})."),
         END,
     ])
-    page = args.page.read_text() if args.page.exists() else ""
-    if START in page:
-        page = page[:page.index(START)] + block + page[page.index(END) + len(END):]
-    else:
-        page = page.rstrip("\n") + "\n\n" + block + "\n"
-    args.page.write_text(page)
+    replace_block(args.page, START, END, block)
     print(block)
     return 0
 

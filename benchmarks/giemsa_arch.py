@@ -18,45 +18,28 @@ import argparse
 import json
 import multiprocessing
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from generalisation import DATA, field_metrics, field_source, plymouth_cells, plymouth_metrics
+from generalisation import DATA, _table_row, field_source, plymouth_cells
 from napari_supn_anomaly.models import AnomalyModel
 from napari_supn_anomaly.scoring import resolve
-from scorer_speed import real_crops
+from page_block import replace_block
+from scorer_speed import crop_rates, real_crops
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("selection", "test", "chula")
 
 
-def measure_one(path: Path, ply, sources: dict) -> tuple[str, dict]:
-    torch.set_num_threads(1)
-    model = AnomalyModel.from_file(path)
-    row = {"plymouth": plymouth_metrics(model, "supn", ply)}
-    for key, source in sources.items():
-        row[key] = field_metrics(model, "supn", source)
-    print(path.stem, {k: round(v.get("auroc", float("nan")), 3) for k, v in row.items()}, flush=True)
-    return path.stem, row
-
-
-def crop_rates(paths: list[Path], repeats: int) -> dict[str, list[float]]:
+def cpu_rates(paths: list[Path], repeats: int) -> dict[str, list[float]]:
+    """Crops per CPU second of each file's default scorer, one thread, batch 32, runs interleaved."""
     torch.set_num_threads(1)
     models = {p.stem: AnomalyModel.from_file(p) for p in paths}
     crops, masks, _ = real_crops(next(iter(models.values())), 512)
-    scorers = {k: resolve(m) for k, m in models.items()}
-    for s in scorers.values():
-        s.score(crops[:64], masks[:64], batch_size=32)
-    rates = {k: [] for k in scorers}
-    for _ in range(repeats):
-        for k, s in scorers.items():
-            start = time.process_time()
-            s.score(crops, masks, batch_size=32)
-            rates[k].append(len(crops) / (time.process_time() - start))
-    return rates
+    times = crop_rates({k: resolve(m) for k, m in models.items()}, crops, masks, [32], repeats)
+    return {k: [len(crops) / cpu for _, cpu in times[(k, 32)]] for k in models}
 
 
 COLUMNS = (("plymouth", "auroc", "Plymouth AUROC"), ("plymouth", "ap", "Plymouth AP"),
@@ -75,6 +58,10 @@ def _value(row: dict, source: str, metric: str):
     return part.get(metric)
 
 
+def _digits(source: str, metric: str) -> int:
+    return 0 if source == "speed" else 1 if metric == "false_per_100" else 3
+
+
 def page_lines(out: dict, shipped: str) -> list[str]:
     head = "| recipe | seed | " + " | ".join(c[2] for c in COLUMNS) + " |"
     lines = [head, "| --- | --- |" + " ---: |" * len(COLUMNS)]
@@ -86,32 +73,20 @@ def page_lines(out: dict, shipped: str) -> list[str]:
             cells = []
             for source, metric, _ in COLUMNS:
                 v = _value(out[key], source, metric)
-                cells.append("n/a" if v is None else (f"{v:.0f}" if source == "speed" else
-                                                      f"{v:.1f}" if metric == "false_per_100" else f"{v:.3f}"))
+                cells.append("n/a" if v is None else f"{v:.{_digits(source, metric)}f}")
             name = f"**{arch}** (shipped)" if key == shipped else arch
             lines.append(f"| {name} | {key.rsplit('-s', 1)[1]} | " + " | ".join(cells) + " |")
         cells = []
         for source, metric, _ in COLUMNS:
             vals = [_value(out[k], source, metric) for k in keys]
             vals = [v for v in vals if v is not None]
-            digits = 0 if source == "speed" else 1 if metric == "false_per_100" else 3
+            digits = _digits(source, metric)
             cells.append(f"{np.mean(vals):.{digits}f} +- {np.std(vals):.{digits}f}" if vals else "n/a")
         lines.append(f"| {arch}, mean +- sd | {len(keys)} seeds | " + " | ".join(cells) + " |")
     return lines
 
 
 TABLE_START, TABLE_END = "<!-- table: benchmarks/giemsa_arch.py -->", "<!-- end of table -->"
-
-
-def write_page(path: Path, lines: list[str]) -> None:
-    """Replace the generated table of the page, keeping its hand-written text (a new page: the table)."""
-    block = "\n".join([TABLE_START, *lines, TABLE_END])
-    text = path.read_text() if path.exists() else ""
-    if TABLE_START in text and TABLE_END in text:
-        text = text[:text.index(TABLE_START)] + block + text[text.index(TABLE_END) + len(TABLE_END):]
-    else:
-        text = text + ("\n" if text else "") + block + "\n"
-    path.write_text(text)
 
 
 def main(argv=None) -> int:
@@ -135,16 +110,17 @@ def main(argv=None) -> int:
         out = {}
         # one forked process of one thread per model file (no torch operation ran before)
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-            for key, row in pool.starmap(measure_one, [(path, ply, sources) for path in paths]):
-                out[key] = row
-        for key, rates in crop_rates(paths, args.repeats).items():
+            jobs = [(path.stem, str(path), "supn", ply, sources) for path in paths]
+            for key, row in pool.starmap(_table_row, jobs):
+                out[key.removesuffix("|supn")] = row
+        for key, rates in cpu_rates(paths, args.repeats).items():
             out[key]["crops_per_cpu_s"] = {"median": statistics.median(rates), "best": max(rates)}
         args.json[0].parent.mkdir(parents=True, exist_ok=True)
         args.json[0].write_text(json.dumps(out, indent=1))
     lines = page_lines(out, args.shipped)
     print("\n".join(lines))
     if args.write:
-        write_page(args.write, lines)
+        replace_block(args.write, TABLE_START, TABLE_END, "\n".join([TABLE_START, *lines, TABLE_END]))
     return 0
 
 
