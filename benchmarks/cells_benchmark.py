@@ -251,6 +251,9 @@ def source_rows(source: str, new: dict, old: dict) -> list[str]:
     return rows
 
 
+KEPT_FROM = "<!-- edge-scores -->"  # the page from here on is not this script's
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -295,6 +298,10 @@ def main(argv=None) -> int:
         print(source, "done", flush=True)
     page = _page(args, lines, loso, notes, time.time() - started, chosen['all'])
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.exists() and KEPT_FROM in args.out.read_text():
+        # the edge-score block (cells_edge_scores.py) and the hand-written notes after it stay
+        old = args.out.read_text()
+        page = page.rstrip("\n") + "\n\n" + old[old.index(KEPT_FROM):]
     args.out.write_text(page)
     print(f"wrote {args.out}")
     return 0

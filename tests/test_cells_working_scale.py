@@ -23,7 +23,7 @@ def _grid(radius: int, n: int = 3, gap: int = 24):
 
 def test_large_cells_are_found_shrunk_with_the_same_cells_and_size():
     img, centres = _grid(70)  # cells 140 px wide: found at 64 / 140 of the size
-    scale, work, diameter = working_scale(img[None].astype(np.float32), "fluorescence", None, DEFAULT_SETTINGS)
+    scale, work, diameter, _ = working_scale(img[None].astype(np.float32), "fluorescence", None, DEFAULT_SETTINGS)
     assert 0.4 < scale < 0.5 and work.shape[1] < 0.5 * img.shape[0] and 130 < diameter < 150
     seg = segment_cells(img, "fluorescence")
     full = segment_cells(img, "fluorescence", settings=FULL_SIZE)
@@ -41,7 +41,7 @@ def test_large_cells_are_found_shrunk_with_the_same_cells_and_size():
 
 def test_a_given_large_diameter_sets_the_scale_without_measuring():
     img, _ = _grid(70)
-    scale, _, diameter = working_scale(img[None].astype(np.float32), "fluorescence", 140.0, DEFAULT_SETTINGS)
+    scale, _, diameter, _ = working_scale(img[None].astype(np.float32), "fluorescence", 140.0, DEFAULT_SETTINGS)
     assert scale == DEFAULT_SETTINGS.work_diameter / 140.0 and diameter == 140.0
     seg = segment_cells(img, "fluorescence", cell_diameter=140.0)
     assert seg.n_cells == 9 and not seg.measured and seg.diameter_px == 140.0
@@ -49,7 +49,7 @@ def test_a_given_large_diameter_sets_the_scale_without_measuring():
 
 def test_cells_near_the_working_size_are_found_at_full_size_exactly_as_before():
     img, _ = _grid(20)
-    scale, work, diameter = working_scale(img[None].astype(np.float32), "fluorescence", None, DEFAULT_SETTINGS)
+    scale, work, diameter, _ = working_scale(img[None].astype(np.float32), "fluorescence", None, DEFAULT_SETTINGS)
     assert scale == 1.0 and diameter is None and work.shape[1:] == img.shape
     seg = segment_cells(img, "fluorescence")
     full = segment_cells(img, "fluorescence", settings=FULL_SIZE)

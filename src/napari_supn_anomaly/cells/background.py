@@ -11,13 +11,13 @@ tint: pale Chula cells on a grey-green background, pink cells on white in Malari
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage import filters
 
 from .modality import dark_cells
 
 BLOCKS_PER_SIDE = 4       # background blocks along the longer side
 MIN_BACKGROUND_SHARE = 0.05  # a block with less background than this borrows the field's
+LEVEL_SAMPLE = 16384      # pixels a background level is measured on, at most
 
 
 def _background_side(gray: np.ndarray, dark: bool) -> np.ndarray:
@@ -52,7 +52,10 @@ def main_peak(values: np.ndarray, rounds: int = 3, sigmas: float = 2.5) -> np.nd
 
 
 def _background_level(values: np.ndarray) -> np.ndarray:
-    """[C] the background's level from its pixels' values [C, N]."""
+    """[C] the background's level from its pixels' values [C, N] (an even sample of
+    ``LEVEL_SAMPLE`` of them at most: a median needs no more, and medians were a tenth of the
+    cell finder's time)."""
+    values = values[:, ::-(-values.shape[1] // LEVEL_SAMPLE)]
     return np.median(values[:, main_peak(values.mean(0))], axis=1)
 
 
@@ -71,11 +74,22 @@ def local_background(channels: np.ndarray, background: np.ndarray) -> np.ndarray
                 grid[:, i, j] = overall
             else:
                 grid[:, i, j] = _background_level(channels[(slice(None),) + sl][:, bg])
-    # blocks centred on their own centres, bilinear in between, constant beyond
-    yy = (np.arange(h) + 0.5) / block - 0.5
-    xx = (np.arange(w) + 0.5) / block - 0.5
-    coords = np.meshgrid(np.clip(yy, 0, ny - 1), np.clip(xx, 0, nx - 1), indexing="ij")
-    return np.stack([ndi.map_coordinates(g, coords, order=1, mode="nearest") for g in grid]).astype(np.float32)
+    # blocks centred on their own centres, bilinear in between, constant beyond: one
+    # interpolation matrix per axis (``map_coordinates`` on every pixel took several times as long)
+    wy, wx = _block_weights(h, block, ny), _block_weights(w, block, nx)
+    return np.einsum("yi,cij,xj->cyx", wy, grid, wx, optimize=True).astype(np.float32)
+
+
+def _block_weights(n: int, block: int, n_blocks: int) -> np.ndarray:
+    """[n, n_blocks] linear interpolation weights of each pixel between the blocks' centres."""
+    pos = np.clip((np.arange(n) + 0.5) / block - 0.5, 0, n_blocks - 1)
+    low = np.minimum(np.floor(pos).astype(int), max(n_blocks - 2, 0))
+    frac = pos - low
+    weights = np.zeros((n, n_blocks), np.float32)
+    weights[np.arange(n), low] = 1.0 - frac
+    if n_blocks > 1:
+        weights[np.arange(n), low + 1] += frac
+    return weights
 
 
 def foreground_contrast(plane: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:

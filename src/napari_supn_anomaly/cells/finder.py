@@ -31,12 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import filters, measure, morphology, segmentation
+from skimage import filters, measure, segmentation
 from skimage.feature import peak_local_max
 
 from ..errors import NoCellsFound
 from .background import foreground_contrast, main_peak, robust_sigma
-from .hull import convex_image, solidity
+from .disc_morphology import disc_dilation, disc_erosion, disc_opening, fill_holes
+from .hull import convex_image, solid_objects, solidity
 from .kinds import join_close_parts, purple_mask, white_nuclei
 from .measure import MIN_CELL_DIAMETER_PX
 
@@ -47,7 +48,6 @@ class FinderSettings:
     measure_fraction: float = 0.6     # the cell size is measured above this fraction (or the one above, if higher)
     seed_spacing: float = 0.35       # seeds at least this many cell diameters apart
     seed_height: float = 0.15        # a seed's distance to the background, in cell diameters
-    seed_depth: float = 0.05         # and its rise above the saddle to the next seed
     hole_fraction: float = 0.6       # holes smaller than this share of a cell's area are filled
     blob_weight: float = 0.0         # weight of the smoothed contrast against the distance for seeds
     split_area: float = 1.4          # an object of this many cell areas is cut if elongated ...
@@ -87,6 +87,9 @@ COMPACT_COVER = 0.15  # compact objects must cover this share of the foreground 
 PALE_CENTRE = 1.0     # a crowded field's holes up to this many (first-guess) cell areas are pale centres
 
 
+OPENING_TOLERANCE = 0.25  # px of radius: the bisection stops there (12 steps, 0.02 px, until 2026-11-30)
+
+
 def opening_diameter(foreground: np.ndarray, share: float = 0.5) -> float:
     """Twice the largest radius r such that opening ``foreground`` with a disc of radius r keeps at
     least ``share`` of it: the typical width of its cells, weighted by area, whether they touch or
@@ -99,7 +102,7 @@ def opening_diameter(foreground: np.ndarray, share: float = 0.5) -> float:
         return (ndi.distance_transform_edt(distance < r) <= r).sum() / total
 
     lo, hi = 1.0, max(1.0, float(distance.max()))
-    for _ in range(12):
+    while hi - lo > OPENING_TOLERANCE:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if kept(mid) >= share else (lo, mid)
     return 2.0 * lo
@@ -107,8 +110,10 @@ def opening_diameter(foreground: np.ndarray, share: float = 0.5) -> float:
 
 def compact_areas(foreground: np.ndarray) -> np.ndarray:
     """Areas of the compact, single-cell objects of a mask (solidity >= 0.9)."""
-    regions = measure.regionprops(measure.label(foreground))
-    return np.array([r.area for r in regions if r.area >= MIN_CELL_DIAMETER_PX ** 2 and solidity(r.image) >= 0.9], float)
+    labels = measure.label(foreground)
+    area = np.bincount(labels.ravel())
+    compact = solid_objects(labels, area >= MIN_CELL_DIAMETER_PX ** 2, 0.9)
+    return area[compact].astype(float)
 
 
 def crowded(foreground: np.ndarray, areas: np.ndarray) -> bool:
@@ -217,14 +222,6 @@ def split_objects(core: np.ndarray, foreground: np.ndarray, diameter: float, set
     components = measure.label(foreground)
     peaks = peak_local_max(distance, min_distance=max(2, int(settings.seed_spacing * diameter)),
                            threshold_abs=settings.seed_height * diameter, labels=components, exclude_border=False)
-    if settings.seed_depth > 0 and len(peaks):
-        # a seed must rise above the saddle to its neighbour: the flat ridge of a long cell is one seed
-        tops = measure.label(morphology.h_maxima(distance, settings.seed_depth * diameter) > 0)
-        first = {}
-        for k, t in enumerate(tops[tuple(peaks.T)]):
-            if t == 0 or t not in first:
-                first[t if t else -k - 1] = k
-        peaks = peaks[sorted(first.values())]
     elevation = -distance
     clumps = []
     if settings.split_rim_votes > 0 and len(peaks):
@@ -256,7 +253,7 @@ def split_objects(core: np.ndarray, foreground: np.ndarray, diameter: float, set
             elevation = np.where(clumped, share, elevation)
         # each nucleus one seed, kept a little inside its outline: where a nucleus reaches the
         # white cell's edge, a seed there would flood a touching red cell past the neck between them
-        inner = ndi.binary_erosion(nuclei > 0, morphology.disk(max(1, round(NUCLEUS_INSET * diameter))))
+        inner = disc_erosion(nuclei > 0, max(1, round(NUCLEUS_INSET * diameter)))
         inner |= (nuclei > 0) & ~np.isin(nuclei, nuclei[inner])  # a nucleus too thin for that: all of it
         inner &= foreground
         markers[inner] = nuclei[inner]
@@ -268,10 +265,13 @@ def split_objects(core: np.ndarray, foreground: np.ndarray, diameter: float, set
     seeded[components[markers > 0]] = True
     seeded[0] = True
     if not seeded.all():
-        unseeded = np.nonzero(~seeded)[0]
-        centres = ndi.maximum_position(distance, components, unseeded)
-        for k, (y, x) in enumerate(centres):
-            markers[int(y), int(x)] = n_seeds + 1 + k
+        ys, xs = np.nonzero(~seeded[components])
+        owner = components[ys, xs]
+        # each one's highest pixel (the first in raster order on a tie): ``ndi.maximum_position``
+        # sorted the whole field for it
+        first = np.lexsort((-distance[ys, xs], owner))
+        top = first[np.r_[True, owner[first][1:] != owner[first][:-1]]]
+        markers[ys[top], xs[top]] = n_seeds + 1 + np.arange(len(top))
     labels = segmentation.watershed(elevation, markers, mask=foreground).astype(np.int32)
     if nuclei is not None and nuclei.any():
         # a white cell reaches ``white_reach`` cell diameters beyond its nucleus at most; what its
@@ -403,7 +403,7 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
     area = np.pi * (diameter / 2.0) ** 2
     soft = filters.gaussian(contrast, width)
     # the grain or parasite spot of a dim cell that crossed the main threshold is no bright cell
-    opened = ndi.binary_opening(bright, morphology.disk(max(1, int(diameter / 15))))
+    opened = disc_opening(bright, max(1, int(diameter / 15)))
     bright = remove_small_objects(opened, 0.4 * area)
     spots = remove_small_objects(opened, DIM_SPECK * area) & ~bright
     away = ndi.distance_transform_edt(~bright) > DIM_BAND * width
@@ -420,7 +420,7 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
     level = max(level, centre + DIM_FLOOR * otsu)
     significant = max(centre, 0.0) + sigmas * noise
     above = soft > level
-    dim = remove_small_objects(ndi.binary_opening(above & away, morphology.disk(max(1, int(diameter / 8)))),
+    dim = remove_small_objects(disc_opening(above & away, max(1, int(diameter / 8))),
                                DIM_PART * area)
     # a few dim cells at most: a larger dim region is the background's own slope (a vignetted
     # corner of a bright-field image) that the block-wise background did not follow. And a pale
@@ -437,7 +437,7 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
         whole = (size >= 0.4 * area) | beside
         dim = (whole & (size <= DIM_MAX_AREAS * area) & (lit < DIM_SPOTS * size) & (np.arange(n + 1) > 0))[objects]
     if dim.any():
-        dim = ndi.binary_dilation(dim, morphology.disk(int(np.ceil(DIM_BAND * width)))) & above & ~bright
+        dim = disc_dilation(dim, int(np.ceil(DIM_BAND * width))) & above & ~bright
     return dim, significant, level
 
 
@@ -455,7 +455,7 @@ def absorb_cytoplasm(labels: np.ndarray, nuclei: np.ndarray, bluer: np.ndarray, 
     min_solidity = settings.white_solidity
     out = labels.copy()
     reach = ndi.distance_transform_edt(nuclei == 0) <= settings.white_reach * diameter
-    blue_parts, _ = ndi.label(ndi.binary_opening(bluer & (labels > 0) & reach, morphology.disk(2)))
+    blue_parts, _ = ndi.label(disc_opening(bluer & (labels > 0) & reach, 2))
     whites = set()
     for nucleus in range(1, int(nuclei.max()) + 1):
         inside = out[nuclei == nucleus]
@@ -600,7 +600,7 @@ def measure_cell_diameter(raw: np.ndarray, contrast: np.ndarray, otsu: float,
     opened = ndi.binary_opening(raw)
     # holes are filled for the compact objects (pale centres) but not for the opening of a crowded
     # field, where the background between the cells would become one huge object
-    filled = ndi.binary_fill_holes(opened)
+    filled = fill_holes(opened)
     areas = compact_areas(filled)
     first = measure_field_diameter(filled, opened, areas)
     if crowded(filled, areas):
@@ -613,10 +613,19 @@ def measure_cell_diameter(raw: np.ndarray, contrast: np.ndarray, otsu: float,
         return second if first <= second <= min(3.0 * first, min(raw.shape) / 4) else first
     core = raw & ~valley_lines(contrast, max(1.5, first / 25), settings.valley_depth * otsu)
     core = fill_small_holes(core, settings.hole_fraction * np.pi * (first / 2) ** 2)
-    return measure_field_diameter(ndi.binary_opening(core, morphology.disk(max(1, int(first / 30)))))
+    return measure_field_diameter(disc_opening(core, max(1, int(first / 30))))
 
 
-def _foreground(plane: np.ndarray, modality: str, settings: FinderSettings):
+@dataclass
+class Foreground:
+    contrast: np.ndarray  # (Y, X) cells positive (``background.foreground_contrast``)
+    background: np.ndarray  # (C, Y, X)
+    smooth: np.ndarray    # the contrast after a one-pixel Gaussian
+    otsu: float           # Otsu level of ``smooth``
+    raw: np.ndarray       # (Y, X) bool, ``smooth`` above ``threshold_fraction`` of ``otsu``
+
+
+def field_foreground(plane: np.ndarray, modality: str, settings: FinderSettings = DEFAULT_SETTINGS) -> Foreground:
     """The plane's contrast and background, its smoothed contrast, Otsu level and foreground."""
     contrast, background = foreground_contrast(plane, modality)
     smooth = filters.gaussian(contrast, 1.0)
@@ -627,38 +636,41 @@ def _foreground(plane: np.ndarray, modality: str, settings: FinderSettings):
     raw = smooth > settings.threshold_fraction * otsu
     if not raw.any():
         raise NoCellsFound("no cells were found: the image has no objects brighter (or darker) than its background")
-    return contrast, background, smooth, otsu, raw
+    return Foreground(contrast, background, smooth, otsu, raw)
 
 
-def _measure(contrast: np.ndarray, smooth: np.ndarray, otsu: float, settings: FinderSettings) -> float:
+def _measure(fg: Foreground, settings: FinderSettings) -> float:
     # the size is measured on the cells' brighter cores, where crowded cells still part; the
     # looser outline of a low threshold joins a crowd into one sheet of no measurable size
-    level = max(settings.threshold_fraction, settings.measure_fraction) * otsu
-    return measure_cell_diameter(smooth > level, contrast, otsu, settings)
+    level = max(settings.threshold_fraction, settings.measure_fraction) * fg.otsu
+    return measure_cell_diameter(fg.smooth > level, fg.contrast, fg.otsu, settings)
 
 
-def field_cell_diameter(plane: np.ndarray, modality: str, settings: FinderSettings = DEFAULT_SETTINGS) -> float:
-    """The red-cell diameter of a plane [C, Y, X], as ``find_objects`` measures it."""
-    contrast, _, smooth, otsu, _ = _foreground(plane, modality, settings)
-    return _measure(contrast, smooth, otsu, settings)
+def field_cell_diameter(plane: np.ndarray, modality: str, settings: FinderSettings = DEFAULT_SETTINGS,
+                        foreground: Foreground | None = None) -> float:
+    """The red-cell diameter of a plane [C, Y, X], as ``find_objects`` measures it; ``foreground``:
+    the plane's ``field_foreground``, when known."""
+    return _measure(foreground or field_foreground(plane, modality, settings), settings)
 
 
 def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None = None,
-                 settings: FinderSettings = DEFAULT_SETTINGS) -> FoundObjects:
-    """Every object of a plane [C, Y, X] that stands out from its background, split into cells."""
-    contrast, background, smooth, otsu, raw = _foreground(plane, modality, settings)
+                 settings: FinderSettings = DEFAULT_SETTINGS, foreground: Foreground | None = None) -> FoundObjects:
+    """Every object of a plane [C, Y, X] that stands out from its background, split into cells;
+    ``foreground``: the plane's ``field_foreground``, when known."""
+    ground = foreground or field_foreground(plane, modality, settings)
+    contrast, background, smooth, otsu, raw = ground.contrast, ground.background, ground.smooth, ground.otsu, ground.raw
     if cell_diameter is None:
-        cell_diameter = _measure(contrast, smooth, otsu, settings)
+        cell_diameter = _measure(ground, settings)
     area = np.pi * (cell_diameter / 2.0) ** 2
     dim, faint_level, dim_level = dim_cells(contrast, raw, cell_diameter, settings.faint_sigmas, otsu)
     if settings.faint_sigmas > 0:
         raw = raw | dim
     core = raw & ~valley_lines(contrast, max(1.5, cell_diameter / 25), settings.valley_depth * otsu)
     core = fill_small_holes(core, settings.hole_fraction * area)
-    core = ndi.binary_opening(core, morphology.disk(max(1, int(cell_diameter / 15))))
+    core = disc_opening(core, max(1, int(cell_diameter / 15)))
     core = remove_small_objects(core, max(2.0, 0.02 * area))
     fg = fill_small_holes(raw, settings.hole_fraction * area)
-    fg = remove_small_objects(ndi.binary_opening(fg, morphology.disk(max(1, int(cell_diameter / 15)))),
+    fg = remove_small_objects(disc_opening(fg, max(1, int(cell_diameter / 15))),
                               max(2.0, 0.02 * area))
     if not core.any():
         raise NoCellsFound(f"no cells of about {cell_diameter:.0f} px were found; "

@@ -9,6 +9,7 @@ included) is drawn as one run of pixels per row, from where the row crosses the 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
 _EPS = 1e-9
@@ -75,3 +76,60 @@ def solidity(mask: np.ndarray) -> float:
     rows, first, last = hull_runs(mask)
     hull_area = int((last - first + 1).sum())
     return float(np.count_nonzero(mask)) / hull_area if hull_area else 0.0
+
+
+# normals (a, b) of the bounding polygon's sides: the rows, the columns, the diagonals and the
+# directions between them (a 16-gon)
+_SIDES = ((1, 0), (0, 1), (1, 1), (1, -1), (1, 2), (2, 1), (1, -2), (2, -1))
+
+
+def _bounding_pixels(labels: np.ndarray, n: int) -> np.ndarray:
+    """[n + 1] for each object of ``labels``, the pixels of the 16-gon bounded by its extremes of
+    a·y + b·x along ``_SIDES``: its convex hull (as ``convex_image`` draws it, around the pixels'
+    edge midpoints, which reach max(|a|, |b|) / 2 beyond a pixel's centre) lies inside, so the
+    count bounds the hull's area from above."""
+    # a linear function's extremes over a run of pixels lie at its ends: only they are visited
+    ends = np.zeros(labels.shape, bool)
+    ends[:, 0] = ends[:, -1] = True
+    ends[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    ends[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    ys, xs = np.nonzero(ends & (labels > 0))
+    lab = labels[ys, xs]
+    present = np.flatnonzero(np.bincount(lab, minlength=n + 1))
+    big = np.iinfo(np.int64).max // 4
+    lows, highs = [], []
+    for a, b in _SIDES:
+        v = a * ys + b * xs
+        lo, hi = np.full(n + 1, big, np.int64), np.full(n + 1, -big, np.int64)
+        np.minimum.at(lo, lab, v)
+        np.maximum.at(hi, lab, v)
+        reach = max(abs(a), abs(b)) // 2  # pixel centres are integers: a half step rounds away
+        lows.append(lo - reach)
+        highs.append(hi + reach)
+    heights = highs[0][present] - lows[0][present] + 1
+    owner = np.repeat(present, heights)
+    y = lows[0][owner] + np.arange(len(owner)) - np.repeat(np.cumsum(heights) - heights, heights)
+    left = np.full(len(owner), -big, np.int64)
+    right = np.full(len(owner), big, np.int64)
+    for (a, b), lo, hi in zip(_SIDES[1:], lows[1:], highs[1:]):
+        # lo <= a y + b x <= hi, for x
+        first, last = lo[owner] - a * y, hi[owner] - a * y
+        if b < 0:
+            first, last, b = -last, -first, -b
+        left = np.maximum(left, -(-first // b))
+        right = np.minimum(right, last // b)
+    return np.bincount(owner, weights=np.maximum(right - left + 1, 0), minlength=n + 1)
+
+
+def solid_objects(labels: np.ndarray, candidates: np.ndarray, min_solidity: float) -> np.ndarray:
+    """[n + 1] bool: which objects of ``labels`` among ``candidates`` ([n + 1] bool) have a
+    ``solidity`` of at least ``min_solidity``. An object that fills that share of its bounding
+    16-gon has it without drawing its hull: most cells of a field."""
+    n = len(candidates) - 1
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    solid = candidates & (area >= min_solidity * _bounding_pixels(labels, n))
+    solid[0] = False
+    for i, box in enumerate(ndi.find_objects(labels, n), start=1):
+        if candidates[i] and not solid[i] and box is not None:
+            solid[i] = solidity(labels[box] == i) >= min_solidity
+    return solid

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import disk
+
+from .disc_morphology import disc_closing, fill_holes
 
 KINDS = ("red_cell", "platelet", "white_cell", "debris", "clump")
 SMALL = 0.25
@@ -55,7 +56,7 @@ def join_close_parts(mask: np.ndarray, diameter: float) -> np.ndarray:
     neutrophil's lobes, a schizont's dots. Padded, so a part cut by the field's edge is not eaten
     from the edge."""
     r = max(1, round(NUCLEUS_JOIN * diameter))
-    return ndi.binary_closing(np.pad(mask, r + 1), disk(r))[r + 1:-(r + 1), r + 1:-(r + 1)] | mask
+    return disc_closing(np.pad(mask, r + 1), r)[r + 1:-(r + 1), r + 1:-(r + 1)] | mask
 
 
 def white_nuclei(plane: np.ndarray, background: np.ndarray, objects: np.ndarray, diameter: float) -> np.ndarray:
@@ -64,7 +65,7 @@ def white_nuclei(plane: np.ndarray, background: np.ndarray, objects: np.ndarray,
     ``2 * NUCLEUS_JOIN`` cell diameters joined and holes filled, holding at least ``WHITE_NUCLEUS``
     red-cell areas of purple pixels. A neutrophil's lobes are one nucleus; a schizont stays below."""
     purple = purple_mask(plane, background, objects)
-    regions, n = ndi.label(ndi.binary_fill_holes(join_close_parts(purple, diameter)))
+    regions, n = ndi.label(fill_holes(join_close_parts(purple, diameter)))
     if n == 0:
         return regions.astype(np.int32)
     held = np.bincount(regions[purple], minlength=n + 1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError, NoCellsFound
-from .finder import DEFAULT_SETTINGS, FinderSettings, find_objects
+from .finder import DEFAULT_SETTINGS, FinderSettings, Foreground, find_objects
 from .kinds import SMALL, edge_objects, join_enclosed, object_kinds
 from .set_apart import set_apart
 from .working_scale import grow_labels, working_scale
@@ -56,9 +56,9 @@ def _renumber(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 def _sorted_objects(plane: np.ndarray, modality: str, cell_diameter: float | None, settings: FinderSettings,
-                    min_size: float | None, max_size: float | None):
+                    min_size: float | None, max_size: float | None, foreground: Foreground | None = None):
     """The objects of a plane and the kind of each; small ones inside a red cell joined to it."""
-    found = find_objects(plane, modality, cell_diameter, settings)
+    found = find_objects(plane, modality, cell_diameter, settings, foreground)
     stained = modality == "brightfield-stained"
     kinds = object_kinds(found.labels, plane, found.background, found.diameter_px, stained, found.nuclei)
     n = len(kinds)
@@ -86,9 +86,9 @@ def segment_cells(plane: np.ndarray, modality: str = "fluorescence", cell_diamet
     if plane.ndim == 2:
         plane = plane[None]
     check_plane(plane)
-    scale, work, diameter = working_scale(plane, modality, cell_diameter, settings)
+    scale, work, diameter, foreground = working_scale(plane, modality, cell_diameter, settings)
     found, kinds = _sorted_objects(work, modality, None if diameter is None else diameter * scale, settings,
-                                   min_size, max_size)
+                                   min_size, max_size, foreground)
     red = kinds == "red_cell"
     edge = edge_objects(found.labels, len(kinds))
     if exclude_edges:

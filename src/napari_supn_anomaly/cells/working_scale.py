@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import NoCellsFound
-from .finder import FinderSettings, field_cell_diameter
+from .finder import FinderSettings, Foreground, field_cell_diameter, field_foreground
 from .resize import resize_linear, resize_nearest, scaled_shape
 
 GROW = 1.25            # cells up to this many times work_diameter wide are found at full size
@@ -19,32 +19,34 @@ MIN_MEASURE_SIDE = 64  # below this many pixels a side, the half-size subsample 
 
 
 def working_scale(plane: np.ndarray, modality: str, cell_diameter: float | None,
-                  settings: FinderSettings) -> tuple[float, np.ndarray, float | None]:
+                  settings: FinderSettings) -> tuple[float, np.ndarray, float | None, Foreground | None]:
     """The scale at which cells of the plane [C, Y, X] are found (1: full size), the plane at that
-    scale, and the cells' diameter in the plane's pixels (None: the finder measures it)."""
+    scale, the cells' diameter in the plane's pixels (None: the finder measures it), and the
+    shrunk plane's ``field_foreground`` when it was measured there (the finder takes it over)."""
     if settings.work_diameter <= 0:
-        return 1.0, plane, cell_diameter
+        return 1.0, plane, cell_diameter, None
     if cell_diameter is not None:
         if cell_diameter <= GROW * settings.work_diameter:
-            return 1.0, plane, cell_diameter
+            return 1.0, plane, cell_diameter, None
         scale = settings.work_diameter / cell_diameter
-        return scale, shrink(plane, scale), cell_diameter
+        return scale, shrink(plane, scale), cell_diameter, None
     if min(plane.shape[1:]) // 2 < MIN_MEASURE_SIDE:
-        return 1.0, plane, None
+        return 1.0, plane, None, None
     try:
         # every second pixel, not an anti-aliased copy: its blur joins touching small cells into
         # one sheet that measures as huge cells (a crowd of 40 px discs: 228 px, subsampled 43)
         guess = field_cell_diameter(np.ascontiguousarray(plane[:, ::2, ::2]), modality, settings) * 2
         if guess <= GROW * settings.work_diameter:
-            return 1.0, plane, None
+            return 1.0, plane, None, None
         scale = settings.work_diameter / guess
         work = shrink(plane, scale)
-        diameter = field_cell_diameter(work, modality, settings) / scale  # measured where they are found
+        foreground = field_foreground(work, modality, settings)
+        diameter = field_cell_diameter(work, modality, settings, foreground) / scale  # measured where they are found
     except NoCellsFound:
-        return 1.0, plane, None  # the full-size finder says what is wrong with the field
+        return 1.0, plane, None, None  # the full-size finder says what is wrong with the field
     if diameter <= GROW * settings.work_diameter:
-        return 1.0, plane, None
-    return scale, work, diameter
+        return 1.0, plane, None, None
+    return scale, work, diameter, foreground
 
 
 def shrink(plane: np.ndarray, scale: float) -> np.ndarray:
