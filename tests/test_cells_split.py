@@ -148,3 +148,20 @@ def test_a_cell_cut_in_two_through_its_schizont_is_one_cell_again():
     blob[28:33, 47:53] = True
     out = keep_blobs_whole(two, blob, diameter=40.0)
     assert set(np.unique(out)) == {0, 1, 2}
+
+
+def test_a_long_thin_strip_is_debris_but_a_thin_piece_cut_by_the_edge_stays_a_red_cell():
+    from napari_supn_anomaly.cells.kinds import THIN, object_kinds
+
+    diameter = 40.0
+    labels = np.zeros((200, 240), np.int32)
+    yy, xx = np.mgrid[:200, :240]
+    labels[(yy - 60) ** 2 + (xx - 60) ** 2 < 20 ** 2] = 1           # a red cell
+    labels[140:148, 30:150] = 2                                      # a strip 8 px wide, 2.4 cell areas long
+    labels[20:100, 234:240] = 3                                      # a cell cut by the edge: 6 px of it show
+    labels[(yy - 60) ** 2 + (xx - 160) ** 2 < 20 ** 2] = 4           # another red cell ...
+    labels[(yy - 60) ** 2 + (xx - 160) ** 2 < 5 ** 2] = 0           # ... with a hole: still a wide cell
+    plane = np.full((1, 200, 240), 100.0)
+    kinds = object_kinds(labels, plane, plane, diameter, stained=False)
+    assert 8 < THIN * diameter
+    assert list(kinds[1:]) == ["red_cell", "debris", "red_cell", "red_cell"]

@@ -50,10 +50,25 @@ def test_a_given_large_diameter_sets_the_scale_without_measuring():
 def test_cells_near_the_working_size_are_found_at_full_size_exactly_as_before():
     img, _ = _grid(20)
     scale, work, diameter, _ = working_scale(img[None].astype(np.float32), "fluorescence", None, DEFAULT_SETTINGS)
-    assert scale == 1.0 and diameter is None and work.shape[1:] == img.shape
+    assert scale == 1.0 and work.shape[1:] == img.shape
     seg = segment_cells(img, "fluorescence")
     full = segment_cells(img, "fluorescence", settings=FULL_SIZE)
     assert np.array_equal(seg.labels, full.labels) and seg.diameter_px == full.diameter_px
+    # a plane this small is measured at full size, as the finder measures it, and the finder takes that over
+    assert diameter == full.diameter_px and seg.measured
+
+
+def test_a_large_plane_is_measured_on_a_half_size_subsample_first(monkeypatch):
+    from napari_supn_anomaly.cells import working_scale as module
+
+    img, _ = _grid(20)
+    monkeypatch.setattr(module, "FULL_SIZE_MEASURE", img.size - 1)
+    scale, work, diameter, foreground = working_scale(img[None].astype(np.float32), "fluorescence", None,
+                                                      DEFAULT_SETTINGS)
+    assert scale == 1.0 and diameter is None and foreground is None  # the finder measures it itself
+    seg = segment_cells(img, "fluorescence")
+    full = segment_cells(img, "fluorescence", settings=FULL_SIZE)
+    assert np.array_equal(seg.labels, full.labels)
 
 
 def test_grown_labels_keep_every_object_and_follow_a_smooth_outline():

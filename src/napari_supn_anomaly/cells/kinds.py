@@ -14,12 +14,17 @@ platelets are and red cells are not:
   red-cell size stays a red cell. The finder grows each white cell from its nucleus, so the
   cell is one object however its outline runs (``finder.split_objects``);
 * larger than ``LARGE`` areas: a clump;
+* narrower than ``THIN`` cell diameters (its widest inscribed disc), and not cut by the field's
+  edge: debris. A strip that the splitting cut off a cell in a crowd (MalariaNet), a sliver of
+  background between cells or a scratch is no red cell however long, and scored as one it would
+  look anomalous; a red cell, a schistocyte or a cell half hidden by its neighbour is wider;
 * the rest: a red cell.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage import segmentation
 
 from .disc_morphology import disc_closing, fill_holes
 
@@ -29,6 +34,7 @@ LARGE = 3.0
 WHITE_NUCLEUS = 0.85   # purple area, in red-cell areas, of a white cell's nucleus at least
 NUCLEUS_JOIN = 1 / 15  # purple parts closer than twice this many cell diameters are one nucleus (or parasite)
 PLATELET_PURPLE = 0.3
+THIN = 0.3  # 0 of 1,624 labelled cells and parasites' cells on four sources are narrower (2026-11-30)
 PURPLE_HUE = 0.06     # blue minus red above the typical cell's, as a share of the background's brightness
 PURPLE_DARK = 0.15    # darker than the typical cell by this share of the background's brightness
 
@@ -96,12 +102,23 @@ def object_kinds(labels: np.ndarray, plane: np.ndarray, background: np.ndarray, 
     else:
         blue_share = np.zeros(n + 1)
     kinds = np.full(n + 1, "red_cell", dtype=object)
+    kinds[(object_widths(labels, n) < THIN * diameter) & ~edge_objects(labels, n + 1)] = "debris"
     kinds[area > LARGE] = "clump"
     kinds[holds_nucleus] = "white_cell"
     small = area < SMALL
     kinds[small] = np.where(blue_share[small] >= PLATELET_PURPLE, "platelet", "debris")
     kinds[0] = ""
     return kinds
+
+
+def object_widths(labels: np.ndarray, n: int) -> np.ndarray:
+    """[n + 1] the diameter of each object's widest inscribed disc, in pixels (twice the largest
+    distance from its pixels to its outline, where it meets the background or another object)."""
+    inner = (labels > 0) & ~segmentation.find_boundaries(labels, mode="inner")
+    depth = ndi.distance_transform_edt(np.pad(inner, 1))[1:-1, 1:-1]
+    widest = np.zeros(n + 1)
+    np.maximum.at(widest, labels.ravel(), depth.ravel())  # ndi.maximum sorts the field: 10x slower
+    return 2.0 * widest
 
 
 def edge_objects(labels: np.ndarray, n: int | None = None) -> np.ndarray:
