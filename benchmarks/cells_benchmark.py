@@ -37,6 +37,7 @@ from cells_sources import (
     BenchField,
     load_source,
 )
+from page_block import replace_above
 
 from napari_supn_anomaly.cells.finder import DEFAULT_SETTINGS, FinderSettings
 from napari_supn_anomaly.cells.segmentation import segment_cells
@@ -298,11 +299,8 @@ def main(argv=None) -> int:
         print(source, "done", flush=True)
     page = _page(args, lines, loso, notes, time.time() - started, chosen['all'])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.exists() and KEPT_FROM in args.out.read_text():
-        # the edge-score block (cells_edge_scores.py) and the hand-written notes after it stay
-        old = args.out.read_text()
-        page = page.rstrip("\n") + "\n\n" + old[old.index(KEPT_FROM):]
-    args.out.write_text(page)
+    # the edge-score block (cells_edge_scores.py) and the hand-written notes after it stay
+    replace_above(args.out, KEPT_FROM, page)
     print(f"wrote {args.out}")
     return 0
 

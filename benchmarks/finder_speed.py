@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         START,
         "## The finder's speed, before and after",
         "",
-        f"`{cmd}`, {when}, {platform.machine()} ({_cores()}-core CPU, no GPU), load average {load_average()} at the "
+        f"`{cmd}`, {when}, {platform.machine()} ({os.cpu_count()}-core CPU, no GPU), load average {load_average()} at the "
         f"end. 'Before' is commit `{args.before_ref}`, run in the same process on the same fields, interleaved. "
         "CPU seconds of `segment_cells` per megapixel, the median of the rounds; every Chula and MalariaNet "
         f"field {args.every}. apart, all Remoscope and composed fluorescence fields. Target share as in the "
@@ -104,10 +104,6 @@ def main(argv=None) -> int:
     else:
         print(block)
     return 0
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":

@@ -13,3 +13,12 @@ def replace_block(path: Path, start: str, end: str, block: str) -> None:
     else:
         page = page.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(page)
+
+
+def replace_above(path: Path, marker: str, page: str) -> None:
+    """Write ``page`` in place of the page's text above ``marker``, keeping the marker and all after it
+    (blocks of other scripts, hand-written notes); a page without the marker becomes ``page``."""
+    old = path.read_text() if path.exists() else ""
+    if marker in old:
+        page = page.rstrip("\n") + "\n\n" + old[old.index(marker):]
+    path.write_text(page)
