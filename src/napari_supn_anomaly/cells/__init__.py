@@ -11,7 +11,7 @@ _EXPORTS = {
     "rescale_plane": "field_crops", "cell_centres": "measure", "equivalent_diameter": "measure",
     "equivalent_diameters": "measure", "label_centroids": "measure", "median_cell_diameter": "measure",
     "DARK_CELL_MODALITIES": "modality", "MODALITIES": "modality", "cell_contrast": "modality",
-    "check_modality": "modality", "dark_cells": "modality", "guess_modality": "modality",
+    "check_modality": "modality", "dark_cells": "modality", "guess_modality": "modality", "stained": "modality",
     "Segmentation": "segmentation", "check_plane": "segmentation", "segment_cells": "segmentation",
 }
 __all__ = list(_EXPORTS)

@@ -18,6 +18,11 @@ def dark_cells(modality: str) -> bool:
     return modality in DARK_CELL_MODALITIES
 
 
+def stained(modality: str) -> bool:
+    """Whether a stain colours the cells, so a model of it matches other labs' stains (models.data_range)."""
+    return modality == "brightfield-stained"
+
+
 def cell_contrast(image: np.ndarray, modality: str) -> np.ndarray:
     """[C, H, W] -> [H, W] where cells are bright: fluorescence as is; bright-field inverted."""
     gray = image.astype(np.float32).mean(0)

@@ -58,8 +58,9 @@ def add_parser(sub, name):
     p.add_argument("--min-area", type=int, default=1, metavar="PX",
                    help="drop candidate regions smaller than this many pixels (default 1: keep all)")
     p.add_argument("--intensity", choices=INTENSITY_MODES, default="auto",
-                   help="bring the image's intensities to the model's range: auto (only when they are clearly "
-                        "off, e.g. a 12/16-bit camera), match (always) or off (default auto)")
+                   help="bring the image's intensities to the model's range, and a stained smear's colours to the "
+                        "stain of a stained model's training cells: auto (only when they are clearly off, e.g. a "
+                        "12/16-bit camera or another lab's stain), match (always) or off (default auto)")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where the model runs (default auto)")
     p.add_argument("--batch-size", type=int, default=32, help="cells scored at once (default 32)")
     p.add_argument("--overlay", action="store_true",

@@ -12,6 +12,15 @@ Model files written before ``data_range`` existed fall back to their normalisati
 
 Matching (``plan_match``, ``apply_match``) maps a field that does not fit linearly onto the
 range; detection (``pipeline``) and the fine-tuning check (``training.guard``) both call these.
+
+Stained bright-field models also carry the *stain* of their training cells: per channel, the light
+around the cells (``background``) and the median colour inside them (``cell``). Another lab's
+smear differs in lamp and in stain, which moves the colour of every healthy cell (MalariaNet cells
+are tan where Plymouth's are blue-grey) and a linear range match does not undo that. For such a
+model a field whose stain does not fit is mapped in optical density instead: per channel its
+background goes to the model's, and its absorbance is scaled so its cells' median colour becomes
+the model's (Beer-Lambert, ``OD = -log(I / background)``; ``I' = bg_ref * (I / bg) ** k``).
+docs/benchmarks/stain.md measures it on slides and labs the model never saw.
 """
 from __future__ import annotations
 
@@ -27,6 +36,41 @@ FIT_TOLERANCE = 0.25       # a field fits when both ends lie within this share o
 # one microscope's stain and lamp is normalised away (on MalariaNet it cost 0.13 AUROC to keep it).
 FIELD_TOLERANCE = 0.05
 MODES = ("auto", "match", "off")
+# A field's stain fits a model's when each channel's absorbance is within this share of the model's
+# and its background within BACKGROUND_TOLERANCE.
+STAIN_TOLERANCE = 0.1
+BACKGROUND_TOLERANCE = 0.05
+MIN_STAIN_PIXELS = 500       # of cell interior and of background, to measure a field's stain at all
+MIN_CROP_STAIN_PIXELS = 16   # and one training crop's
+INTERIOR_MARGIN_PX = 3       # pixels measured as a cell's colour lie this far inside it
+BACKGROUND_MARGIN_PX = 5     # and as background, this far from any cell
+
+
+@dataclass
+class Stain:
+    """Per channel: the median colour inside cells and the light around them (raw intensities)."""
+
+    cell: list[float]
+    background: list[float]
+
+    @classmethod
+    def from_lists(cls, cell, background, channels: int) -> Stain | None:
+        """A valid stain (cells darker than the background in every channel), else None."""
+        try:
+            c = np.asarray(cell, np.float64).reshape(-1)
+            b = np.asarray(background, np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            return None
+        if len(c) != channels or len(b) != channels or not (np.isfinite(c).all() and np.isfinite(b).all()):
+            return None
+        if not ((c > 0).all() and (c < b).all()):
+            return None
+        return cls(c.tolist(), b.tolist())
+
+    @property
+    def absorbance(self) -> np.ndarray:
+        """Per channel: the cells' optical density over the background."""
+        return -np.log(np.asarray(self.cell) / np.asarray(self.background))
 
 
 def measure_range(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,6 +92,12 @@ class DataRange:
     median: list[float] | None = None     # of the same pixels: the colour of cells plus background
     source: str = "training cells"       # or "normalisation" (older model files)
     tolerance: float = FIT_TOLERANCE     # how far a field may lie from the range and still fit
+    background: list[float] | None = None  # stained bright-field: the training cells' stain
+    cell: list[float] | None = None
+
+    @property
+    def stain(self) -> Stain | None:
+        return None if self.background is None or self.cell is None else Stain(self.cell, self.background)
 
     @property
     def span(self) -> np.ndarray:
@@ -66,15 +116,22 @@ class DataRange:
                "percentiles": list(PERCENTILES), "tolerance": float(self.tolerance)}
         if self.median is not None:
             out["median"] = [float(v) for v in self.median]
+        if self.stain is not None:
+            out["background"] = [float(v) for v in self.background]
+            out["cell"] = [float(v) for v in self.cell]
         return out
 
     @classmethod
     def from_dict(cls, data: dict) -> DataRange:
         median = data.get("median")
         tolerance = float(data.get("tolerance", FIT_TOLERANCE))
-        return cls([float(v) for v in data["low"]], [float(v) for v in data["high"]],
+        low = [float(v) for v in data["low"]]
+        stain = Stain.from_lists(data.get("cell"), data.get("background"), len(low))
+        return cls(low, [float(v) for v in data["high"]],
                    None if median is None else [float(v) for v in median],
-                   tolerance=tolerance if np.isfinite(tolerance) and tolerance >= 0 else FIT_TOLERANCE)
+                   tolerance=tolerance if np.isfinite(tolerance) and tolerance >= 0 else FIT_TOLERANCE,
+                   background=None if stain is None else stain.background,
+                   cell=None if stain is None else stain.cell)
 
     @classmethod
     def of_crops(cls, crops: np.ndarray) -> DataRange:
@@ -107,17 +164,56 @@ def model_data_range(metadata: dict, stats) -> DataRange:
     return DataRange.of_normalisation(stats)
 
 
+def measure_stain(image: np.ndarray, cells: np.ndarray, min_pixels: int = MIN_STAIN_PIXELS) -> Stain | None:
+    """The stain of ``image`` [C, Y, X] whose red cells are ``cells`` (a mask or labels) - the one
+    measurement of fields and of training crops. None when too few pixels of either kind exist or
+    the cells are not darker than their background."""
+    from scipy import ndimage as ndi
+
+    cells = np.asarray(cells) > 0
+    inside = ndi.binary_erosion(cells, iterations=INTERIOR_MARGIN_PX)
+    outside = ~ndi.binary_dilation(cells, iterations=BACKGROUND_MARGIN_PX)
+    if inside.sum() < min_pixels or outside.sum() < min_pixels:
+        return None
+    image = np.asarray(image, np.float32)
+    light = image[:, outside]
+    # the lighter half of what lies outside the cells: platelets, white cells and stain left in
+    # the gaps are darker than the glass
+    gray = light.mean(0)
+    light = light[:, gray >= np.median(gray)]
+    return Stain.from_lists(np.median(image[:, inside], axis=1), np.median(light, axis=1), len(image))
+
+
+def stain_of_crops(images, masks) -> Stain | None:
+    """A model's stain from its training crops ([C, h, w] each, with the mask of its cell): the
+    per-channel median over crops of each crop's stain."""
+    stains = [measure_stain(img, m, MIN_CROP_STAIN_PIXELS) for img, m in zip(images, masks) if m is not None]
+    stains = [s for s in stains if s is not None]
+    if not stains:
+        return None
+    return Stain.from_lists(np.median([s.cell for s in stains], 0), np.median([s.background for s in stains], 0),
+                            len(stains[0].cell))
+
+
 @dataclass
 class IntensityMatch:
     applied: bool
-    gain: list[float]      # per channel: matched = gain * raw + offset
+    gain: list[float]      # per channel: matched = gain * raw + offset (raw ** power, for a stain)
     offset: list[float]
     field_low: list[float]
     field_high: list[float]
+    power: list[float] | None = None       # a stain match: matched = gain * max(raw, floor) ** power
+    floor: list[float] | None = None
+    field_stain: Stain | None = None
 
     def to_dict(self) -> dict:
-        return {"applied": self.applied, "gain": self.gain, "offset": self.offset,
-                "field_low": self.field_low, "field_high": self.field_high}
+        out = {"applied": self.applied, "gain": self.gain, "offset": self.offset,
+               "field_low": self.field_low, "field_high": self.field_high}
+        if self.power is not None:
+            out |= {"kind": "stain", "power": self.power, "floor": self.floor}
+        if self.field_stain is not None:
+            out |= {"field_cell": self.field_stain.cell, "field_background": self.field_stain.background}
+        return out
 
 
 def check_mode(mode: str) -> str:
@@ -147,15 +243,29 @@ def _reference(reference) -> DataRange:
     raise TypeError(f"expected a DataRange or IntensityStats, got {type(reference).__name__}")
 
 
+def stain_fits(field: Stain, reference: Stain) -> bool:
+    absorbance = field.absorbance / reference.absorbance
+    light = np.asarray(field.background) / np.asarray(reference.background)
+    return bool((np.abs(absorbance - 1) <= STAIN_TOLERANCE).all() and (np.abs(light - 1) <= BACKGROUND_TOLERANCE).all())
+
+
 def plan_match(plane: np.ndarray, labels: np.ndarray, reference, window_px: float,
                mode: str = "auto") -> IntensityMatch:
     """How to map ``plane`` [C, Y, X] onto ``reference`` (a model's ``data_range``; ``labels``: its cells).
 
-    ``auto`` maps only a field that does not fit the range; ``match`` always; ``off`` never.
+    ``auto`` maps only a field that does not fit; ``match`` always; ``off`` never. A reference
+    with a stain is matched in optical density when the field's stain can be measured, else (and
+    for every other model) the field's intensity range is mapped linearly onto the reference's.
     """
     check_mode(mode)
     ref = _reference(reference)
     low, high = field_range(plane, labels, window_px)
+    reference_stain = ref.stain
+    if reference_stain is not None and mode != "off":
+        field = measure_stain(plane, labels)
+        if field is not None:
+            return _stain_plan(field, reference_stain, low, high,
+                               mode == "match" or not stain_fits(field, reference_stain))
     flat = high - low <= 1e-6 * np.maximum(np.abs(high), 1.0)
     gain = np.where(flat, 1.0, ref.span / np.where(flat, 1.0, high - low))
     offset = np.asarray(ref.low, np.float64) - gain * low
@@ -165,10 +275,27 @@ def plan_match(plane: np.ndarray, labels: np.ndarray, reference, window_px: floa
     return IntensityMatch(applied, gain.tolist(), offset.tolist(), low.tolist(), high.tolist())
 
 
+def _stain_plan(field: Stain, reference: Stain, low, high, applied: bool) -> IntensityMatch:
+    """Per channel ``I' = bg_ref * (I / bg) ** k``, k the ratio of the cells' absorbances: the
+    field's background becomes the model's, and its cells' median colour the model's."""
+    ones = np.ones(len(low))
+    if not applied:
+        return IntensityMatch(False, ones.tolist(), (0 * ones).tolist(), list(low), list(high), field_stain=field)
+    power = reference.absorbance / field.absorbance
+    bg = np.asarray(field.background)
+    gain = np.asarray(reference.background) / bg ** power
+    return IntensityMatch(True, gain.tolist(), (0 * ones).tolist(), list(low), list(high),
+                          power.tolist(), (1e-3 * bg).tolist(), field)
+
+
 def apply_match(image: np.ndarray, match: IntensityMatch) -> np.ndarray:
     """``image`` [C, Y, X] (a field or one crop) mapped as planned; unchanged when nothing is applied."""
     if not match.applied:
         return image
     gain = np.asarray(match.gain, np.float32)[:, None, None]
     offset = np.asarray(match.offset, np.float32)[:, None, None]
-    return image.astype(np.float32) * gain + offset
+    image = image.astype(np.float32)
+    if match.power is not None:
+        floor = np.asarray(match.floor, np.float32)[:, None, None]
+        image = np.power(np.maximum(image, floor), np.asarray(match.power, np.float32)[:, None, None])
+    return image * gain + offset

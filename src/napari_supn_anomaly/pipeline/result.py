@@ -107,14 +107,18 @@ class DetectionResult:
         n_flagged = int(self.cell_table["candidate"].sum()) if n_cells else 0
         where = f" in {self.n_planes} planes" if self.is_stack else ""
         matching = self.provenance.get("intensity_matching") or {}
-        matched = any(p.get("applied") for p in matching.get("planes", [matching]))
+        applied = [p for p in matching.get("planes", [matching]) if p.get("applied")]
+        matched = ""
+        if applied:
+            matched = ("; colours were matched to the stain of the model's training cells"
+                       if any(p.get("kind") == "stain" for p in applied) else "; intensities were mapped onto the model's range")
         warnings = self.warnings
         more = f" (and {len(warnings) - 1} more plane(s) like it)" if len(warnings) > 1 else ""
         choice = self.calibration
         return (f"{n_cells} cells{where}; {n_flagged} with candidates; {len(self.candidate_table)} candidate "
                 f"regions at threshold {self.threshold:.3g}"
                 + (f" ({choice.describe()})" if choice is not None else "")
-                + ("; intensities were mapped onto the model's range" if matched else "")
+                + matched
                 + (f"; WARNING: {warnings[0]}{more}" if warnings else ""))
 
 

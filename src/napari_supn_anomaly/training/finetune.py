@@ -4,7 +4,9 @@ The base model is copied, never changed. A seeded slice of the marked cells is h
 new model's healthy-score threshold is calibrated on it, so "1% false candidates" means the
 same on the new instrument.
 
-The new model normalises the new microscope's images exactly as the base model saw them in
+A base model that matches stains (stained bright-field, ``models.data_range``) sees each new
+field matched to its stain, in training as in detection, and the new model keeps that stain.
+Otherwise the new model normalises the new microscope's images exactly as the base model saw them in
 detection: their intensity range (measured around the cells of the fields, as detection does)
 mapped onto the base's data range, then the base's normalisation, folded into one linear map.
 Re-measuring the range on the marked cells alone instead changed what the network saw and cost
@@ -143,6 +145,12 @@ def mapped_as_detection(base: AnomalyModel, cells: TrainingCells, seen: DataRang
     return TrainingCells(images, cells.masks, cells.sources, cells.regions, cells.skipped)
 
 
+def keeps_base_stain(base: AnomalyModel, invert: bool, fields: dict | None, field_labels: dict | None) -> bool:
+    """Whether the new microscope's fields are matched to the base's stain (a stained base, the same
+    contrast, whole fields to measure each one's stain on) rather than mapped onto a new range."""
+    return base.data_range.stain is not None and not invert and bool(fields) and bool(field_labels)
+
+
 def normalisation_as_base_sees(base: AnomalyModel, seen: DataRange, invert: bool) -> IntensityStats:
     """The fine-tuned model's normalisation: the new images mapped onto the base's data range, as
     detection with the base maps them (reversed when the contrast is opposite), then normalised as
@@ -193,8 +201,13 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     invert = dark_cells(modality) != dark_cells(base.modality)
     train_idx, hold_idx = split_holdout(len(cells), settings.holdout_fraction, settings.seed)
     train, hold = cells.subset(train_idx), cells.subset(hold_idx)
-    seen = new_data_range(base, cells, fields, field_labels)
-    stats = normalisation_as_base_sees(base, seen, invert)
+    if keeps_base_stain(base, invert, fields, field_labels):
+        # each field goes in matched to the base's stain as the base's detection matches it, and the
+        # new model keeps the base's range and stain, so its detection matches each field the same way
+        seen, stats = base.data_range, base.intensity
+    else:
+        seen = new_data_range(base, cells, fields, field_labels)
+        stats = normalisation_as_base_sees(base, seen, invert)
     train, hold = mapped_as_detection(base, train, seen, fields, field_labels), \
         mapped_as_detection(base, hold, seen, fields, field_labels)
     yield Progress("preparing", message=f"{len(train)} cells to train on, {len(hold)} held back"

@@ -14,13 +14,15 @@ import numpy as np
 
 from .. import __version__
 from ..models import AnomalyModel
-from ..models.data_range import DataRange
-from ..cells import CropGeometry, loss_weight, standardise_crops
+from ..models.data_range import DataRange, stain_of_crops
+from ..cells import CropGeometry, loss_weight, standardise_crops, stained
 from ..progress import Progress
 from ..scoring import DEFAULT_SCORE_RULES, calibrate as calibrate_scorer, resolve
 from ..supn import ArchConfig, IntensityStats
 from .augment import ColourAugment, normalised_augmenter
 from .trainer import TrainConfig, train_supn_vae
+
+STAIN_SAMPLE = 500   # training crops on which a stained model's stain is measured
 
 MIN_CELLS = 8
 
@@ -125,7 +127,13 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
                          stats, score_rules, training, init)
     # the raw intensities of the training cells, measured as detection measures a field's: fields
     # that fit them are never remapped (models.data_range)
-    metadata["data_range"] = DataRange.of_crops(crops[train_idx]).to_dict()
+    data_range = DataRange.of_crops(crops[train_idx])
+    if stained(geometry.modality):
+        sample = np.random.default_rng(0).permutation(train_idx)[:STAIN_SAMPLE]
+        stain = stain_of_crops(crops[sample], cell_masks[sample])
+        if stain is not None:
+            data_range.cell, data_range.background = stain.cell, stain.background
+    metadata["data_range"] = data_range.to_dict()
     model = AnomalyModel(net.to("cpu"), metadata)
     if len(hold_idx):
         calibrate(model, crops[hold_idx], cell_masks[hold_idx])

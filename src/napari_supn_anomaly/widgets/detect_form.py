@@ -48,7 +48,9 @@ class DetectForm:
                                              "the size the model was trained on.")
         self.intensity = ComboBox(label="intensity", choices=list(INTENSITY_MODES), value="auto",
                                   tooltip="auto: bring the image to the model's intensity range only when it is "
-                                          "clearly off (e.g. a 12- or 16-bit camera); match: always; off: never.")
+                                          "clearly off (e.g. a 12- or 16-bit camera), and a stained smear to the "
+                                          "stain of the model's training cells when its colours differ; "
+                                          "match: always; off: never.")
         self.run = PushButton(text="Run")
         self.cancel = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=1000, value=0)
