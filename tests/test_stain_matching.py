@@ -123,3 +123,10 @@ def test_finetuning_a_stained_model_matches_each_field_as_its_detection_will():
     as_base = plan_match(other, cells, base.data_range, 40, "auto")
     np.testing.assert_allclose(planned["power"], as_base.power, rtol=0.02)
     np.testing.assert_allclose(planned["gain"], as_base.gain, rtol=0.05)
+
+
+def test_a_field_stained_far_unlike_the_model_has_only_its_range_matched(field):
+    plane, cells = field
+    faint = restained(plane, np.array([1.0, 1.0, 1.0]), np.array([0.05, 0.05, 0.05]))  # cells barely darker
+    match = plan_match(faint, cells, reference_of(plane, cells), 40, "match")
+    assert match.applied and match.power is None

@@ -44,6 +44,9 @@ MIN_STAIN_PIXELS = 500       # of cell interior and of background, to measure a 
 MIN_CROP_STAIN_PIXELS = 16   # and one training crop's
 INTERIOR_MARGIN_PX = 3       # pixels measured as a cell's colour lie this far inside it
 BACKGROUND_MARGIN_PX = 5     # and as background, this far from any cell
+# Absorbance ratios seen between MalariaNet fields and giemsa-rbc: 0.24-3.4. Far beyond that the
+# field is no stained smear like the model's (unstained cells, another modality): only its range is matched.
+MAX_STAIN_POWER = 8.0
 
 
 @dataclass
@@ -249,6 +252,11 @@ def stain_fits(field: Stain, reference: Stain) -> bool:
     return bool((np.abs(absorbance - 1) <= STAIN_TOLERANCE).all() and (np.abs(light - 1) <= BACKGROUND_TOLERANCE).all())
 
 
+def stain_matchable(field: Stain, reference: Stain) -> bool:
+    power = reference.absorbance / field.absorbance
+    return bool((power <= MAX_STAIN_POWER).all() and (power >= 1 / MAX_STAIN_POWER).all())
+
+
 def plan_match(plane: np.ndarray, labels: np.ndarray, reference, window_px: float,
                mode: str = "auto") -> IntensityMatch:
     """How to map ``plane`` [C, Y, X] onto ``reference`` (a model's ``data_range``; ``labels``: its cells).
@@ -263,7 +271,7 @@ def plan_match(plane: np.ndarray, labels: np.ndarray, reference, window_px: floa
     reference_stain = ref.stain
     if reference_stain is not None and mode != "off":
         field = measure_stain(plane, labels)
-        if field is not None:
+        if field is not None and stain_matchable(field, reference_stain):
             return _stain_plan(field, reference_stain, low, high,
                                mode == "match" or not stain_fits(field, reference_stain))
     flat = high - low <= 1e-6 * np.maximum(np.abs(high), 1.0)
