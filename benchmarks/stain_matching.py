@@ -83,7 +83,7 @@ def _fmt(values, pct: bool) -> str:
     return f"{mean:.{digits}f} +- {scale * float(np.std(values, ddof=1)):.{digits}f}"
 
 
-def page(results: dict, saturation: dict, models: list[str], seconds: float, command: str) -> str:
+def page(results: dict, saturation: dict, models: list[str], arms: list[str], seconds: float, command: str) -> str:
     pct = {"parasites_on_candidate", "parasites_on_candidate_at_2"}
     lines = [
         "# Stain matching: other labs' smears in the model's colours (issue 12)", "",
@@ -100,7 +100,7 @@ def page(results: dict, saturation: dict, models: list[str], seconds: float, com
         if not any(k[1] == source for k in results):
             continue
         lines += [f"## {title}", "", "| matching | " + " | ".join(HEADS) + " |", "| --- " * (len(HEADS) + 1) + "|"]
-        for arm in ARMS:
+        for arm in arms:
             cells = [_fmt([results[(m, source, arm)]["all"].get(k) for m in models], k in pct) for k in KEYS]
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         if source in saturation:
@@ -108,8 +108,8 @@ def page(results: dict, saturation: dict, models: list[str], seconds: float, com
             lines.append("| hand-made: HSV saturation | " + " | ".join(
                 _fmt([s.get(k)], k in pct) if k not in ("false_per_100", "parasites_on_candidate") else "-"
                 for k in KEYS) + " |")
-        slides = sorted(k for k in results[(models[0], source, "stain")] if k not in ("all", "fields"))
-        if len(slides) > 1:
+        slides = sorted(k for k in results[(models[0], source, arms[-1])] if k not in ("all", "fields"))
+        if len(slides) > 1 and len(arms) == 2:
             lines += ["", "Per slide (cell AUROC / parasites on a candidate at 2 false per 100 healthy cells of that "
                       "slide / pixel AP in cells), range -> stain, mean over the models:", ""]
             for slide in slides:
@@ -128,6 +128,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=["giemsa-rbc"], help="model names or files (one per seed)")
     p.add_argument("--sources", default=",".join(SOURCES))
     p.add_argument("--cells", type=Path, default=REPO / "runs" / "stain" / "cells")
+    p.add_argument("--arms", default=",".join(ARMS), help="which matchings to measure (comma-separated)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--json", type=Path, default=REPO / "runs" / "stain" / "results.json")
     p.add_argument("--write", type=Path, default=PAGE)
@@ -136,7 +137,8 @@ def main(argv=None) -> int:
     sources = [s for s in args.sources.split(",") if s]
     for s in sources:  # find every field's cells once, before the workers read them
         field_source(DATA, s, args.cells)
-    jobs = [(m, s, arm, str(args.cells)) for s in sources for m in args.models for arm in ARMS]
+    arms = [a for a in args.arms.split(",") if a in ARMS]
+    jobs = [(m, s, arm, str(args.cells)) for s in sources for m in args.models for arm in arms]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         results = dict(pool.imap_unordered(run_one, jobs))
     saturation = {s: saturation_metrics(field_source(DATA, s, args.cells)) for s in sources if s != "chula"}
@@ -144,7 +146,7 @@ def main(argv=None) -> int:
     args.json.write_text(json.dumps({"|".join(k): v for k, v in results.items()} | {"saturation": saturation},
                                     indent=1, default=float))
     command = "python benchmarks/stain_matching.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    args.write.write_text(page(results, saturation, args.models, time.time() - started, command))
+    args.write.write_text(page(results, saturation, args.models, arms, time.time() - started, command))
     print(args.write.read_text())
     return 0
 

@@ -44,10 +44,11 @@ from napari_supn_anomaly.evaluation.datasets import CellSet
 from napari_supn_anomaly.evaluation.metrics import auprc, auroc
 from napari_supn_anomaly.models import AnomalyModel
 from napari_supn_anomaly.models.builtin import builtin_model_path
+from napari_supn_anomaly.models.data_range import stain_of_crops
 from napari_supn_anomaly.progress import Progress
 from napari_supn_anomaly.supn import ArchConfig
 from napari_supn_anomaly.training.augment import ColourAugment
-from napari_supn_anomaly.training.fit import calibrate, fit_anomaly_model
+from napari_supn_anomaly.training.fit import STAIN_SAMPLE, calibrate, fit_anomaly_model
 from napari_supn_anomaly.training.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,11 +94,19 @@ def validation_metrics(model: AnomalyModel, validation: CellSet) -> dict:
     return out
 
 
+def plymouth_stain(split: GiemsaSplit):
+    """The stain of the Plymouth training cells (a seeded sample of their crops)."""
+    sample = np.sort(np.random.default_rng(0).permutation(len(split.train))[:STAIN_SAMPLE])
+    cells = with_masks(split.train.subset(sample))
+    return stain_of_crops(cells.images, cells.masks)
+
+
 def add_malarianet(split: GiemsaSplit, data_root: Path, cache: Path | None = None,
-                   log=print) -> tuple[GiemsaSplit, dict]:
+                   log=print, match_stain: bool = False) -> tuple[GiemsaSplit, dict]:
     """The split with MalariaNet training-slide cells added (each ``MALARIANET_REPEATS`` times) to its
     training cells and their calibration tenth to its calibration cells; and what was added."""
-    mn_train, mn_cal = malarianet_training_cells(data_root, PLYMOUTH_CELL_DIAMETER_PX, cache)
+    mn_train, mn_cal = malarianet_training_cells(data_root, PLYMOUTH_CELL_DIAMETER_PX, cache,
+                                                 plymouth_stain(split) if match_stain else None)
     log(f"MalariaNet slides {', '.join(MALARIANET_TRAIN_SLIDES)}: {len(mn_train)} training and "
         f"{len(mn_cal)} calibration cells")
     repeated = mn_train.subset(np.tile(np.arange(len(mn_train)), MALARIANET_REPEATS))
@@ -105,7 +114,7 @@ def add_malarianet(split: GiemsaSplit, data_root: Path, cache: Path | None = Non
     calibration = _join(split.calibration, mn_cal)
     added = {"malarianet_train_slides": MALARIANET_TRAIN_SLIDES, "n_malarianet_train_cells": len(mn_train),
              "malarianet_repeats": MALARIANET_REPEATS, "n_malarianet_calibration_cells": len(mn_cal),
-             "malarianet_cell_diameter_px": PLYMOUTH_CELL_DIAMETER_PX}
+             "malarianet_cell_diameter_px": PLYMOUTH_CELL_DIAMETER_PX, "malarianet_stain_matched": match_stain}
     return GiemsaSplit(split.training_fields, split.validation_fields, train, calibration, split.validation), added
 
 
@@ -155,14 +164,15 @@ def _train_one(split: GiemsaSplit, added: dict | None, args, seed: int, aug: boo
     model = train_model(split, train_overrides={"seed": seed}, augment=ColourAugment() if aug else None,
                         extra_data=added, init=init, log=lambda *a, **k: None, arch=args.arch)
     model.metadata["training"]["command"] = _command(args, seed, aug)
-    labs = "-malarianet" if args.malarianet else ""
+    labs = ("-malarianet" + ("-stain" if args.match_stain else "")) if args.malarianet else ""
     return model.save(args.out_dir / f"giemsa-{args.arch}{labs}-{'aug' if aug else 'noaug'}-s{seed}.safetensors")
 
 
 def _command(args, seed: int, augment: bool) -> str:
     return "python benchmarks/build/giemsa_model.py" + "".join(
         f" {flag}" for flag, on in (("--grayscale", args.grayscale), ("--augment", augment),
-                                    ("--malarianet", args.malarianet), (f"--seed {seed}", seed != 0),
+                                    ("--malarianet", args.malarianet), ("--match-stain", args.match_stain),
+                                    (f"--seed {seed}", seed != 0),
                                     (f"--init {args.init}", args.init is not None),
                                     (f"--arch {args.arch}", args.arch != DEFAULT_ARCH)) if on)
 
@@ -188,6 +198,9 @@ def main(argv=None) -> int:
     parser.add_argument("--augment", action="store_true", help="colour/intensity augmentation of the training cells")
     parser.add_argument("--malarianet", action="store_true",
                         help="also learn the healthy cells of three MalariaNet slides (another lab)")
+    parser.add_argument("--match-stain", action="store_true",
+                        help="with --malarianet: match each MalariaNet field to the Plymouth cells' stain first, "
+                             "as detection matches a field to the model's stain")
     parser.add_argument("--cell-cache", type=Path, default=REPO / "runs" / "h4" / "cells",
                         help="folder keeping the MalariaNet fields' found cells between runs")
     args = parser.parse_args(argv)
@@ -200,7 +213,7 @@ def main(argv=None) -> int:
                         with_masks(split.calibration), split.validation)
     added = None
     if args.malarianet and not args.grayscale:
-        split, added = add_malarianet(split, args.data_root, args.cell_cache)
+        split, added = add_malarianet(split, args.data_root, args.cell_cache, match_stain=args.match_stain)
     print(f"validation fields {split.validation_fields}; {len(split.train)} training and "
           f"{len(split.calibration)} calibration cells ({time.perf_counter() - started:.0f} s to load)", flush=True)
     if len(args.seed) > 1 or args.compare_augment:

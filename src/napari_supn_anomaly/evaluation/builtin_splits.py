@@ -47,15 +47,25 @@ MALARIANET_CALIBRATION_FRACTION = 0.1
 MALARIANET_REPEATS = 3  # the lab's cells are fewer than Plymouth's: each is drawn 3 times as often
 
 
-def malarianet_training_cells(data_root: Path, target_diameter: float, cache: Path | None = None
-                              ) -> tuple[CellSet, CellSet]:
+def malarianet_training_cells(data_root: Path, target_diameter: float, cache: Path | None = None,
+                              stain=None) -> tuple[CellSet, CellSet]:
     """(train, calibration) healthy cells of MALARIANET_TRAIN_SLIDES, found by the package's
-    segmenter away from any parasite and rescaled to ``target_diameter``; a seeded tenth calibrates."""
+    segmenter away from any parasite and rescaled to ``target_diameter``; a seeded tenth calibrates.
+    With a ``stain`` (``models.data_range.Stain``) each field is first matched to it, as detection
+    matches a field to a stained model's stain."""
+    from dataclasses import replace
+
+    from ..models.data_range import DataRange, apply_match, plan_match
     from .field_sets import find_cells, healthy_cell_crops, load_malarianet_fields
 
     images, masks, names = [], [], []
     for field in load_malarianet_fields(data_root, MALARIANET_TRAIN_SLIDES):
-        for k, (crop, mask) in enumerate(healthy_cell_crops(field, find_cells(field, cache=cache), target_diameter)):
+        found = find_cells(field, cache=cache)
+        if stain is not None:
+            reference = DataRange([0.0] * len(stain.cell), [255.0] * len(stain.cell),
+                                  cell=stain.cell, background=stain.background)
+            field = replace(field, image=apply_match(field.image, plan_match(field.image, found.labels, reference, 1.0)))
+        for k, (crop, mask) in enumerate(healthy_cell_crops(field, found, target_diameter)):
             images.append(crop)
             masks.append(mask)
             names.append(f"{field.name}#{k}")
