@@ -44,11 +44,11 @@ from napari_supn_anomaly.evaluation.datasets import CellSet
 from napari_supn_anomaly.evaluation.metrics import auprc, auroc
 from napari_supn_anomaly.models import AnomalyModel
 from napari_supn_anomaly.models.builtin import builtin_model_path
-from napari_supn_anomaly.models.data_range import stain_of_crops
+from napari_supn_anomaly.models.data_range import stain_of_crops, stain_sample
 from napari_supn_anomaly.progress import Progress
 from napari_supn_anomaly.supn import ArchConfig
 from napari_supn_anomaly.training.augment import ColourAugment
-from napari_supn_anomaly.training.fit import STAIN_SAMPLE, calibrate, fit_anomaly_model
+from napari_supn_anomaly.training.fit import calibrate, fit_anomaly_model
 from napari_supn_anomaly.training.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,9 +95,9 @@ def validation_metrics(model: AnomalyModel, validation: CellSet) -> dict:
 
 
 def plymouth_stain(split: GiemsaSplit):
-    """The stain of the Plymouth training cells (a seeded sample of their crops)."""
-    sample = np.sort(np.random.default_rng(0).permutation(len(split.train))[:STAIN_SAMPLE])
-    cells = with_masks(split.train.subset(sample))
+    """The stain of the Plymouth training cells (a seeded sample of their crops as they are, before a
+    model's scale is known)."""
+    cells = with_masks(split.train.subset(stain_sample(len(split.train))))
     return stain_of_crops(cells.images, cells.masks)
 
 

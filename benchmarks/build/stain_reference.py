@@ -14,8 +14,7 @@ import numpy as np
 from napari_supn_anomaly.evaluation.builtin_splits import load_giemsa_split, model_crops, with_masks
 from napari_supn_anomaly.models import AnomalyModel
 from napari_supn_anomaly.models.builtin import builtin_model_path
-from napari_supn_anomaly.models.data_range import stain_of_crops
-from napari_supn_anomaly.training.fit import STAIN_SAMPLE
+from napari_supn_anomaly.models.data_range import stain_of_crops, stain_sample
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,8 +27,7 @@ def main(argv=None) -> int:
     path = args.model or builtin_model_path("giemsa-rbc")
     model = AnomalyModel.from_file(path)
     healthy = load_giemsa_split(args.data_root).train
-    sample = np.sort(np.random.default_rng(0).permutation(len(healthy.images))[:STAIN_SAMPLE])
-    crops, masks = model_crops(model, with_masks(healthy.subset(sample)))
+    crops, masks = model_crops(model, with_masks(healthy.subset(stain_sample(len(healthy)))))
     stain = stain_of_crops(crops, masks)
     if stain is None:
         raise SystemExit("no stain could be measured on the training cells")

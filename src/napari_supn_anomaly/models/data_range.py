@@ -42,6 +42,7 @@ STAIN_TOLERANCE = 0.1
 BACKGROUND_TOLERANCE = 0.05
 MIN_STAIN_PIXELS = 500       # of cell interior and of background, to measure a field's stain at all
 MIN_CROP_STAIN_PIXELS = 16   # and one training crop's
+STAIN_SAMPLE = 500           # training crops a model's stain is measured on
 INTERIOR_MARGIN_PX = 3       # pixels measured as a cell's colour lie this far inside it
 BACKGROUND_MARGIN_PX = 5     # and as background, this far from any cell
 # Absorbance ratios seen between MalariaNet fields and giemsa-rbc: 0.24-3.4. Far beyond that the
@@ -185,6 +186,11 @@ def measure_stain(image: np.ndarray, cells: np.ndarray, min_pixels: int = MIN_ST
     gray = light.mean(0)
     light = light[:, gray >= np.median(gray)]
     return Stain.from_lists(np.median(image[:, inside], axis=1), np.median(light, axis=1), len(image))
+
+
+def stain_sample(n: int) -> np.ndarray:
+    """Which of ``n`` training crops a model's stain is measured on: a seeded sample, in order."""
+    return np.sort(np.random.default_rng(0).permutation(n)[:STAIN_SAMPLE])
 
 
 def stain_of_crops(images, masks) -> Stain | None:

@@ -14,15 +14,13 @@ import numpy as np
 
 from .. import __version__
 from ..models import AnomalyModel
-from ..models.data_range import DataRange, stain_of_crops
+from ..models.data_range import DataRange, stain_of_crops, stain_sample
 from ..cells import CropGeometry, loss_weight, standardise_crops, stained
 from ..progress import Progress
 from ..scoring import DEFAULT_SCORE_RULES, calibrate as calibrate_scorer, resolve
 from ..supn import ArchConfig, IntensityStats
 from .augment import ColourAugment, normalised_augmenter
 from .trainer import TrainConfig, train_supn_vae
-
-STAIN_SAMPLE = 500   # training crops on which a stained model's stain is measured
 
 MIN_CELLS = 8
 
@@ -129,7 +127,7 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
     # that fit them are never remapped (models.data_range)
     data_range = DataRange.of_crops(crops[train_idx])
     if stained(geometry.modality):
-        sample = np.random.default_rng(0).permutation(train_idx)[:STAIN_SAMPLE]
+        sample = np.asarray(train_idx)[stain_sample(len(train_idx))]
         stain = stain_of_crops(crops[sample], cell_masks[sample])
         if stain is not None:
             data_range.cell, data_range.background = stain.cell, stain.background
