@@ -2,8 +2,9 @@
 
 On any smear most red cells are healthy, and infected cells only ever push scores *up*. So the
 healthy score distribution of *this* slide is read from the side the infected cells cannot reach:
-its lower and central part. On a log scale the healthy scores are taken as normal; its centre and
-spread are fitted on the slide by matching the normal quantiles ``p`` in ``LOW``-``HIGH`` to the
+its lower and central part. On a log scale the healthy scores are taken to follow ``HEALTHY_SHAPE``
+(a Student t: real slides' healthy scores have a longer upper tail than a normal's); its centre and
+spread are fitted on the slide by matching that shape's quantiles ``p`` in ``LOW``-``HIGH`` to the
 slide's quantiles ``p * h`` (least squares): when a share ``1 - h`` of the cells are infected and
 sit above the healthy ones, the healthy quantile ``p`` is the slide's quantile ``p * h``. ``h``
 (the healthy share) is estimated with the fit, counting up from ``MIN_HEALTHY``: the cells below
@@ -41,7 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import t as student_t
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,6 +57,12 @@ LOW, HIGH = 0.25, 0.65  # the healthy quantiles that centre and spread are fitte
 CUT = 3.0               # cells below centre + CUT * spread are counted as healthy
 MIN_HEALTHY = 0.5       # the fit never assumes fewer healthy cells than this share
 FIT_POINTS = 15
+# The shape of healthy log scores. With a normal, 5% asked flagged 6.8-7.1 healthy cells in 100 on the
+# MalariaNet selection and training slides (1% asked: 1.7-2.9); with 6 degrees of freedom 5.1-5.2 (0.8-1.6).
+# Chosen there among 3, 4, 6, 10, 30 degrees of freedom, a normal and a logistic
+# (docs/benchmarks/self_calibration.md, section "The tail's shape").
+HEALTHY_DOF = 6
+HEALTHY_SHAPE = student_t(df=HEALTHY_DOF)
 # the slide scores like the model's own healthy cells when both hold (chosen on the synthetic slides, the
 # demo and the 4 MalariaNet development slides only): the demo's slide fit sits 0.08 model spreads from the
 # model's centre with 2.0 times its spread (its overlapping infected cells widen it); the development
@@ -67,7 +74,7 @@ LIKE_MODEL = "this slide's healthy cells score like the model's own"
 
 @dataclass(frozen=True)
 class HealthyFit:
-    """The healthy score distribution estimated on a slide: log(score) ~ normal(centre, spread)."""
+    """The healthy score distribution estimated on a slide: (log(score) - centre) / spread ~ HEALTHY_SHAPE."""
 
     centre: float
     spread: float
@@ -82,7 +89,7 @@ class HealthyFit:
 
     def threshold(self, fpr: float) -> float:
         """The score that a share ``fpr`` of this slide's healthy cells exceeds."""
-        value = self.centre + self.spread * float(norm.isf(fpr))
+        value = self.centre + self.spread * float(HEALTHY_SHAPE.isf(fpr))
         return float(np.exp(value)) if self.log_scale else float(value)
 
     def healthy_fpr(self, threshold: float) -> float:
@@ -91,7 +98,7 @@ class HealthyFit:
             if threshold <= 0:
                 return 1.0
             threshold = np.log(threshold)
-        return float(norm.sf((threshold - self.centre) / self.spread))
+        return float(HEALTHY_SHAPE.sf((threshold - self.centre) / self.spread))
 
 
 def fit_healthy(scores, healthy_share: float | None = None) -> HealthyFit:
@@ -110,8 +117,8 @@ def fit_healthy(scores, healthy_share: float | None = None) -> HealthyFit:
     log_scale = len(positive) > 0.9 * len(s)
     y = np.sort(np.log(np.maximum(s, positive.min())) if log_scale else s)
     healthy_p = np.linspace(LOW, HIGH, FIT_POINTS)
-    z = norm.ppf(healthy_p)
-    inside = float(norm.cdf(CUT))
+    z = HEALTHY_SHAPE.ppf(healthy_p)
+    inside = float(HEALTHY_SHAPE.cdf(CUT))
     # from the lowest healthy share up: the first fixed point keeps the anomalous tail out of the fit
     share = MIN_HEALTHY if healthy_share is None else float(healthy_share)
     for _ in range(200):
