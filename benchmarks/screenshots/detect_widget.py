@@ -41,7 +41,7 @@ def use_model(widget, name_or_path: str):
 def shoot(sample_key: str, model: str, out_name: str, zoom_box, step=None):
     """The widget after Run at its default sensitivity."""
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1600, 950)
+    viewer.window._qt_window.resize(1600, 1010)
     layers = viewer.open_sample("napari-supn-anomaly", sample_key)
     image = layers[0]
     widget = DetectWidget(viewer)

@@ -1,6 +1,7 @@
 """The Detect widget's controls, in the order shown, with the words people read; no behaviour."""
 from __future__ import annotations
 
+from qtpy.QtWidgets import QSizePolicy
 from magicgui.widgets import (ComboBox, FloatSlider, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox,
                               create_widget)
 
@@ -72,6 +73,9 @@ class DetectForm:
         self.status = Label(value="")
         for info in (self.model_info, self.scorer_info, self.device_info, self.threshold_info, self.status):
             info.native.setWordWrap(True)
+            # a wrapped label asks for the height of its text at its width: long lines must push
+            # the labels below down, not run over them
+            info.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.MinimumExpanding)
 
     def widgets(self) -> list:
         return [self.image, self.open, self.cells, self.channel, self.model, self.load_model, self.model_info,
