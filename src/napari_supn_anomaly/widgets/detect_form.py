@@ -73,8 +73,9 @@ class DetectForm:
         self.status = Label(value="")
         for info in (self.model_info, self.scorer_info, self.device_info, self.threshold_info, self.status):
             info.native.setWordWrap(True)
-            # a wrapped label asks for the height of its text at its width: long lines must push
-            # the labels below down, not run over them
+        for info in (self.threshold_info, self.status):
+            # the last two lines can run to several wrapped lines: they take the room left below,
+            # so a long status never runs over the line above
             info.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.MinimumExpanding)
 
     def widgets(self) -> list:
