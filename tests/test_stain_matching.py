@@ -130,3 +130,37 @@ def test_a_field_stained_far_unlike_the_model_has_only_its_range_matched(field):
     faint = restained(plane, np.array([1.0, 1.0, 1.0]), np.array([0.05, 0.05, 0.05]))  # cells barely darker
     match = plan_match(faint, cells, reference_of(plane, cells), 40, "match")
     assert match.applied and match.power is None
+
+
+def test_blocks_match_a_field_to_the_models_stain_as_the_whole_field_is_matched(tmp_path, monkeypatch):
+    import tifffile
+    from _tiny_models import tiny_model_file
+
+    from napari_supn_anomaly.cluster import detect_run
+    from napari_supn_anomaly.cluster.runners import InProcessRunner
+    from napari_supn_anomaly.cluster.scorers import ScorerSpec
+
+    monkeypatch.setattr(detect_run, "BIG_PLANE_PIXELS", 0)  # every plane in blocks, however small
+    model = tiny_model("brightfield-stained")
+    f = make_field((320, 288), "brightfield-stained", cell_diameter=model.cell_diameter_px, infected_fraction=0.3,
+                   seed=6)
+    plane = np.moveaxis(f.image, -1, 0).astype(np.float32)
+    other = np.clip(np.moveaxis(restained(plane, np.array([0.85, 0.95, 0.9]), np.array([1.6, 0.7, 1.2])), 0, -1),
+                    0, 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "field.tif", other)
+    tifffile.imwrite(tmp_path / "cells.tif", f.cells.astype(np.int32))
+    settings = DetectSettings(cell_diameter=model.cell_diameter_px, calibration="model")
+    whole = detect(other, "YXS", resolve(model), labels=f.cells, settings=settings)
+    assert whole.provenance["intensity_matching"]["kind"] == "stain"
+    report = detect_run.run_detect([tmp_path / "field.tif"], ["field"], ScorerSpec(tiny_model_file("brightfield-stained")),
+                                   settings, str(tmp_path / "out"), InProcessRunner(), labels=str(tmp_path / "cells.tif"),
+                                   core=128)
+    (outcome,) = report.outcomes
+    assert outcome.ok, outcome.message
+    blocks = outcome.cell_table.set_index("cell_id").sort_index()
+    single = whole.cell_table.set_index("cell_id").sort_index()
+    half = model.crop_size / 2 + 1
+    inside = ((single["y"] >= half) & (single["y"] <= other.shape[0] - half)
+              & (single["x"] >= half) & (single["x"] <= other.shape[1] - half))
+    assert inside.sum() >= 10
+    np.testing.assert_allclose(blocks.loc[inside, "score"], single.loc[inside, "score"], atol=1e-4)
