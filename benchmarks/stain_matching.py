@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generalisation import field_source, saturation_metrics  # noqa: E402
+from page_block import replace_above  # noqa: E402
 
 from napari_supn_anomaly.evaluation.generalisation import detect_field, summarise  # noqa: E402
 from napari_supn_anomaly.models import load_model  # noqa: E402
@@ -33,6 +34,7 @@ from napari_supn_anomaly.scoring import resolve  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 PAGE = REPO / "docs" / "benchmarks" / "stain.md"
+KEPT_FROM = "<!-- written by hand below -->"
 SOURCES = {"selection": "MalariaNet selection slides Trip_064, Trip_065 (chose the matching)",
            "train": "MalariaNet slides Trip_038, Trip_062, Trip_083 (chose the matching; no model here learnt them)",
            "test": "MalariaNet test slides Trip_022, Trip_053, Trip_073, Trip_804 (chose nothing)",
@@ -146,7 +148,7 @@ def main(argv=None) -> int:
     args.json.write_text(json.dumps({"|".join(k): v for k, v in results.items()} | {"saturation": saturation},
                                     indent=1, default=float))
     command = "python benchmarks/stain_matching.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    args.write.write_text(page(results, saturation, args.models, arms, time.time() - started, command))
+    replace_above(args.write, KEPT_FROM, page(results, saturation, args.models, arms, time.time() - started, command))
     print(args.write.read_text())
     return 0
 
