@@ -53,8 +53,9 @@ def arm_model(path: str, arm: str):
         raise SystemExit(f"{path}: the model carries no stain (benchmarks/build/stain_reference.py)")
     if arm == "range":
         model = model.copy()
-        model.metadata["data_range"] = {k: v for k, v in model.metadata["data_range"].items()
-                                        if k not in ("cell", "background")}
+        data_range = model.data_range
+        data_range.stain = None
+        model.metadata["data_range"] = data_range.to_dict()
     return model
 
 

@@ -30,7 +30,7 @@ def restained(plane: np.ndarray, light: np.ndarray, absorbance: np.ndarray) -> n
 def reference_of(plane, cells) -> DataRange:
     stain = measure_stain(plane, cells)
     low, high = np.percentile(plane.reshape(3, -1), (1, 99.8), axis=1)
-    return DataRange(low.tolist(), high.tolist(), cell=stain.cell, background=stain.background)
+    return DataRange(low.tolist(), high.tolist(), stain=stain)
 
 
 def test_the_stain_of_a_field_is_its_cells_and_its_glass(field):
@@ -72,8 +72,8 @@ def test_without_a_stain_reference_the_range_is_matched(field):
 
 def test_a_stain_survives_the_model_file_and_a_broken_one_is_dropped():
     stats = IntensityStats([10.0] * 3, [250.0] * 3)
-    stored = DataRange([10.0] * 3, [250.0] * 3, cell=[180.0, 185.0, 215.0], background=[250.0, 253.0, 252.0])
-    assert model_data_range({"data_range": stored.to_dict()}, stats).stain == Stain(stored.cell, stored.background)
+    stored = DataRange([10.0] * 3, [250.0] * 3, stain=Stain([180.0, 185.0, 215.0], [250.0, 253.0, 252.0]))
+    assert model_data_range({"data_range": stored.to_dict()}, stats).stain == stored.stain
     older = {k: v for k, v in stored.to_dict().items() if k not in ("cell", "background")}
     assert model_data_range({"data_range": older}, stats).stain is None
     for cell in ([260.0, 185.0, 215.0], [180.0, float("nan"), 215.0], [180.0, 185.0], "tan"):

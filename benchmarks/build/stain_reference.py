@@ -31,7 +31,9 @@ def main(argv=None) -> int:
     stain = stain_of_crops(crops, masks)
     if stain is None:
         raise SystemExit("no stain could be measured on the training cells")
-    model.metadata["data_range"] |= {"cell": stain.cell, "background": stain.background}
+    data_range = model.data_range
+    data_range.stain = stain
+    model.metadata["data_range"] = data_range.to_dict()
     model.save(path)
     print(f"{path}: cells {np.round(stain.cell, 1).tolist()}, background {np.round(stain.background, 1).tolist()}")
     return 0

@@ -62,8 +62,7 @@ def malarianet_training_cells(data_root: Path, target_diameter: float, cache: Pa
     for field in load_malarianet_fields(data_root, MALARIANET_TRAIN_SLIDES):
         found = find_cells(field, cache=cache)
         if stain is not None:
-            reference = DataRange([0.0] * len(stain.cell), [255.0] * len(stain.cell),
-                                  cell=stain.cell, background=stain.background)
+            reference = DataRange([0.0] * len(stain.cell), [255.0] * len(stain.cell), stain=stain)
             field = replace(field, image=apply_match(field.image, plan_match(field.image, found.labels, reference, 1.0)))
         for k, (crop, mask) in enumerate(healthy_cell_crops(field, found, target_diameter)):
             images.append(crop)

@@ -96,12 +96,7 @@ class DataRange:
     median: list[float] | None = None     # of the same pixels: the colour of cells plus background
     source: str = "training cells"       # or "normalisation" (older model files)
     tolerance: float = FIT_TOLERANCE     # how far a field may lie from the range and still fit
-    background: list[float] | None = None  # stained bright-field: the training cells' stain
-    cell: list[float] | None = None
-
-    @property
-    def stain(self) -> Stain | None:
-        return None if self.background is None or self.cell is None else Stain(self.cell, self.background)
+    stain: Stain | None = None           # stained bright-field: the training cells' stain
 
     @property
     def span(self) -> np.ndarray:
@@ -121,8 +116,8 @@ class DataRange:
         if self.median is not None:
             out["median"] = [float(v) for v in self.median]
         if self.stain is not None:
-            out["background"] = [float(v) for v in self.background]
-            out["cell"] = [float(v) for v in self.cell]
+            out["background"] = [float(v) for v in self.stain.background]
+            out["cell"] = [float(v) for v in self.stain.cell]
         return out
 
     @classmethod
@@ -130,12 +125,10 @@ class DataRange:
         median = data.get("median")
         tolerance = float(data.get("tolerance", FIT_TOLERANCE))
         low = [float(v) for v in data["low"]]
-        stain = Stain.from_lists(data.get("cell"), data.get("background"), len(low))
         return cls(low, [float(v) for v in data["high"]],
                    None if median is None else [float(v) for v in median],
                    tolerance=tolerance if np.isfinite(tolerance) and tolerance >= 0 else FIT_TOLERANCE,
-                   background=None if stain is None else stain.background,
-                   cell=None if stain is None else stain.cell)
+                   stain=Stain.from_lists(data.get("cell"), data.get("background"), len(low)))
 
     @classmethod
     def of_crops(cls, crops: np.ndarray) -> DataRange:
@@ -211,15 +204,14 @@ class IntensityMatch:
     offset: list[float]
     field_low: list[float]
     field_high: list[float]
-    power: list[float] | None = None       # a stain match: matched = gain * max(raw, floor) ** power
-    floor: list[float] | None = None
-    field_stain: Stain | None = None
+    power: list[float] | None = None       # a stain match: matched = gain * max(raw, floor) ** power,
+    field_stain: Stain | None = None       # floor a thousandth of the field's glass
 
     def to_dict(self) -> dict:
         out = {"applied": self.applied, "gain": self.gain, "offset": self.offset,
                "field_low": self.field_low, "field_high": self.field_high}
         if self.power is not None:
-            out |= {"kind": "stain", "power": self.power, "floor": self.floor}
+            out |= {"kind": "stain", "power": self.power}
         if self.field_stain is not None:
             out |= {"field_cell": self.field_stain.cell, "field_background": self.field_stain.background}
         return out
@@ -298,8 +290,7 @@ def _stain_plan(field: Stain, reference: Stain, low, high, applied: bool) -> Int
     power = reference.absorbance / field.absorbance
     bg = np.asarray(field.background)
     gain = np.asarray(reference.background) / bg ** power
-    return IntensityMatch(True, gain.tolist(), (0 * ones).tolist(), list(low), list(high),
-                          power.tolist(), (1e-3 * bg).tolist(), field)
+    return IntensityMatch(True, gain.tolist(), (0 * ones).tolist(), list(low), list(high), power.tolist(), field)
 
 
 def apply_match(image: np.ndarray, match: IntensityMatch) -> np.ndarray:
@@ -310,6 +301,6 @@ def apply_match(image: np.ndarray, match: IntensityMatch) -> np.ndarray:
     offset = np.asarray(match.offset, np.float32)[:, None, None]
     image = image.astype(np.float32)
     if match.power is not None:
-        floor = np.asarray(match.floor, np.float32)[:, None, None]
+        floor = 1e-3 * np.asarray(match.field_stain.background, np.float32)[:, None, None]
         image = np.power(np.maximum(image, floor), np.asarray(match.power, np.float32)[:, None, None])
     return image * gain + offset

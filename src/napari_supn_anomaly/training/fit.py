@@ -128,9 +128,7 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
     data_range = DataRange.of_crops(crops[train_idx])
     if stained(geometry.modality):
         sample = np.asarray(train_idx)[stain_sample(len(train_idx))]
-        stain = stain_of_crops(crops[sample], cell_masks[sample])
-        if stain is not None:
-            data_range.cell, data_range.background = stain.cell, stain.background
+        data_range.stain = stain_of_crops(crops[sample], cell_masks[sample])
     metadata["data_range"] = data_range.to_dict()
     model = AnomalyModel(net.to("cpu"), metadata)
     if len(hold_idx):
