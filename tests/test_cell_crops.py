@@ -95,7 +95,7 @@ def test_fast_resize_equals_skimage_resize():
     path used before: linear to float32 rounding with and without anti-aliasing, labels exactly."""
     from skimage import transform
 
-    from napari_supn_anomaly.cells.field_crops import cell_ids
+    from napari_supn_anomaly.cells.measure import cell_ids
     from napari_supn_anomaly.cells.resize import resize_linear, resize_nearest
 
     rng = np.random.default_rng(3)
@@ -167,3 +167,27 @@ def test_standardise_crop_equals_the_skimage_version():
             want, want_mask = _skimage_standardise_crop(image, mask, 64, scale)
             np.testing.assert_array_equal(got_mask, want_mask)
             np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * np.abs(want).max())
+
+
+def test_numbering_cells_consecutively_keeps_their_order_and_the_background():
+    from napari_supn_anomaly.cells.measure import number_consecutively
+
+    for labels in (np.array([[0, 7, 7], [3, 0, 12]], np.int32), np.array([[5, 2 ** 40], [0, 5]], np.int64),
+                   np.zeros((2, 3), np.int32), np.array([[4, 4], [9, 4]], np.uint16)):
+        ids, inverse = np.unique(labels, return_inverse=True)
+        expected = inverse.reshape(labels.shape) + (ids[0] != 0)
+        numbered = number_consecutively(labels)
+        assert numbered.dtype == np.int32
+        np.testing.assert_array_equal(numbered, expected)
+
+
+def test_a_cells_centre_moves_with_the_window_it_is_cut_from():
+    """A centroid on a half pixel rounds the same way at any offset: a block of a big plane (cut at
+    odd offsets too) cuts a cell's crop around the same pixel as the whole plane."""
+    from napari_supn_anomaly.cells.measure import cell_centres
+
+    labels = np.zeros((40, 40), np.int32)
+    labels[10:14, 20:26] = 1   # centroid (11.5, 22.5)
+    whole = cell_centres(labels, np.array([1]))[0]
+    for dy, dx in ((1, 0), (0, 3), (5, 7)):
+        assert (cell_centres(labels[dy:, dx:], np.array([1]))[0] + (dy, dx) == whole).all()

@@ -94,14 +94,16 @@ def test_blocks_on_two_workers_equal_the_single_process_path(tmp_path, cluster, 
 
 
 def _discs_on_block_borders(pixel_size=(0.25, 0.25)):
-    """A fluorescence image of round cells centred exactly on the borders and corners of 128 px blocks."""
+    """A fluorescence image of round cells centred exactly on the borders and corners of 128 px blocks
+    (3 x 3 of them: a side cut into equal parts)."""
     model = tiny_model("fluorescence")
     r = model.cell_diameter_px / 2
     centres = [(CORE, 60), (60, CORE), (CORE, CORE), (2 * CORE, 190), (190, 2 * CORE), (2 * CORE, 2 * CORE),
                (CORE, 2 * CORE - 50), (70, 70), (300, 60), (60, 300)]
-    yy, xx = np.mgrid[:330, :330]
-    image = np.full((330, 330), 20.0, np.float32)
-    labels = np.zeros((330, 330), np.int32)
+    side = 3 * CORE
+    yy, xx = np.mgrid[:side, :side]
+    image = np.full((side, side), 20.0, np.float32)
+    labels = np.zeros((side, side), np.int32)
     for k, (cy, cx) in enumerate(centres, 1):
         disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
         image[disc] = 180 - 40 * ((yy[disc] - cy) ** 2 + (xx[disc] - cx) ** 2) / (r * r)

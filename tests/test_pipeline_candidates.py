@@ -64,3 +64,30 @@ def test_stack_results_have_plane_columns():
     assert list(table["candidate_id"]) == list(range(1, 7))
     assert result.cell_table.groupby("plane")["candidate"].sum().tolist() == [2, 0, 2]
     assert result.candidate_mask().shape == heat3.shape
+
+
+def test_candidate_table_measures_each_region_as_scipy_does():
+    """Measured on the regions' pixels alone, equal to scipy.ndimage's measurements of the whole image;
+    a region's peak is its first highest pixel in row order."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    heat = (ndi.gaussian_filter(rng.normal(size=(180, 150)), 2) * 10).astype(np.float32)
+    labels, _ = ndi.label(ndi.gaussian_filter(rng.normal(size=(180, 150)), 4) > 0.02)
+    labels = (labels * 7).astype(np.int32)  # ids with gaps
+    threshold = float(np.quantile(heat, 0.7))
+    table = candidate_table(heat, labels, threshold, min_area=1)
+    regions = candidate_regions(heat, labels, threshold)
+    ids = np.arange(1, regions.max() + 1)
+    assert len(table) == len(ids) > 20
+    np.testing.assert_array_equal(table["area"], ndi.sum_labels(np.ones_like(regions), regions, ids))
+    np.testing.assert_array_equal(table["score"], ndi.maximum(heat, regions, ids))
+    np.testing.assert_allclose(table["mean_score"], ndi.mean(heat, regions, ids), rtol=1e-6)
+    peaks = np.array(ndi.maximum_position(heat, regions, ids))
+    np.testing.assert_array_equal(table[["y", "x"]].to_numpy(), peaks)
+    np.testing.assert_array_equal(table["cell_id"], labels[peaks[:, 0], peaks[:, 1]])
+
+    flat = np.zeros((3, 6), np.float32)
+    flat[1, 1:5] = [2, 5, 5, 1]
+    tie = candidate_table(flat, np.ones((3, 6), np.int32), 1.0)
+    assert (tie["y"].tolist(), tie["x"].tolist()) == ([1.0], [2.0])

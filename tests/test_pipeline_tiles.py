@@ -89,3 +89,21 @@ def test_a_plane_with_an_empty_centre_takes_its_measures_where_there_are_cells(f
     result = detect(image, "YX", resolve(tiny_model("fluorescence")))
     assert len(result.cell_table) > 10 and result.provenance["tiles"] > 4
     assert 25 < result.provenance["cell_diameter_px"] < 35
+
+
+@pytest.mark.parametrize("height,width,core", [(5000, 5000, 2048), (20000, 7, 2048), (4096, 4097, 2048), (100, 300, 128)])
+def test_blocks_cover_the_plane_once_in_parts_of_one_size(height, width, core):
+    from napari_supn_anomaly.pipeline.blocks import plan_blocks
+
+    blocks = plan_blocks(height, width, 40, core)
+    covered = np.zeros((height, width), np.int32)
+    for block in blocks:
+        covered[block.core] += 1
+        assert block.outer[0].start == max(0, block.core[0].start - 40)
+        assert block.outer[1].stop == min(width, block.core[1].stop + 40)
+    assert (covered == 1).all()
+    sides = {(b.core[0].stop - b.core[0].start, b.core[1].stop - b.core[1].start) for b in blocks}
+    assert max(max(s) for s in sides) <= core
+    assert max(s[0] for s in sides) - min(s[0] for s in sides) <= 1
+    assert max(s[1] for s in sides) - min(s[1] for s in sides) <= 1
+    assert len(blocks) == -(-height // core) * -(-width // core)  # no more blocks than cutting at ``core`` makes

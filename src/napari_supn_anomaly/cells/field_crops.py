@@ -31,17 +31,6 @@ def rescale_plane(plane: np.ndarray, labels: np.ndarray, scale: float):
     return scaled, resize_nearest(labels, out_shape)
 
 
-def cell_ids(labels: np.ndarray) -> np.ndarray:
-    """The labels' cell ids (> 0), sorted, in the labels' dtype: ``np.unique`` without its sort of
-    every pixel when the ids are small non-negative integers (a bincount, several times faster)."""
-    flat = labels.ravel()
-    if flat.size and np.issubdtype(labels.dtype, np.integer) and flat.min() >= 0 and flat.max() <= 4 * flat.size:
-        ids = np.flatnonzero(np.bincount(flat.astype(np.intp, copy=False)))
-        return ids[ids > 0].astype(labels.dtype)
-    ids = np.unique(labels)
-    return ids[ids > 0]
-
-
 def background_fill(plane: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-channel median of the pixels outside cells: what lies beyond the field's edge."""
     outside = labels == 0

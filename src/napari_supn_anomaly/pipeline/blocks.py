@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..cells import field_scale, median_cell_diameter
+from ..cells import field_scale, median_cell_diameter, number_consecutively
 from ..errors import Cancelled, InputError, NoCellsFound
 from ..models.data_range import IntensityMatch, apply_match, plan_match
 from ..progress import Progress
@@ -91,12 +91,19 @@ def block_halo(diameter: float, crop_px: float) -> int:
     return int(np.ceil(HALO_DIAMETERS * max(diameter, crop_px / 2)))
 
 
+def _cuts(length: int, core: int) -> list[int]:
+    """Edges of as few parts of at most ``core`` px as cover ``length``, all of one size (within 1 px): a
+    last thin strip would be a block costing a whole halo for little core, and run last on its own."""
+    n = max(1, -(-length // core))
+    return [i * length // n for i in range(n + 1)]
+
+
 def plan_blocks(height: int, width: int, halo: int, core: int = CORE_PX,
                 plane: tuple[int, ...] = ()) -> list[Block]:
     blocks = []
-    for y0 in range(0, height, core):
-        for x0 in range(0, width, core):
-            y1, x1 = min(height, y0 + core), min(width, x0 + core)
+    rows, cols = _cuts(height, core), _cuts(width, core)
+    for y0, y1 in zip(rows[:-1], rows[1:]):
+        for x0, x1 in zip(cols[:-1], cols[1:]):
             outer = (slice(max(0, y0 - halo), min(height, y1 + halo)), slice(max(0, x0 - halo), min(width, x1 + halo)))
             blocks.append(Block(len(blocks), tuple(plane), outer, (slice(y0, y1), slice(x0, x1)), (height, width)))
     return blocks
@@ -152,10 +159,7 @@ def detect_block(window: np.ndarray, block: Block, scorer: Scorer, plan: BlockPl
     else:
         found = _cells_in(window, plan.modality, plan.diameter, plan.exclude_edges)
         own = np.zeros(window.shape[1:], np.int32) if found is None else cells_of_core(found, tile)
-        ids, inverse = np.unique(own, return_inverse=True)  # 1..n, in the order segmentation found them
-        own = inverse.reshape(own.shape).astype(np.int32)
-        if ids[0] != 0:
-            own += 1
+        own = number_consecutively(own)  # 1..n, in the order segmentation found them
     timings = {"segmentation_s": time.perf_counter() - t0}
     oy, ox = block.outer[0].start, block.outer[1].start
     if not own.any():

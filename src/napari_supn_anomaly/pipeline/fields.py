@@ -21,7 +21,8 @@ from ..cells import (
     paste_maps,
     rescale_plane,
 )
-from ..cells.field_crops import cell_ids, cut_margin_px
+from ..cells.field_crops import cut_margin_px
+from ..cells.measure import cell_ids
 from ..cells.overlay_marks import fill_marks, mark_mask
 from ..cells.resize import resize_linear, resize_nearest
 from ..progress import Progress

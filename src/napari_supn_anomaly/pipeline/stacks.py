@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..cells import check_plane, field_scale, median_cell_diameter, segment_cells
+from ..cells import check_plane, field_scale, median_cell_diameter, number_consecutively, segment_cells
 from ..cells.measure import check_cell_diameter, is_finite_number
 from ..cells.plausibility import field_warning
 from ..errors import Cancelled, InputError
@@ -138,8 +138,7 @@ def _plane_labels(labels, plane_shape, idx, yx_shape) -> np.ndarray | None:
     if out.size and int(out.max()) > out.size:
         # ids beyond the pixel count are sparse (there cannot be that many cells): number them
         # 1..N in their order, rather than size per-cell tables by the largest id
-        ids, inverse = np.unique(out, return_inverse=True)
-        return (inverse.reshape(out.shape) + (ids[0] != 0)).astype(np.int32)
+        return number_consecutively(out)
     return out.astype(np.int32, copy=False)
 
 

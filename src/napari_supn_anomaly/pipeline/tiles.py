@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from ..cells import field_scale, label_centroids, median_cell_diameter, segment_cells
+from ..cells import cell_ids, field_scale, label_centroids, median_cell_diameter, number_consecutively, segment_cells
 from ..errors import NoCellsFound
 from ..models.data_range import IntensityMatch, apply_match, plan_match
 from ..progress import Progress
@@ -61,8 +61,7 @@ def plan_tiles(height: int, width: int, core: int, halo: int) -> list[Tile]:
 
 def cells_of_core(labels: np.ndarray, tile: Tile) -> np.ndarray:
     """``labels`` of the tile's outer window, keeping only the cells whose centre lies in its core."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
+    ids = cell_ids(labels)
     if len(ids) == 0:
         return labels
     centres, _ = label_centroids(labels, ids)
@@ -160,10 +159,10 @@ def iter_plane_in_tiles(plane: np.ndarray, scorer: Scorer, *, labels: np.ndarray
             mine = tile_labels > 0
             free = out_labels[tile.outer] == 0
             if labels is None:  # number the segmented cells across the plane
-                ids, tile_labels = np.unique(tile_labels, return_inverse=True)
-                tile_labels = tile_labels.reshape(mine.shape).astype(np.int32)
+                tile_labels = number_consecutively(tile_labels)
+                found = int(tile_labels.max(initial=0))
                 tile_labels[mine] += next_id - 1
-                next_id += len(ids) - 1
+                next_id += found
             out_labels[tile.outer][mine & free] = tile_labels[mine & free]
             heatmap[tile.outer][mine & free] = scores.heatmap[mine & free]
             n_cells += len(scores.cell_ids)
