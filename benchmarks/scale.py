@@ -211,7 +211,7 @@ def write_page(path: Path, rows: list[dict], args, started: str) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[5000, 10000, 20000], help="mosaic sides, px")
+    p.add_argument("--sizes", type=int, nargs="*", default=[5000, 10000, 20000], help="mosaic sides, px (none: the fields only)")
     p.add_argument("--fields", type=int, default=200, help="fields in the folder (0: none)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--model", default="fluorescence-rbc")
