@@ -16,13 +16,13 @@ import numpy as np
 from ..cells import (
     background_fill,
     cell_centres,
+    cell_ids,
     cut_crops,
     field_scale,
     paste_maps,
     rescale_plane,
 )
 from ..cells.field_crops import cut_margin_px
-from ..cells.measure import cell_ids
 from ..cells.overlay_marks import fill_marks, mark_mask
 from ..cells.resize import resize_linear, resize_nearest
 from ..progress import Progress
