@@ -35,6 +35,7 @@ from .tiles import (
     _cells_in,
     _first_tile_with_cells,
     cells_of_core,
+    plan_tiles,
 )
 
 if TYPE_CHECKING:
@@ -91,22 +92,11 @@ def block_halo(diameter: float, crop_px: float) -> int:
     return int(np.ceil(HALO_DIAMETERS * max(diameter, crop_px / 2)))
 
 
-def _cuts(length: int, core: int) -> list[int]:
-    """Edges of as few parts of at most ``core`` px as cover ``length``, all of one size (within 1 px): a
-    last thin strip would be a block costing a whole halo for little core, and run last on its own."""
-    n = max(1, -(-length // core))
-    return [i * length // n for i in range(n + 1)]
-
-
 def plan_blocks(height: int, width: int, halo: int, core: int = CORE_PX,
                 plane: tuple[int, ...] = ()) -> list[Block]:
-    blocks = []
-    rows, cols = _cuts(height, core), _cuts(width, core)
-    for y0, y1 in zip(rows[:-1], rows[1:]):
-        for x0, x1 in zip(cols[:-1], cols[1:]):
-            outer = (slice(max(0, y0 - halo), min(height, y1 + halo)), slice(max(0, x0 - halo), min(width, x1 + halo)))
-            blocks.append(Block(len(blocks), tuple(plane), outer, (slice(y0, y1), slice(x0, x1)), (height, width)))
-    return blocks
+    """The plane's tiles (``tiles.plan_tiles``) as blocks of one plane, numbered in row-major order."""
+    return [Block(k, tuple(plane), tile.outer, tile.core, (height, width))
+            for k, tile in enumerate(plan_tiles(height, width, core, halo))]
 
 
 def id_stride(n_blocks: int, core: int) -> int:

@@ -49,11 +49,19 @@ def needs_tiles(height: int, width: int) -> bool:
     return height * width > AUTO_TILE_PIXELS
 
 
+def _cuts(length: int, core: int) -> list[int]:
+    """Edges of as few parts of at most ``core`` px as cover ``length``, all of one size (within 1 px): a
+    last thin strip would be a tile costing a whole halo for little core, and run last on its own."""
+    n = max(1, -(-length // core))
+    return [i * length // n for i in range(n + 1)]
+
+
 def plan_tiles(height: int, width: int, core: int, halo: int) -> list[Tile]:
+    """Cores that cover the plane once, in row-major order, each read with ``halo`` px around it."""
     tiles = []
-    for y0 in range(0, height, core):
-        for x0 in range(0, width, core):
-            y1, x1 = min(height, y0 + core), min(width, x0 + core)
+    rows, cols = _cuts(height, core), _cuts(width, core)
+    for y0, y1 in zip(rows[:-1], rows[1:]):
+        for x0, x1 in zip(cols[:-1], cols[1:]):
             outer = (slice(max(0, y0 - halo), min(height, y1 + halo)), slice(max(0, x0 - halo), min(width, x1 + halo)))
             tiles.append(Tile(outer, (slice(y0, y1), slice(x0, x1))))
     return tiles
