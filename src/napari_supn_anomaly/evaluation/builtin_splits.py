@@ -52,18 +52,18 @@ def malarianet_training_cells(data_root: Path, target_diameter: float, cache: Pa
     """(train, calibration) healthy cells of MALARIANET_TRAIN_SLIDES, found by the package's
     segmenter away from any parasite and rescaled to ``target_diameter``; a seeded tenth calibrates.
     With a ``stain`` (``models.data_range.Stain``) each field is first matched to it, as detection
-    matches a field to a stained model's stain."""
+    matches a field to a stained model's stain (a field with no such stain is left as it is)."""
     from dataclasses import replace
 
-    from ..models.data_range import DataRange, apply_match, plan_match
+    from ..models.data_range import apply_match, plan_stain_match
     from .field_sets import find_cells, healthy_cell_crops, load_malarianet_fields
 
     images, masks, names = [], [], []
     for field in load_malarianet_fields(data_root, MALARIANET_TRAIN_SLIDES):
         found = find_cells(field, cache=cache)
-        if stain is not None:
-            reference = DataRange([0.0] * len(stain.cell), [255.0] * len(stain.cell), stain=stain)
-            field = replace(field, image=apply_match(field.image, plan_match(field.image, found.labels, reference, 1.0)))
+        match = None if stain is None else plan_stain_match(field.image, found.labels, stain, 1.0)
+        if match is not None:
+            field = replace(field, image=apply_match(field.image, match))
         for k, (crop, mask) in enumerate(healthy_cell_crops(field, found, target_diameter)):
             images.append(crop)
             masks.append(mask)

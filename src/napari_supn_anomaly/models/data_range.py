@@ -265,13 +265,11 @@ def plan_match(plane: np.ndarray, labels: np.ndarray, reference, window_px: floa
     """
     check_mode(mode)
     ref = _reference(reference)
+    if ref.stain is not None and mode != "off":
+        stain_match = plan_stain_match(plane, labels, ref.stain, window_px, mode)
+        if stain_match is not None:
+            return stain_match
     low, high = field_range(plane, labels, window_px)
-    reference_stain = ref.stain
-    if reference_stain is not None and mode != "off":
-        field = measure_stain(plane, labels)
-        if field is not None and stain_matchable(field, reference_stain):
-            return _stain_plan(field, reference_stain, low, high,
-                               mode == "match" or not stain_fits(field, reference_stain))
     flat = high - low <= 1e-6 * np.maximum(np.abs(high), 1.0)
     gain = np.where(flat, 1.0, ref.span / np.where(flat, 1.0, high - low))
     offset = np.asarray(ref.low, np.float64) - gain * low
@@ -279,6 +277,18 @@ def plan_match(plane: np.ndarray, labels: np.ndarray, reference, window_px: floa
     if not applied:
         gain, offset = np.ones_like(gain), np.zeros_like(offset)
     return IntensityMatch(applied, gain.tolist(), offset.tolist(), low.tolist(), high.tolist())
+
+
+def plan_stain_match(plane: np.ndarray, labels: np.ndarray, reference: Stain, window_px: float,
+                     mode: str = "auto") -> IntensityMatch | None:
+    """How to map the stain of ``plane`` [C, Y, X] (``labels``: its cells) onto ``reference``; ``auto``
+    maps only a field whose stain does not fit. None when the field's stain cannot be measured or is
+    no stained smear like the reference (``stain_matchable``)."""
+    field = measure_stain(plane, labels)
+    if field is None or not stain_matchable(field, reference):
+        return None
+    low, high = field_range(plane, labels, window_px)
+    return _stain_plan(field, reference, low, high, mode == "match" or not stain_fits(field, reference))
 
 
 def _stain_plan(field: Stain, reference: Stain, low, high, applied: bool) -> IntensityMatch:
