@@ -225,6 +225,40 @@ def test_dim_cells_among_bright_ones_are_found_once_with_a_parasite_spot_or_not(
     assert len({int(seg.labels[y, x]) for y, x in bright + dim}) == 12 and seg.n_cells == 12
 
 
+def test_a_fluorescent_cell_of_a_few_percent_of_the_others_light_is_found_and_a_bright_field_ghost_is_not():
+    # a fluorescent cell's light is its dye's: a cell 7 grey levels over a background with pixel noise 6
+    # (5% of the bright cells' contrast; composed fluorescence misses were 5-15 over noise 8) is a cell.
+    # In bright-field the same faint object is no red cell (haemoglobin absorbs about as much in every
+    # cell): ``DIM_FLOOR`` keeps it out there
+    bright = [(50, 50), (50, 190), (190, 50)]
+    faint = (190, 190)
+    yy, xx = np.mgrid[:250, :250]
+    for modality, sign in (("fluorescence", 1.0), ("brightfield", -1.0)):
+        img = discs((250, 250), bright, 26, 150, 10, rng=np.random.default_rng(4), noise=6.0)
+        img[(yy - faint[0]) ** 2 + (xx - faint[1]) ** 2 < 26 ** 2] += 7
+        img = img if sign > 0 else 200 - img
+        seg = segment_cells(img, modality)
+        for y, x in bright:
+            assert seg.labels[y, x], (modality, y, x)
+        label = int(seg.labels[faint])
+        if modality == "fluorescence":
+            assert label and (seg.labels[165:216, 165:216] == label).mean() > 0.5 and seg.n_cells == 4
+        else:
+            assert not label and seg.n_cells == 3, seg.n_cells
+
+
+@pytest.mark.parametrize("modality", ["fluorescence", "brightfield"])
+@pytest.mark.parametrize("noise", ["uniform", "gauss", "poisson"])
+def test_a_field_of_pure_noise_holds_no_cells_however_low_the_dim_cell_level(modality, noise):
+    # dim cells are found on the averaged contrast a few sigmas above the background; every other
+    # object must still stand ``SIGNIFICANT_SIGMAS`` above it, or noise grains become cells
+    rng = np.random.default_rng(5)
+    img = {"uniform": lambda: rng.integers(0, 256, (256, 256)), "gauss": lambda: rng.normal(100, 20, (256, 256)),
+           "poisson": lambda: rng.poisson(5, (256, 256))}[noise]().astype(np.float32)
+    with pytest.raises(NoCellsFound):
+        segment_cells(img, modality)
+
+
 def test_a_vignetted_bright_field_corner_is_not_a_dim_cell():
     # the background darkens smoothly along two sides (lens fall-off, as on Remoscope img_0385):
     # no dim cells there

@@ -40,6 +40,7 @@ from .disc_morphology import disc_dilation, disc_erosion, disc_opening, fill_hol
 from .hull import convex_image, solid_objects, solidity
 from .kinds import join_close_parts, purple_mask, white_nuclei
 from .measure import MIN_CELL_DIAMETER_PX
+from .modality import dark_cells
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,9 @@ class FinderSettings:
     split_area: float = 1.4          # an object of this many cell areas is cut if elongated ...
     split_elongation: float = 1.2    # ... this much (long / short axis) and notched (solidity below
     split_solidity: float = 0.975    # this; a big convex cell is not a pair), or if twice as large
-    faint_sigmas: float = 5.0        # cell-sized objects this many noise sigmas (of a 1/15-cell average)
-                                     # above background are added below the main threshold (dim cells)
+    faint_sigmas: float = 2.5        # cell-sized objects this many noise sigmas (of a 1/15-cell average)
+                                     # above background are added below the main threshold (dim cells;
+                                     # 5.0 until 2026-11-30, see docs/benchmarks/cells.md)
     valley_depth: float = 0.15       # a line this much (x Otsu level) below its surroundings parts two cells
     split_seed: float = 0.15         # cutting a large object: seed discs of this many diameters ...
     split_edge_weight: float = 1.0   # ... and the weight of the contrast's edges against the distance map
@@ -382,19 +384,28 @@ DIM_BAND = 1.5      # dim cells are looked for this many smoothing widths away f
 DIM_PART = 0.15      # the dim part of a cell beside a bright object: this many cell areas at least
 DIM_SPECK = 0.03     # compact bright spots of this many cell areas or more (below 0.4) inside a dim object ...
 DIM_SPOTS = 0.3      # ... covering this share of it make it a pale white cell, not a dim red cell
-DIM_FLOOR = 0.1      # and a dim cell stands this share of the Otsu level above background at least (a
-                     # bright-field background is so smooth that five sigmas take in a white cell's halo)
+DIM_FLOOR = 0.1      # in bright-field a dim cell stands this share of the Otsu level above background at
+                     # least: its contrast is haemoglobin's absorbance, which varies little from cell to
+                     # cell, and the background is so smooth that a few sigmas take in a white cell's halo
+                     # and pale specks around dark dots (Remoscope). A fluorescent cell's light is its
+                     # dye's and varies widely: there the noise decides, above a floor that only keeps a
+                     # noise-free field's rounding errors out (0.0-0.03 find the same composed cells)
+DIM_FLOOR_FLUORESCENCE = 0.02
+SIGNIFICANT_SIGMAS = 5.0  # an object's mean contrast stands this many pixel-noise sigmas above background; a dim
+                          # cell, already found on the averaged contrast, ``faint_sigmas`` (with every object
+                          # at 4, 2 of 72 fields of pure noise came out with a cell; at 5, none)
 
 
 def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas: float,
-              otsu: float) -> tuple[np.ndarray, float, float]:
+              floor: float) -> tuple[np.ndarray, float, float, float]:
     """Cells too dim for the main threshold (fluorescence cells of a few grey levels over a noisy
-    background), the level an object's mean contrast must reach to count as more than noise, and
-    the level a dim cell's averaged contrast reaches (inf when the field shows no background).
+    background), the level an object's mean contrast must reach to count as more than noise
+    (``SIGNIFICANT_SIGMAS``; a dim cell's: ``sigmas``), and the level a dim cell's averaged
+    contrast reaches (inf when the field shows no background).
 
     The contrast is averaged over a fifteenth of a cell, where the pixel noise drops several times
     while a cell keeps its level, and thresholded ``sigmas`` noise sigmas above the background
-    (and ``DIM_FLOOR`` of the ``otsu`` level at least).
+    (and ``floor`` above it at least).
     A band of ``DIM_BAND`` smoothing widths around the ``bright`` objects is left out: there the
     average carries the bright cells' own light into the gaps between them. Objects of at least 0.4 cell
     areas are kept (``DIM_PART`` where they border that band: the dim side of a cell whose bright
@@ -407,18 +418,19 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
     bright = remove_small_objects(opened, 0.4 * area)
     spots = remove_small_objects(opened, DIM_SPECK * area) & ~bright
     away = ndi.distance_transform_edt(~bright) > DIM_BAND * width
-    # an object's mean contrast (one-pixel smoothing) must stand ``sigmas`` of that contrast's
+    # an object's mean contrast (one-pixel smoothing) must stand a few sigmas of that contrast's
     # pixel noise (from its finest detail, whatever covers the field) above the background
     fine = (contrast - filters.gaussian(contrast, 1.0))[::2, ::2]
     noise = robust_sigma(fine, float(np.median(fine))) * FINE_TO_SMOOTH
     sample = soft[::2, ::2][away[::2, ::2]]
     if sample.size < 16:  # no background to see: the field is one sheet, or nothing but noise
-        return np.zeros_like(bright), sigmas * noise, np.inf
+        return np.zeros_like(bright), SIGNIFICANT_SIGMAS * noise, sigmas * noise, np.inf
     sample = sample[main_peak(sample)]
     centre = float(np.median(sample))
     level = centre + sigmas * robust_sigma(sample, centre)
-    level = max(level, centre + DIM_FLOOR * otsu)
-    significant = max(centre, 0.0) + sigmas * noise
+    level = max(level, centre + floor)
+    significant = max(centre, 0.0) + SIGNIFICANT_SIGMAS * noise
+    dim_significant = max(centre, 0.0) + sigmas * noise
     above = soft > level
     dim = remove_small_objects(disc_opening(above & away, max(1, int(diameter / 8))),
                                DIM_PART * area)
@@ -438,7 +450,7 @@ def dim_cells(contrast: np.ndarray, bright: np.ndarray, diameter: float, sigmas:
         dim = (whole & (size <= DIM_MAX_AREAS * area) & (lit < DIM_SPOTS * size) & (np.arange(n + 1) > 0))[objects]
     if dim.any():
         dim = disc_dilation(dim, int(np.ceil(DIM_BAND * width))) & above & ~bright
-    return dim, significant, level
+    return dim, significant, dim_significant, level
 
 
 def absorb_cytoplasm(labels: np.ndarray, nuclei: np.ndarray, bluer: np.ndarray, diameter: float,
@@ -572,8 +584,9 @@ def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray, diameter: float | No
     return out
 
 
-def drop_insignificant(labels: np.ndarray, contrast: np.ndarray, level: float) -> np.ndarray:
-    """``labels`` without the objects whose mean contrast is below ``level`` (noise, not cells)."""
+def drop_insignificant(labels: np.ndarray, contrast: np.ndarray, level: float | np.ndarray) -> np.ndarray:
+    """``labels`` without the objects whose mean contrast is below ``level`` (noise, not cells; one
+    level, or one per label 0..max)."""
     n = int(labels.max())
     if n == 0:
         return labels
@@ -662,9 +675,12 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
     if cell_diameter is None:
         cell_diameter = _measure(ground, settings)
     area = np.pi * (cell_diameter / 2.0) ** 2
-    dim, faint_level, dim_level = dim_cells(contrast, raw, cell_diameter, settings.faint_sigmas, otsu)
+    floor = (DIM_FLOOR if dark_cells(modality) else DIM_FLOOR_FLUORESCENCE) * otsu
+    dim, faint_level, dim_faint_level, dim_level = dim_cells(contrast, raw, cell_diameter, settings.faint_sigmas, floor)
     if settings.faint_sigmas > 0:
         raw = raw | dim
+    else:
+        dim = np.zeros_like(raw)
     core = raw & ~valley_lines(contrast, max(1.5, cell_diameter / 25), settings.valley_depth * otsu)
     core = fill_small_holes(core, settings.hole_fraction * area)
     core = disc_opening(core, max(1, int(cell_diameter / 15)))
@@ -695,7 +711,9 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
         # on the lightly smoothed contrast: the averaged one carries cells' light into the background
         # wedge between two overlapping cells (Chula), which is no part of either
         labels = fill_notches(labels, smooth > dim_level, cell_diameter)
-    labels = drop_insignificant(labels, smooth, faint_level)
+    n = int(labels.max())
+    mostly_dim = 2 * np.bincount(labels[dim], minlength=n + 1) > np.bincount(labels.ravel(), minlength=n + 1)
+    labels = drop_insignificant(labels, smooth, np.where(mostly_dim, dim_faint_level, faint_level))
     if not labels.any():
         raise NoCellsFound("no cells were found: nothing stands out from the background's noise")
     return FoundObjects(labels, float(cell_diameter), contrast, background, nuclei)
