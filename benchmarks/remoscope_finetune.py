@@ -129,7 +129,8 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
     print(f"  {skipped_warning(cells, len(regions)) or 'no region skipped'}", flush=True)
     settings = FinetuneSettings(minutes=args.minutes, seed=seed, modality="auto", device="cpu",
                                 mean_iters=args.mean_iters, precision_iters=args.precision_iters,
-                                lr_mean=args.lr_mean, lr_precision=args.lr_precision)
+                                lr_mean=args.lr_mean, lr_precision=args.lr_precision,
+                                colour_augment=args.colour_augment)
     load = open("/proc/loadavg").read().split()[0]
     tuned = None
     for event in finetune(base, cells, settings, name=f"{base.name}-remoscope", base_source=str(args.base),
@@ -140,6 +141,7 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
     check = compare_with_base(base, tuned, hold, cells, planes, labels, seed,
                               base_usable=not tuned.metadata["training"]["finetune"]["intensity_inverted"])
     out = {"split": "".join(str(i) for i in train_ids), "seed": seed, "lr_mean": args.lr_mean,
+           "mean_iters": args.mean_iters, "precision_iters": args.precision_iters, "colour_augment": args.colour_augment,
            "minutes": args.minutes, "n_cells": len(cells),
            "n_regions": len(regions), "n_skipped": len(cells.skipped), "load": load,
            "train_s": tuned.metadata["training"]["seconds"],
@@ -148,8 +150,9 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
            "u_base": check.base.u if check.base else None, "u_tuned": check.tuned.u if check.tuned else None,
            "flagged_base": check.base.flagged if check.base else None,
            "flagged_tuned": check.tuned.flagged if check.tuned else None}
-    y, s, missed, _, _ = evaluate_model(tuned, test_fields, tuned.metadata.get("default_scorer", "supn"))
+    y, s, missed, _, matched = evaluate_model(tuned, test_fields, tuned.metadata.get("default_scorer", "supn"))
     out["auroc_tuned"], out["n_tuned"] = round(auroc(y, s), 4), [int(y.sum()), int((1 - y).sum()), missed]
+    out["auroc_handmade_same_cells"] = round(auroc(*handmade_on_boxes(test_fields, matched)), 4)
     y, s, _, _, _ = evaluate_model(tuned, train_fields, tuned.metadata.get("default_scorer", "supn"))
     out["auroc_tuned_on_training_fields"] = round(auroc(y, s), 4)
     # the fluorescence base cannot even find these dark cells (its segmentation looks for bright ones):
@@ -168,6 +171,7 @@ def main(argv=None) -> int:
     ap.add_argument("--precision-iters", type=int, default=FinetuneSettings.precision_iters)
     ap.add_argument("--lr-mean", type=float, default=FinetuneSettings.lr_mean)
     ap.add_argument("--lr-precision", type=float, default=FinetuneSettings.lr_precision)
+    ap.add_argument("--colour-augment", action="store_true", help="stain, lamp and focus jitter of the marked cells")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--scratch", action="store_true",
                     help="also train the same architecture from scratch on the same cells for the same time")
@@ -200,7 +204,8 @@ def main(argv=None) -> int:
     cells = cells_from_fields(planes, healthy_regions(train_fields), "brightfield")
     settings = FinetuneSettings(minutes=args.minutes, seed=args.seed, modality="auto", device="cpu",
                                 mean_iters=args.mean_iters, precision_iters=args.precision_iters,
-                                lr_mean=args.lr_mean, lr_precision=args.lr_precision)
+                                lr_mean=args.lr_mean, lr_precision=args.lr_precision,
+                                colour_augment=args.colour_augment)
     load_before = open("/proc/loadavg").read().split()[:3]
     t0 = time.perf_counter()
     model, last = None, None
