@@ -39,13 +39,13 @@ class Window:
 # field name -> the sub-window of a built-in sample that `detect` runs on
 FIELDS = {
     "fluorescence": Window("fluorescence", 0, 80, 80, 360),
-    "giemsa": Window("giemsa", None, 112, 100, 400),
+    "giemsa": Window("giemsa", 0, 112, 100, 400),
 }
 
 # crop set name -> (sample, plane, crop side in cell diameters, infected, healthy, healthy for calibration)
 CROP_SETS = {
     "fluorescence": ("fluorescence", 0, 1.6, 6, 6, 6),
-    "giemsa": ("giemsa", None, 1.6, 6, 6, 6),
+    "giemsa": ("giemsa", 0, 1.6, 6, 6, 6),
 }
 
 

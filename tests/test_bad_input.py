@@ -422,7 +422,7 @@ def test_api_takes_only_arrays_of_numbers(field, image, words):
 def test_rgba_png_with_the_giemsa_model_drops_alpha(tmp_path, capsys):
     from napari_supn_anomaly.sample_data import load_sample
 
-    rgb = np.asarray(load_sample("giemsa").image)[:300, :300]
+    rgb = np.asarray(load_sample("giemsa").image)[0, :300, :300]
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
     Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "RGBA").save(tmp_path / "rgba.png")
     for name in ("rgb", "rgba"):

@@ -64,3 +64,11 @@ def test_healthy_crops_are_whole_cells():
     crops, masks = healthy_cell_crops("brightfield-stained", 5, cell_diameter=30, seed=0)
     assert len(crops) == 5 and crops[0].shape == (3, 60, 60) and masks[0].shape == (60, 60)
     assert all(m[30, 30] for m in masks)
+
+
+def test_the_match_summary_gives_a_rate_that_means_something_when_false_candidates_outnumber_healthy_cells():
+    from napari_supn_anomaly.synthetic import ParasiteMatch
+
+    assert "(1 per 40 healthy cells)" in ParasiteMatch(45, 38, 42, 4, 161, 30).summary()
+    assert "(2.3 per healthy cell)" in ParasiteMatch(8, 8, 49, 41, 18, 8).summary()
+    assert "no false candidates on 18 healthy cells" in ParasiteMatch(8, 8, 8, 0, 18, 8).summary()

@@ -17,7 +17,7 @@ from napari_supn_anomaly.synthetic import make_field, make_stack
 SETTINGS = {
     # key: (planes, shape, cell diameter px, seed, infected fraction)
     "fluorescence": (4, (512, 512), 40.0, 11, 0.2),
-    "giemsa": (1, (512, 512), 48.0, 12, 0.3),
+    "giemsa": (2, (512, 512), 48.0, 12, 0.3),  # 2 fields: enough cells (84) to calibrate on the slide
     "brightfield": (1, (512, 512), 36.0, 13, 0.3),
 }
 

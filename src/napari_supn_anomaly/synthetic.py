@@ -254,12 +254,14 @@ class ParasiteMatch:
         return self.n_false / self.n_healthy_cells if self.n_healthy_cells else float("nan")
 
     def summary(self) -> str:
-        return (f"found {self.n_found} of {self.n_parasites} true parasites ({100 * self.recall:.0f}%); "
-                f"{self.n_false} false candidate{'s' if self.n_false > 1 else ''} on {self.n_healthy_cells} healthy cells "
-                f"(1 per {self.n_healthy_cells / max(self.n_false, 1):.0f} healthy cells)"
-                if self.n_false else
-                f"found {self.n_found} of {self.n_parasites} true parasites ({100 * self.recall:.0f}%); "
-                f"no false candidates on {self.n_healthy_cells} healthy cells")
+        found = f"found {self.n_found} of {self.n_parasites} true parasites ({100 * self.recall:.0f}%); "
+        if not self.n_false:
+            return found + f"no false candidates on {self.n_healthy_cells} healthy cells"
+        # a cell can hold several false candidate regions: "1 per 0 healthy cells" said nothing
+        rate = (f"1 per {self.n_healthy_cells / self.n_false:.0f} healthy cells" if self.n_false <= self.n_healthy_cells
+                else f"{self.n_false / max(self.n_healthy_cells, 1):.1f} per healthy cell")
+        return (found + f"{self.n_false} false candidate{'s' if self.n_false > 1 else ''} on "
+                f"{self.n_healthy_cells} healthy cells ({rate})")
 
     def __add__(self, other: "ParasiteMatch") -> "ParasiteMatch":
         return ParasiteMatch(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))

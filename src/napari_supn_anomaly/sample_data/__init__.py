@@ -19,12 +19,12 @@ SAMPLES = {
     # key: (file stem, axes, modality, display name)
     "fluorescence": ("synthetic_fluorescence_stack", "TYX", "fluorescence",
                      "Synthetic fluorescence stack (4 fields, with true parasites)"),
-    "giemsa": ("synthetic_giemsa_field", "YXS", "brightfield-stained",
-               "Synthetic Giemsa bright-field field (RGB, with true parasites)"),
+    "giemsa": ("synthetic_giemsa_field", "TYXS", "brightfield-stained",
+               "Synthetic Giemsa bright-field fields (2 fields of one slide, RGB, with true parasites)"),
     "brightfield": ("synthetic_brightfield_field", "YX", "brightfield",
                     "Synthetic unstained bright-field field (with true parasites)"),
 }
-# The fluorescence sample's planes are separate fields, stacked along its first axis.
+# The fluorescence and Giemsa samples' planes are separate fields of one slide, stacked along the first axis.
 PLANE_AXIS_LABEL = "field"
 
 
