@@ -130,7 +130,8 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
     settings = FinetuneSettings(minutes=args.minutes, seed=seed, modality="auto", device="cpu",
                                 mean_iters=args.mean_iters, precision_iters=args.precision_iters,
                                 lr_mean=args.lr_mean, lr_precision=args.lr_precision,
-                                colour_augment=args.colour_augment)
+                                colour_augment=args.colour_augment,
+                                early_stopping=not args.no_early_stop)
     load = open("/proc/loadavg").read().split()[0]
     tuned = None
     for event in finetune(base, cells, settings, name=f"{base.name}-remoscope", base_source=str(args.base),
@@ -142,6 +143,7 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
                               base_usable=not tuned.metadata["training"]["finetune"]["intensity_inverted"])
     out = {"split": "".join(str(i) for i in train_ids), "seed": seed, "lr_mean": args.lr_mean,
            "mean_iters": args.mean_iters, "precision_iters": args.precision_iters, "colour_augment": args.colour_augment,
+           "early_stopping": not args.no_early_stop,
            "minutes": args.minutes, "n_cells": len(cells),
            "n_regions": len(regions), "n_skipped": len(cells.skipped), "load": load,
            "train_s": tuned.metadata["training"]["seconds"],
@@ -172,6 +174,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr-mean", type=float, default=FinetuneSettings.lr_mean)
     ap.add_argument("--lr-precision", type=float, default=FinetuneSettings.lr_precision)
     ap.add_argument("--colour-augment", action="store_true", help="stain, lamp and focus jitter of the marked cells")
+    ap.add_argument("--no-early-stop", action="store_true", help="run every stage to its iteration cap")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--scratch", action="store_true",
                     help="also train the same architecture from scratch on the same cells for the same time")
@@ -205,7 +208,8 @@ def main(argv=None) -> int:
     settings = FinetuneSettings(minutes=args.minutes, seed=args.seed, modality="auto", device="cpu",
                                 mean_iters=args.mean_iters, precision_iters=args.precision_iters,
                                 lr_mean=args.lr_mean, lr_precision=args.lr_precision,
-                                colour_augment=args.colour_augment)
+                                colour_augment=args.colour_augment,
+                                early_stopping=not args.no_early_stop)
     load_before = open("/proc/loadavg").read().split()[:3]
     t0 = time.perf_counter()
     model, last = None, None

@@ -65,6 +65,7 @@ class FinetuneSettings:
     lr_precision: float = 2e-3
     num_threads: int | None = None
     colour_augment: bool = False      # stain, lamp, focus jitter of the marked cells (training.augment)
+    early_stopping: bool = True       # stop a stage when the held-back cells' loss stops improving
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -219,7 +220,7 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
         for event in fit_anomaly_model(train.images, train.masks, name=name or finetuned_name(base.name),
                                        modality=base.modality, init=base, cfg=settings.train_config(),
                                        holdout_fraction=0.0, device=device, should_stop=should_stop,
-                                       early_stopping=True, early_stop_masks=hold.masks,
+                                       early_stopping=settings.early_stopping, early_stop_masks=hold.masks,
                                        early_stop_images=hold.images, intensity=stats,
                                        colour_augment=ColourAugment() if settings.colour_augment else None):
             if isinstance(event, Progress):
