@@ -10,6 +10,7 @@ from napari_supn_anomaly.supn import ArchConfig
 from napari_supn_anomaly.errors import Cancelled
 from napari_supn_anomaly.progress import Progress
 from napari_supn_anomaly.training import TrainConfig, fit_anomaly_model
+from napari_supn_anomaly.scoring import DEFAULT_SCORE_RULES
 from napari_supn_anomaly.training.finetune import FinetuneSettings, finetune, finetuned_name, mirrored_rule
 from napari_supn_anomaly.training.regions import TrainingCells
 
@@ -109,7 +110,9 @@ def test_dark_cells_on_a_bright_field_base_invert_the_intensities(base_model):
     assert model.modality == "brightfield"
     assert model.metadata["training"]["finetune"]["intensity_inverted"]
     assert model.intensity.low[0] > model.intensity.high[0]
-    assert model.score_rule("supn") == mirrored_rule(base_model.score_rule("supn")) != "bright"
+    # the bright-field rule (parasites brighter than predicted), mirrored: the base's rule is a
+    # fluorescence one
+    assert model.score_rule("supn") == mirrored_rule(DEFAULT_SCORE_RULES["brightfield"]) == "dark"
     # a dark cell on light comes out as the base model's bright cell on dark
     x, _ = disc_crops(1, bright_cells=False, size=32)
     norm = model.normalise(np.stack(x))[0, 0]
