@@ -113,6 +113,14 @@ def row(name, y, s, extra=""):
 SPLITS = {"A": (0, 1, 2, 3), "B": (3, 4, 5, 6), "C": (0, 2, 4, 6)}  # fields to train on; the others test
 
 
+def finetune_settings(args, seed: int) -> FinetuneSettings:
+    """The recipe the command line asks for."""
+    return FinetuneSettings(minutes=args.minutes, seed=seed, modality="auto", device="cpu",
+                            mean_iters=args.mean_iters, precision_iters=args.precision_iters,
+                            lr_mean=args.lr_mean, lr_precision=args.lr_precision,
+                            colour_augment=args.colour_augment, early_stopping=not args.no_early_stop)
+
+
 def run_split(base, fields, train_ids, seed: int, args) -> dict:
     """Fine-tune from ALL healthy boxes of the training fields (edge boxes too: regions holding no whole
     cell are skipped by the package), run the fine-tuning check on those fields, detect on the others."""
@@ -127,11 +135,7 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
     regions = healthy_regions(train_fields)
     cells = cells_from_fields(planes, regions, "brightfield", labels_out=labels)
     print(f"  {skipped_warning(cells, len(regions)) or 'no region skipped'}", flush=True)
-    settings = FinetuneSettings(minutes=args.minutes, seed=seed, modality="auto", device="cpu",
-                                mean_iters=args.mean_iters, precision_iters=args.precision_iters,
-                                lr_mean=args.lr_mean, lr_precision=args.lr_precision,
-                                colour_augment=args.colour_augment,
-                                early_stopping=not args.no_early_stop)
+    settings = finetune_settings(args, seed)
     load = open("/proc/loadavg").read().split()[0]
     tuned = None
     for event in finetune(base, cells, settings, name=f"{base.name}-remoscope", base_source=str(args.base),
@@ -205,11 +209,7 @@ def main(argv=None) -> int:
     base = load_model(args.base)
     planes = {f.name: as_channels_first(f.image) for f in train_fields}
     cells = cells_from_fields(planes, healthy_regions(train_fields), "brightfield")
-    settings = FinetuneSettings(minutes=args.minutes, seed=args.seed, modality="auto", device="cpu",
-                                mean_iters=args.mean_iters, precision_iters=args.precision_iters,
-                                lr_mean=args.lr_mean, lr_precision=args.lr_precision,
-                                colour_augment=args.colour_augment,
-                                early_stopping=not args.no_early_stop)
+    settings = finetune_settings(args, args.seed)
     load_before = open("/proc/loadavg").read().split()[:3]
     t0 = time.perf_counter()
     model, last = None, None
