@@ -584,14 +584,18 @@ def keep_blobs_whole(labels: np.ndarray, blobs: np.ndarray, diameter: float | No
     return out
 
 
-def drop_insignificant(labels: np.ndarray, contrast: np.ndarray, level: float | np.ndarray) -> np.ndarray:
-    """``labels`` without the objects whose mean contrast is below ``level`` (noise, not cells; one
-    level, or one per label 0..max)."""
+def drop_insignificant(labels: np.ndarray, contrast: np.ndarray, level: float,
+                       dim: np.ndarray | None = None, dim_level: float | None = None) -> np.ndarray:
+    """``labels`` without the objects whose mean contrast is below ``level`` (noise, not cells); an
+    object mostly of ``dim`` pixels (dim cells, already tested on the averaged contrast) needs only
+    ``dim_level``."""
     n = int(labels.max())
     if n == 0:
         return labels
     size = np.bincount(labels.ravel(), minlength=n + 1)
     total = np.bincount(labels.ravel(), weights=contrast.ravel(), minlength=n + 1)
+    if dim is not None:
+        level = np.where(2 * np.bincount(labels[dim], minlength=n + 1) > size, dim_level, level)
     keep = (size > 0) & (total >= level * size)  # a label a cut left empty is dropped too
     keep[0] = False
     mapping = np.zeros(n + 1, np.int32)
@@ -679,8 +683,6 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
     dim, faint_level, dim_faint_level, dim_level = dim_cells(contrast, raw, cell_diameter, settings.faint_sigmas, floor)
     if settings.faint_sigmas > 0:
         raw = raw | dim
-    else:
-        dim = np.zeros_like(raw)
     core = raw & ~valley_lines(contrast, max(1.5, cell_diameter / 25), settings.valley_depth * otsu)
     core = fill_small_holes(core, settings.hole_fraction * area)
     core = disc_opening(core, max(1, int(cell_diameter / 15)))
@@ -711,9 +713,8 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
         # on the lightly smoothed contrast: the averaged one carries cells' light into the background
         # wedge between two overlapping cells (Chula), which is no part of either
         labels = fill_notches(labels, smooth > dim_level, cell_diameter)
-    n = int(labels.max())
-    mostly_dim = 2 * np.bincount(labels[dim], minlength=n + 1) > np.bincount(labels.ravel(), minlength=n + 1)
-    labels = drop_insignificant(labels, smooth, np.where(mostly_dim, dim_faint_level, faint_level))
+    labels = drop_insignificant(labels, smooth, faint_level, dim if settings.faint_sigmas > 0 else None,
+                                dim_faint_level)
     if not labels.any():
         raise NoCellsFound("no cells were found: nothing stands out from the background's noise")
     return FoundObjects(labels, float(cell_diameter), contrast, background, nuclei)
