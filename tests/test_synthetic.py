@@ -69,6 +69,7 @@ def test_healthy_crops_are_whole_cells():
 def test_the_match_summary_gives_a_rate_that_means_something_when_false_candidates_outnumber_healthy_cells():
     from napari_supn_anomaly.synthetic import ParasiteMatch
 
-    assert "(1 per 40 healthy cells)" in ParasiteMatch(45, 38, 42, 4, 161, 30).summary()
-    assert "(2.3 per healthy cell)" in ParasiteMatch(8, 8, 49, 41, 18, 8).summary()
+    assert "(2.5 per 100 healthy cells)" in ParasiteMatch(45, 38, 42, 4, 161, 30).summary()
+    assert "(70 per 100 healthy cells)" in ParasiteMatch(45, 38, 42, 14, 20, 30).summary()
+    assert "(228 per 100 healthy cells)" in ParasiteMatch(8, 8, 49, 41, 18, 8).summary()
     assert "no false candidates on 18 healthy cells" in ParasiteMatch(8, 8, 8, 0, 18, 8).summary()

@@ -257,11 +257,13 @@ class ParasiteMatch:
         found = f"found {self.n_found} of {self.n_parasites} true parasites ({100 * self.recall:.0f}%); "
         if not self.n_false:
             return found + f"no false candidates on {self.n_healthy_cells} healthy cells"
-        # a cell can hold several false candidate regions: "1 per 0 healthy cells" said nothing
-        rate = (f"1 per {self.n_healthy_cells / self.n_false:.0f} healthy cells" if self.n_false <= self.n_healthy_cells
-                else f"{self.n_false / max(self.n_healthy_cells, 1):.1f} per healthy cell")
-        return (found + f"{self.n_false} false candidate{'s' if self.n_false > 1 else ''} on "
-                f"{self.n_healthy_cells} healthy cells ({rate})")
+        # per 100 cells, as sensitivity is put: "1 per 1 healthy cells" (14 on 20) said little
+        text = found + f"{self.n_false} false candidate{'s' if self.n_false > 1 else ''} on {self.n_healthy_cells} healthy cells"
+        if not self.n_healthy_cells:
+            return text
+        per_100 = 100 * self.false_per_healthy_cell
+        number = f"{per_100:.0f}" if per_100 >= 10 else f"{per_100:.2g}"
+        return text + f" ({number} per 100 healthy cells)"
 
     def __add__(self, other: "ParasiteMatch") -> "ParasiteMatch":
         return ParasiteMatch(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
