@@ -165,3 +165,37 @@ def test_a_long_thin_strip_is_debris_but_a_thin_piece_cut_by_the_edge_stays_a_re
     kinds = object_kinds(labels, plane, plane, diameter, stained=False)
     assert 8 < THIN * diameter
     assert list(kinds[1:]) == ["red_cell", "debris", "red_cell", "red_cell"]
+
+
+def test_a_small_piece_the_edge_cut_off_a_red_cell_is_a_red_cell_but_a_platelet_at_the_edge_stays_one():
+    # MalariaNet Trip_038 Image_18: the edge left a fifth of an infected cell, mostly its purple
+    # parasite; small and blue, it was called a platelet and never scored
+    from napari_supn_anomaly.cells.kinds import SMALL, object_kinds
+
+    diameter = 40.0
+    yy, xx = np.mgrid[:120, :160]
+    labels = np.zeros((120, 160), np.int32)
+    labels[(yy - 60) ** 2 + (xx - 60) ** 2 < 20 ** 2] = 1     # a whole red cell
+    labels[(yy - 60) ** 2 + (xx - 170) ** 2 < 20 ** 2] = 2    # a red cell's sliver: 30 px along the edge
+    labels[(yy + 2) ** 2 + (xx - 110) ** 2 < 6 ** 2] = 3      # a platelet cut by the top edge: 7 px along it
+    plane = np.zeros((3, 120, 160))
+    plane[:] = np.array([200.0, 190.0, 200.0])[:, None, None]  # light background
+    plane[:, labels == 1] = np.array([160.0, 120.0, 140.0])[:, None]  # pink cell
+    plane[:, labels > 1] = np.array([110.0, 80.0, 160.0])[:, None]    # purple: a parasite, a platelet
+    area = np.bincount(labels.ravel()) / (np.pi * (diameter / 2) ** 2)
+    assert area[2] < SMALL and area[3] < SMALL
+    kinds = object_kinds(labels, plane, plane[:, :1, :1] * np.ones_like(plane), diameter, stained=True)
+    assert list(kinds[1:]) == ["red_cell", "red_cell", "platelet"]
+
+
+def test_the_cells_diameter_is_measured_on_whole_cells_not_on_the_slivers_the_edge_cut():
+    from napari_supn_anomaly.cells.measure import median_cell_diameter
+
+    yy, xx = np.mgrid[:100, :200]
+    labels = np.zeros((100, 200), np.int32)
+    for i, cx in enumerate((40, 100, 160)):
+        labels[(yy - 50) ** 2 + (xx - cx) ** 2 < 20 ** 2] = i + 1   # three whole cells, 40 px
+    for i, cy in enumerate((10, 50, 90)):
+        labels[(yy - cy) ** 2 + (xx - 215) ** 2 < 20 ** 2] = i + 4  # three slivers along the right edge
+    assert median_cell_diameter(labels) == pytest.approx(40, abs=1)
+    assert median_cell_diameter(labels[:, 150:]) < 40  # only cut cells: measured on them

@@ -74,6 +74,16 @@ def test_a_mark_crossing_a_cell_leaves_the_cell_and_a_mark_alone_is_no_red_cell(
     assert not seg.labels[arrow].any()
 
 
+def test_a_piece_of_a_cell_cut_by_the_edge_stays_a_red_cell_on_a_field_with_marks():
+    # the marks' clean-up took every red cell under a quarter of a cell's area for one the marks
+    # had eaten, pieces the field's edge cut off included
+    rgb = stained_field((140, 220), [(70, 60), (70, 230)])  # the second cell shows 8 px of itself
+    yy, xx = np.mgrid[:140, :220]
+    paint(rgb, (abs(yy - 20) < 5) & (abs(xx - 120) < 25), (250, 250, 5))  # a yellow arrow
+    seg = segment_cells(rgb, "brightfield-stained", cell_diameter=36)
+    assert seg.n_cells == 2 and seg.labels[70, 217] and seg.edge[seg.labels[70, 217]]
+
+
 def test_a_ring_form_on_the_margin_or_bulging_past_it_stays_in_its_cell():
     rgb = stained_field((140, 220), [(70, 60), (70, 160)])
     yy, xx = np.mgrid[:140, :220]

@@ -7,6 +7,9 @@ object that is stained purple (bluer and darker than the field's typical cell), 
 platelets are and red cells are not:
 
 * smaller than ``SMALL`` red-cell areas: a platelet when mostly bluer than the cells, else debris;
+  but a piece that the field's edge cuts along at least ``EDGE_CHORD`` cell diameters is what the
+  edge left of a red cell, however small: a platelet (2-3 um against a red cell's 7-8) is never
+  half a red cell wide. Scored with the outside masked, a parasite in it is not lost;
 * holding a nucleus (``white_nuclei``: one purple region, its lobes joined, of at least
   ``WHITE_NUCLEUS`` red-cell areas): a white cell. A white cell's nucleus alone is about a red
   cell's size or larger (Chula: 1.0 areas and more), while a schizont, however much of its cell it
@@ -27,6 +30,7 @@ from scipy import ndimage as ndi
 from skimage import segmentation
 
 from .disc_morphology import disc_closing, fill_holes
+from .measure import edge_contact
 
 KINDS = ("red_cell", "platelet", "white_cell", "debris", "clump")
 SMALL = 0.25
@@ -35,6 +39,7 @@ WHITE_NUCLEUS = 0.85   # purple area, in red-cell areas, of a white cell's nucle
 NUCLEUS_JOIN = 1 / 15  # purple parts closer than twice this many cell diameters are one nucleus (or parasite)
 PLATELET_PURPLE = 0.3
 THIN = 0.3  # 0 of 1,624 labelled cells and parasites' cells on four sources are narrower (2026-11-30)
+EDGE_CHORD = 0.5  # a small object cut along this many cell diameters by the field's edge is a red cell's piece
 PURPLE_HUE = 0.06     # blue minus red above the typical cell's, as a share of the background's brightness
 PURPLE_DARK = 0.15    # darker than the typical cell by this share of the background's brightness
 
@@ -107,6 +112,7 @@ def object_kinds(labels: np.ndarray, plane: np.ndarray, background: np.ndarray, 
     kinds[holds_nucleus] = "white_cell"
     small = area < SMALL
     kinds[small] = np.where(blue_share[small] >= PLATELET_PURPLE, "platelet", "debris")
+    kinds[small & (edge_contact(labels, n + 1) >= EDGE_CHORD * diameter) & ~holds_nucleus] = "red_cell"
     kinds[0] = ""
     return kinds
 
@@ -123,11 +129,7 @@ def object_widths(labels: np.ndarray, n: int) -> np.ndarray:
 
 def edge_objects(labels: np.ndarray, n: int | None = None) -> np.ndarray:
     """Whether each label 0..max (0..n-1 if given) touches the field's edge (cut by it)."""
-    touching = np.zeros(int(labels.max()) + 1 if n is None else n, bool)
-    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        touching[side] = True
-    touching[0] = False
-    return touching
+    return edge_contact(labels, int(labels.max()) + 1 if n is None else n) > 0
 
 
 ENCLOSED = 0.9  # a small object whose outline lies this much against one red cell lies inside it

@@ -33,11 +33,27 @@ def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
     return 2.0 * np.sqrt(areas / np.pi)
 
 
+def edge_contact(labels: np.ndarray, n: int) -> np.ndarray:
+    """[n] the most pixels each label 0..n-1 has on one side of the image: how long its edge cuts it."""
+    contact = np.zeros(n, int)
+    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        np.maximum(contact, np.bincount(side, minlength=n)[:n], out=contact)
+    contact[0] = 0
+    return contact
+
+
 def median_cell_diameter(labels: np.ndarray) -> float:
-    d = equivalent_diameters(labels)
-    if len(d) == 0:
+    """The median equivalent diameter of the cells the image's edge does not cut (of all cells when
+    every one is cut): a cut cell shows only part of its size, and a field's or a tile's slivers
+    would pull the median down, and with it the scale every cell is scored at."""
+    areas = np.bincount(labels.ravel())
+    present = areas > 0
+    present[0] = False
+    whole = present & (edge_contact(labels, len(areas)) == 0)
+    use = whole if whole.any() else present
+    if not use.any():
         raise NoCellsFound("no cells in the cell labels")
-    return float(np.median(d))
+    return float(np.median(2.0 * np.sqrt(areas[use] / np.pi)))
 
 
 def cell_ids(labels: np.ndarray) -> np.ndarray:

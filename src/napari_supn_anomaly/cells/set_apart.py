@@ -37,9 +37,10 @@ def set_apart(seg, plane: np.ndarray, modality: str):
     to_debris = _shares(labels, marks) >= MARK_OBJECT
     other_kinds[1:][(_shares(others, marks) >= MARK_OBJECT)[1:len(other_kinds)]] = "debris"
     labels[marks & ~to_debris[labels]] = 0
-    # a cell mostly hidden by a mark is not scored (what is left of it is no cell's shape)
+    # a cell mostly hidden by a mark is not scored (what is left of it is no cell's shape); a small
+    # piece of a cell that the field's edge cut, and no mark touches, stays a cell
     left = np.bincount(labels.ravel(), minlength=n_red + 1) / area
-    to_debris |= (left < SMALL) & (np.bincount(seg.labels.ravel(), minlength=n_red + 1) > 0)
+    to_debris |= (left < SMALL) & (np.bincount(seg.labels[marks], minlength=n_red + 1) > 0)
     to_debris[0] = False
 
     # the moved cells (whole, as found) join the other objects
