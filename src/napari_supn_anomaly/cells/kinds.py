@@ -106,13 +106,14 @@ def object_kinds(labels: np.ndarray, plane: np.ndarray, background: np.ndarray, 
             holds_nucleus[np.bincount(labels[inside & (nuclei == nucleus)]).argmax()] = True
     else:
         blue_share = np.zeros(n + 1)
+    contact = edge_contact(labels, n + 1)
     kinds = np.full(n + 1, "red_cell", dtype=object)
-    kinds[(object_widths(labels, n) < THIN * diameter) & ~edge_objects(labels, n + 1)] = "debris"
+    kinds[(object_widths(labels, n) < THIN * diameter) & (contact == 0)] = "debris"
     kinds[area > LARGE] = "clump"
     kinds[holds_nucleus] = "white_cell"
     small = area < SMALL
     kinds[small] = np.where(blue_share[small] >= PLATELET_PURPLE, "platelet", "debris")
-    kinds[small & (edge_contact(labels, n + 1) >= EDGE_CHORD * diameter) & ~holds_nucleus] = "red_cell"
+    kinds[small & (contact >= EDGE_CHORD * diameter) & ~holds_nucleus] = "red_cell"
     kinds[0] = ""
     return kinds
 
