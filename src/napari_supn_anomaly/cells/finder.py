@@ -16,7 +16,9 @@
    and pieces of its cytoplasm cut off are joined back (``absorb_cytoplasm``): a white cell is
    one object, never red-cell pieces.
 5. Objects still too large for one cell are cut from seeds on their rims (or k-means centres) by
-   a watershed on their distance map and the image's edges, so cuts follow the cells.
+   a watershed on their distance map and the image's edges, so cuts follow the cells. A large
+   object's wedges of neighbouring cells, joined to its round body by narrower necks, go back to
+   the neighbour they complete (``appendages.py``), and what is still too large is cut again.
 6. A cell the threshold cut to a crescent (an unevenly lit fluorescence cell) takes back the
    part of its hull that stands out of the noise (``fill_notches``).
 7. Every object is kept, cells cut by the field's edge included; ``kinds.py`` says which are red
@@ -35,6 +37,7 @@ from skimage import filters, measure, segmentation
 from skimage.feature import peak_local_max
 
 from ..errors import NoCellsFound
+from .appendages import give_back_appendages
 from .background import foreground_contrast, main_peak, robust_sigma
 from .disc_morphology import disc_dilation, disc_erosion, disc_opening, fill_holes
 from .hull import convex_image, solid_objects, solidity
@@ -67,6 +70,8 @@ class FinderSettings:
     white_margin: float = 0.3        # a white cell's cytoplasm around its nucleus, in cell diameters
     white_solidity: float = 0.9      # a piece next to a white cell is its cytoplasm when the two make a round cell
     white_reach: float = 0.5         # ... and it lies within this many cell diameters of the nucleus
+    give_back_pieces: bool = True    # a large object gives back the pieces of its neighbours it took in, and
+                                     # is cut again (``appendages.py``, ``SPLIT_ROUNDS``; added 2026-12-01)
     fill_notches: bool = True        # a notched cell takes the pixels of its hull above the noise (``fill_notches``)
     work_diameter: float = 64.0      # cells over 1.25x this many pixels wide are found on a copy of the field
                                      # shrunk until they are this wide (0: always at full size); ``working_scale.py``
@@ -84,6 +89,7 @@ class FoundObjects:
     nuclei: np.ndarray | None = None  # (Y, X) white cells' nuclei (``kinds.white_nuclei``), stained fields
 
 
+SPLIT_ROUNDS = 3    # large objects are cut and their neighbours' pieces given back until none changes, at most this often
 NUCLEUS_INSET = 0.15  # a white cell's seed: its nucleus shrunk by this many cell diameters
 COMPACT_COVER = 0.15  # compact objects must cover this share of the foreground to set the size (``crowded``)
 PALE_CENTRE = 1.0     # a crowded field's holes up to this many (first-guess) cell areas are pale centres
@@ -706,7 +712,13 @@ def find_objects(plane: np.ndarray, modality: str, cell_diameter: float | None =
         labels = absorb_cytoplasm(labels, nuclei, purple_mask(plane, background, labels > 0, dark=False),
                                   cell_diameter, settings)
         stained = purple_mask(plane, background, labels > 0)
-    labels = split_large_objects(labels, cell_diameter, settings, nuclei, edges)
+    for _ in range(SPLIT_ROUNDS if settings.give_back_pieces else 1):
+        before = labels
+        labels = split_large_objects(labels, cell_diameter, settings, nuclei, edges)
+        if settings.give_back_pieces:
+            labels = give_back_appendages(labels, cell_diameter)
+        if np.array_equal(before, labels):
+            break
     if stained is not None:
         labels = keep_blobs_whole(labels, stained, cell_diameter)
     if settings.fill_notches:
