@@ -21,6 +21,8 @@ CHECKED_AREAS = 1.4   # objects of this many cell areas or more are looked at
 BODY_RADIUS = 0.7     # the body: swept by a disc of this share of the object's largest inscribed radius
 MIN_PIECE = 0.1       # pieces of less than this many cell areas (the opening's trim of corners) stay
 OWN_OBJECT = 0.5      # a piece of this many cell areas or more is an object of its own
+MAX_BODY = 2.0        # an object whose inscribed circle is wider than this many cell diameters is a sheet
+                      # of cells, not one cell's body (and its opening would be slow)
 
 
 def give_back_appendages(labels: np.ndarray, diameter: float) -> np.ndarray:
@@ -37,8 +39,9 @@ def give_back_appendages(labels: np.ndarray, diameter: float) -> np.ndarray:
         window = out[y0:y1, x0:x1]
         mask = window == region.label
         distance = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-        radius = int(BODY_RADIUS * distance.max())
-        if radius < 2:
+        inscribed = distance.max()
+        radius = int(BODY_RADIUS * inscribed)
+        if radius < 2 or inscribed > MAX_BODY * diameter / 2.0:
             continue
         opened, n = ndi.label(disc_opening(mask, radius))
         if n == 0:
