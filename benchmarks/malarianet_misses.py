@@ -5,8 +5,8 @@
 The same matching as ``cells_benchmark.py`` (a parasite is inside when one red-cell object of at
 most two cell areas holds half of its pixels), at the package's default settings. Each miss says
 why: in an object too large for one cell (with its size), split between red cells, or in no red
-cell (and the kind of the object kept apart that holds most of it, if any). Prints the total at the end; the hand-written
-notes in docs/benchmarks/cells.md quote it.
+cell (and the kind of the object kept apart that holds most of it, if any). Prints the total at
+the end; the hand-written notes in docs/benchmarks/cells.md quote it.
 """
 from __future__ import annotations
 

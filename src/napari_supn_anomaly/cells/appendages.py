@@ -4,9 +4,9 @@ In a crowd a cell whose neighbour got no seed floods part of it: the object is t
 body plus wedges of the cells around it, joined to the body by necks narrower than the cell
 (MalariaNet: an infected cell, enlarged and round, with a wedge of each neighbour). The object's
 body is what a disc a little smaller than its largest inscribed circle sweeps; what lies outside
-it are the wedges. A wedge goes to the neighbour whose outline it completes best, or becomes an object of its own
-when it is as large as half a cell (the second cell of a pair); one that touches no other object
-stays.
+it are the wedges. A wedge goes to the neighbour whose outline it completes best, or becomes an
+object of its own when it is as large as half a cell (the second cell of a pair); one that touches
+no other object stays.
 """
 from __future__ import annotations
 
