@@ -59,12 +59,12 @@ def arm_model(path: str, arm: str):
     return model
 
 
-def run_one(job: tuple[str, str, str, str]) -> tuple[tuple[str, str, str], dict]:
-    path, source_name, arm, cells = job
+def run_one(job: tuple[str, str, str, str, str | None]) -> tuple[tuple[str, str, str], dict]:
+    path, source_name, arm, cells, scorer_name = job
     import torch
     torch.set_num_threads(1)
     source = field_source(DATA, source_name, Path(cells))
-    scorer = resolve(arm_model(path, arm))
+    scorer = resolve(arm_model(path, arm), scorer_name)
     runs = [detect_field(scorer, f, c) for f, c in source]
     out = {"all": summarise(runs)}
     for slide in sorted({r.slide for r in runs if r is not None}):
@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--sources", default=",".join(SOURCES))
     p.add_argument("--cells", type=Path, default=REPO / "runs" / "stain" / "cells")
     p.add_argument("--arms", default=",".join(ARMS), help="which matchings to measure (comma-separated)")
+    p.add_argument("--scorer", default=None, help="a calibrated scorer of the models (default: each model's own)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--json", type=Path, default=REPO / "runs" / "stain" / "results.json")
     p.add_argument("--write", type=Path, default=PAGE)
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
     for s in sources:  # find every field's cells once, before the workers read them
         field_source(DATA, s, args.cells)
     arms = [a for a in args.arms.split(",") if a in ARMS]
-    jobs = [(m, s, arm, str(args.cells)) for s in sources for m in args.models for arm in arms]
+    jobs = [(m, s, arm, str(args.cells), args.scorer) for s in sources for m in args.models for arm in arms]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         results = dict(pool.imap_unordered(run_one, jobs))
     saturation = {s: saturation_metrics(field_source(DATA, s, args.cells)) for s in sources if s != "chula"}
