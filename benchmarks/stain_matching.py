@@ -8,6 +8,8 @@ the slide's self-calibration) on the cells the package finds.
 
 Sources: MalariaNet selection slides and training slides (where the matching was chosen), the
 MalariaNet test slides and 40 Chula fields (chose nothing). Writes ``docs/benchmarks/stain.md``.
+``--scorer NAME`` scores with another calibrated scorer of the models (``supn``, ``diag``,
+``ensemble``, ...) instead of each model's default.
 """
 from __future__ import annotations
 
