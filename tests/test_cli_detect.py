@@ -104,3 +104,33 @@ def test_demo_on_the_builtin_sample(tmp_path, model_file, capsys):
     names = {p.name for p in tmp_path.iterdir()}
     assert "synthetic_fluorescence_stack_heatmap.tif" in names
     assert "synthetic_fluorescence_stack_plane0_overlay.png" in names
+
+
+def test_ctrl_c_as_the_program_exits_after_its_work_is_neither_a_kill_nor_a_traceback(tmp_path, model_file, field):
+    # torch takes a while to shut down after the summary line; a Ctrl-C then killed the process
+    # (exit -2, no message) or printed a KeyboardInterrupt traceback (benchmarks/fuzz_bad_input.py)
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for name in ("a", "b"):
+        tifffile.imwrite(tmp_path / f"{name}.tif", field.image)
+    run = "import sys; from napari_supn_anomaly.cli import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", run, "detect", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"),
+                             "--model", model_file, "--out", str(tmp_path / "o")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "inputs done" in line:
+            time.sleep(0.1)
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert any("2 of 2 inputs done" in line for line in seen), "".join(seen) + rest
+    assert proc.returncode in (0, 130), (proc.returncode, rest)
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
+    assert len(list((tmp_path / "o").glob("a_*"))) == 4 and len(list((tmp_path / "o").glob("b_*"))) == 4

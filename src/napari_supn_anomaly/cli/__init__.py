@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from ..errors import USER_ERRORS
@@ -59,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__  # one line, whatever a library wrote
         print(f"supn-anomaly {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if argv is None:  # the program itself, not a call from Python
+            # its work is over (written, or its failure said): Ctrl-C while Python shuts down,
+            # which takes torch a second, has nothing left to cancel, and killed the process
+            # with no message or printed a traceback (benchmarks/fuzz_bad_input.py)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":  # pragma: no cover
