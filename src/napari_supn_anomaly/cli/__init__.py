@@ -11,6 +11,7 @@ import argparse
 import importlib
 import signal
 import sys
+import threading
 
 from ..errors import USER_ERRORS
 from ..process_memory import reuse_freed_memory
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supn-anomaly {args.command}: error: {message}", file=sys.stderr)
         return 2
     finally:
-        if argv is None:  # the program itself, not a call from Python
+        if argv is None and threading.current_thread() is threading.main_thread():  # the program itself
             # its work is over (written, or its failure said): Ctrl-C while Python shuts down,
             # which takes torch a second, has nothing left to cancel, and killed the process
             # with no message or printed a traceback (benchmarks/fuzz_bad_input.py)
