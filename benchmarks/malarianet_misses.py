@@ -47,13 +47,14 @@ def main(argv=None) -> int:
             inside += home.inside
             if home.inside:
                 continue
-            where = f"{f.name} parasite {home.parasite} at ({home.centre[0]:.0f}, {home.centre[1]:.0f})"
+            name = f"{f.name} parasite {home.parasite} at ({home.centre[0]:.0f}, {home.centre[1]:.0f})"
+            pixels = f.parasites == home.parasite
             if home.object:
-                print(f"{where}: in an object of {home.areas:.2f} cell areas", flush=True)
-            elif (seg.labels[f.parasites == home.parasite] > 0).mean() >= 0.5:
-                print(f"{where}: split between red cells, none holds half of it", flush=True)
+                print(f"{name}: in an object of {home.areas:.2f} cell areas", flush=True)
+            elif (seg.labels[pixels] > 0).mean() >= 0.5:
+                print(f"{name}: split between red cells, none holds half of it", flush=True)
             else:
-                print(f"{where}: in no red cell ({kept_apart_kind(seg, f.parasites == home.parasite)})", flush=True)
+                print(f"{name}: in no red cell ({kept_apart_kind(seg, pixels)})", flush=True)
     print(f"parasites inside a found red cell: {inside} of {total} ({100 * inside / max(total, 1):.1f}%)")
     return 0
 

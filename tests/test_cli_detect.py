@@ -1,6 +1,12 @@
 """supn-anomaly detect and demo, end to end with a tiny model."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,12 +115,6 @@ def test_demo_on_the_builtin_sample(tmp_path, model_file, capsys):
 def test_ctrl_c_as_the_program_exits_after_its_work_is_neither_a_kill_nor_a_traceback(tmp_path, model_file, field):
     # torch takes a while to shut down after the summary line; a Ctrl-C then killed the process
     # (exit -2, no message) or printed a KeyboardInterrupt traceback (benchmarks/fuzz_bad_input.py)
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     for name in ("a", "b"):
         tifffile.imwrite(tmp_path / f"{name}.tif", field.image)
     run = "import sys; from napari_supn_anomaly.cli import main; sys.exit(main())"

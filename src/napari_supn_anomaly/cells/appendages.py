@@ -53,13 +53,14 @@ def give_back_appendages(labels: np.ndarray, diameter: float) -> np.ndarray:
             size = int(piece.sum())
             if size < MIN_PIECE * area:
                 continue
-            touching = window[ndi.binary_dilation(piece) & ~mask]
-            touching = touching[touching > 0]
             if size >= OWN_OBJECT * area:
                 window[piece] = next_id
                 next_id += 1
-            elif len(touching):
-                window[piece] = _best_fit(window, piece, np.unique(touching))
+                continue
+            touching = window[ndi.binary_dilation(piece) & ~mask]
+            touching = np.unique(touching[touching > 0])
+            if len(touching):
+                window[piece] = _best_fit(window, piece, touching)
     return out
 
 

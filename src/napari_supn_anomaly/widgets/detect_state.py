@@ -13,6 +13,7 @@ from ..models import AnomalyModel, builtin_model_names, load_model
 from ..pipeline.result import DetectionResult
 from ..pipeline.self_calibration import DEFAULT_CALIBRATION
 from ..pipeline.sensitivity import DEFAULT_FPR, describe_fpr
+from ..pipeline.stacks import model_healthy_of, model_threshold_of
 from ..scoring import REGISTRY as SCORERS
 from ..scoring import (Scorer, ScorerNetworks, available_scorers, default_scorer_name, describe_cost, resolve,
                        scorer_info)
@@ -147,11 +148,11 @@ class DetectState:
         if self.result is None:
             return None
         scorer = self._result_scorer
-        model_threshold = scorer.threshold_for_fpr if scorer is not None and scorer.calibrated else None
         base = dataclasses.replace(self.result, min_area=int(self.min_area))
         try:
-            self.result = base.recalibrated(self.fpr, self.calibration, model_threshold,
-                                            scorer.calibration.healthy_scores if model_threshold else None)
+            self.result = base.recalibrated(self.fpr, self.calibration,
+                                            model_threshold_of(scorer) if scorer is not None else None,
+                                            model_healthy_of(scorer) if scorer is not None else None)
         except ValueError:
             return None
         return self.result
