@@ -196,9 +196,20 @@ def leave_one_out(tuning: dict[str, list[BenchField]], log=print) -> dict[str, F
 
 
 def overlay(f: BenchField, out: Outcome, path: Path, crop: tuple[slice, slice] | None = None) -> None:
-    """Image with red-cell outlines (green), other objects (blue), labelled centres found (white)
-    and missed or merged (red, large), infected centres (yellow ring)."""
+    """Write ``overlay_rgb`` (or its ``crop``) to ``path``."""
     import imageio.v3 as iio
+
+    rgb = overlay_rgb(f, out)
+    if crop is not None:
+        rgb = rgb[crop]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, rgb)
+
+
+def overlay_rgb(f: BenchField, out: Outcome) -> np.ndarray:
+    """[Y, X, 3] uint8: the field with red-cell outlines (green), other objects (blue), parasite masks
+    (magenta), labelled centres found (white) and missed or merged (red, large), infected centres
+    (yellow ring)."""
     from skimage.draw import circle_perimeter, disk
     from skimage.segmentation import find_boundaries
 
@@ -221,10 +232,7 @@ def overlay(f: BenchField, out: Outcome, path: Path, crop: tuple[slice, slice] |
     for y, x in np.rint(f.infected if f.infected is not None else np.zeros((0, 2))).astype(int):
         rr, cc = circle_perimeter(y, x, 7, shape=lab.shape)
         rgb[rr, cc] = (255, 220, 0)
-    if crop is not None:
-        rgb = rgb[crop]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, rgb)
+    return rgb
 
 
 def _pct(a, b) -> str:
