@@ -76,12 +76,17 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--stage1-iters", type=int, default=TRAIN["stage1_iters"])
     p.add_argument("--stage2-iters", type=int, default=TRAIN["stage2_iters"])
+    p.add_argument("--cell-diameter", type=float, default=CELL_DIAMETER_PX,
+                   help=f"cell diameter in the model's crops, pixels (default {CELL_DIAMETER_PX:g})")
+    p.add_argument("--crop-size", type=int, default=None, help="crop size, pixels (default: the architecture's)")
+    p.add_argument("--radius", type=int, default=None, help="precision stencil radius (default: the architecture's)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     train = load_fl_cells(args.data_root, "train")
-    arch = ArchConfig(**ARCHS[args.arch])
+    arch = ArchConfig(**{**ARCHS[args.arch], **{k: v for k, v in (("crop_size", args.crop_size),
+                                                                   ("radius", args.radius)) if v is not None}})
     cfg = TrainConfig(**dict(TRAIN, seed=args.seed, stage1_iters=args.stage1_iters, stage2_iters=args.stage2_iters))
     data = {"dataset": "supn_fl_cells/healthy_train", "n_crops": len(train),
             "source": "boykovdn/unsupervised_cells_supn fl_dataset (MIDL 2022), CC BY 4.0"}
@@ -90,7 +95,7 @@ def main(argv=None) -> int:
     model = None
     for event in fit_anomaly_model(train.images, train.masks, name=MODEL_NAME, modality="fluorescence",
                                    channel_names=["fluorescence"], arch=arch, cfg=cfg,
-                                   cell_diameter_px=CELL_DIAMETER_PX, holdout_fraction=HOLDOUT_FRACTION,
+                                   cell_diameter_px=args.cell_diameter, holdout_fraction=HOLDOUT_FRACTION,
                                    score_rule=SCORE_RULE, description=DESCRIPTION, training_data=data):
         if isinstance(event, Progress):
             if event.done % 100 == 0 or event.message or event.stage == "done":
