@@ -80,6 +80,9 @@ def main(argv=None) -> int:
                    help=f"cell diameter in the model's crops, pixels (default {CELL_DIAMETER_PX:g})")
     p.add_argument("--crop-size", type=int, default=None, help="crop size, pixels (default: the architecture's)")
     p.add_argument("--radius", type=int, default=None, help="precision stencil radius (default: the architecture's)")
+    p.add_argument("--joint-iters", type=int, default=0, help="iterations of a last stage training both heads")
+    p.add_argument("--dequantise", type=float, default=0.0,
+                   help="uniform noise of this width added to the normalised training crops (1/255: one grey level)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -87,7 +90,8 @@ def main(argv=None) -> int:
     train = load_fl_cells(args.data_root, "train")
     arch = ArchConfig(**{**ARCHS[args.arch], **{k: v for k, v in (("crop_size", args.crop_size),
                                                                    ("radius", args.radius)) if v is not None}})
-    cfg = TrainConfig(**dict(TRAIN, seed=args.seed, stage1_iters=args.stage1_iters, stage2_iters=args.stage2_iters))
+    cfg = TrainConfig(**dict(TRAIN, seed=args.seed, stage1_iters=args.stage1_iters, stage2_iters=args.stage2_iters,
+                             joint_iters=args.joint_iters, dequantise=args.dequantise))
     data = {"dataset": "supn_fl_cells/healthy_train", "n_crops": len(train),
             "source": "boykovdn/unsupervised_cells_supn fl_dataset (MIDL 2022), CC BY 4.0"}
     load_before = os.getloadavg()
