@@ -195,15 +195,12 @@ def leave_one_out(tuning: dict[str, list[BenchField]], log=print) -> dict[str, F
     return chosen
 
 
-def overlay(f: BenchField, out: Outcome, path: Path, crop: tuple[slice, slice] | None = None) -> None:
-    """Write ``overlay_rgb`` (or its ``crop``) to ``path``."""
+def overlay(f: BenchField, out: Outcome, path: Path) -> None:
+    """Write ``overlay_rgb`` to ``path``."""
     import imageio.v3 as iio
 
-    rgb = overlay_rgb(f, out)
-    if crop is not None:
-        rgb = rgb[crop]
     path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, rgb)
+    iio.imwrite(path, overlay_rgb(f, out))
 
 
 def overlay_rgb(f: BenchField, out: Outcome) -> np.ndarray:
