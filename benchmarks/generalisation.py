@@ -388,7 +388,7 @@ TABLE_SOURCES = {"plymouth": "Plymouth 57546, 6 held-out fields (training slide)
 def table_block(rows: dict) -> str:
     """The page's generated table: a row per model and scorer, a column per source measured."""
     run = rows.get("run", {})
-    keys = [k for k in rows if "|" in k]
+    keys = [k for k in rows if k.split("|")[0] in (CURRENT_LABEL, BEFORE_LABEL, HANDMADE_LABEL)]  # not an older run's rows
     order = sorted(keys, key=lambda k: (HANDMADE_LABEL in k, BEFORE_LABEL in k, k))
     columns = [c for c in TABLE_SOURCES if any(c in rows[k] for k in keys)]
     lines = [TABLE_START, "## Giemsa (`giemsa-rbc`): one table", "",
