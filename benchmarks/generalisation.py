@@ -70,7 +70,6 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 WORK = REPO / "runs" / "generalisation"
 PAGE = REPO / "docs" / "benchmarks" / "generalisation.md"
-GIEMSA_RULES = ("purple", "dark-channel")
 FL_RULES = ("spot", "bright", "paper")
 FL_OTHER_SCORERS = ("ensemble", "ssl-ppii")
 N_CHULA = 40
