@@ -344,6 +344,10 @@ def _table_row(label: str, where: str, scorer: str, ply, sources: dict) -> tuple
 CURRENT_LABEL = "giemsa-rbc as shipped"
 BEFORE_LABEL = "giemsa-rbc file before issue 12"
 HANDMADE_LABEL = "hand-made: HSV saturation"
+SEED_LABEL = "same recipe, seed "  # + the seed: other builds of the shipped file's recipe (--seeds)
+SPREAD_LABEL = "giemsa-rbc's recipe, mean +- sd over the shipped file and the other seeds"
+SPREAD_KEYS = (("auroc", "AUROC", 1, 3), ("parasites_on_candidate_at_2", "at 2 false/100", 100, 0),
+               ("false_per_100", "false /100 at the default", 1, 1), ("pixel_ap_field", "pixel AP field", 1, 3))
 
 
 def table(args) -> int:
@@ -355,6 +359,8 @@ def table(args) -> int:
     saved = WORK / "table.json"
     rows = json.loads(saved.read_text()) if saved.exists() else {}
     models = [(CURRENT_LABEL, args.current)] + ([(BEFORE_LABEL, str(args.before))] if args.before else [])
+    models += [(f"{SEED_LABEL}{_load(str(path)).metadata['training']['settings']['seed']}", str(path))
+               for path in args.seeds]
     jobs = [(label, where, scorer, ply, sources) for label, where in models for scorer in args.scorers.split(",")]
     # one forked process of one thread per model and scorer (no torch operation ran before)
     with multiprocessing.get_context("fork").Pool(min(len(jobs), args.jobs)) as pool:
@@ -385,10 +391,12 @@ TABLE_SOURCES = {"plymouth": "Plymouth 57546, 6 held-out fields (training slide)
 
 
 def table_block(rows: dict) -> str:
-    """The page's generated table: a row per model and scorer, a column per source measured."""
+    """The page's generated table: a row per model and scorer, a column per source measured, and with
+    other seeds of the recipe, its mean and spread per scorer."""
     run = rows.get("run", {})
-    keys = [k for k in rows if k.split("|")[0] in (CURRENT_LABEL, BEFORE_LABEL, HANDMADE_LABEL)]  # not an older run's rows
-    order = sorted(keys, key=lambda k: (HANDMADE_LABEL in k, BEFORE_LABEL in k, k))
+    known = (CURRENT_LABEL, BEFORE_LABEL, HANDMADE_LABEL)
+    keys = [k for k in rows if k.split("|")[0] in known or k.startswith(SEED_LABEL)]  # not an older run's rows
+    order = sorted(keys, key=lambda k: (HANDMADE_LABEL in k, BEFORE_LABEL in k, SEED_LABEL in k, k))
     columns = [c for c in TABLE_SOURCES if any(c in rows[k] for k in keys)]
     lines = [TABLE_START, "## Giemsa (`giemsa-rbc`): one table", "",
              f"{run.get('date', '')}, {run.get('machine', '')}, {run.get('minutes', 0):.0f} min. "
@@ -398,7 +406,10 @@ def table_block(rows: dict) -> str:
               "no options: 5%, the slide's self-calibration, stain matching), parasites on a candidate at the "
               "threshold that flags 2 of 100 healthy cells, and pixel AP of the heatmap against the parasite "
               "masks over the whole field and inside found cells. Cells are found by the package's finder. One "
-              "model file per row (the shipped seed); stain.md gives the spread over 3 seeds of the same recipe."),
+              "model file per row; the rows 'same recipe, seed N' are other builds of the shipped file's recipe "
+              "(`benchmarks/build/giemsa_model.py --arch fast --seed N`, its stain stored by "
+              "`benchmarks/build/stain_reference.py`), and the last rows give the mean and spread over them "
+              "and the shipped file."),
              "", "| model, scorer | " + " | ".join(TABLE_SOURCES[c] for c in columns) + " |",
              "| --- |" + " --- |" * len(columns)]
     for key in order:
@@ -409,7 +420,23 @@ def table_block(rows: dict) -> str:
             row = {src: {k: v for k, v in m.items() if k not in ("false_per_100", "parasites_on_candidate")}
                    for src, m in row.items()}
         lines.append(f"| {name} | " + " | ".join(cell_text(row[c]) if c in row else "" for c in columns) + " |")
+    for scorer in sorted({k.split("|")[1] for k in keys if k.startswith(SEED_LABEL)}):
+        group = [rows[k] for k in keys if k.split("|")[1] == scorer
+                 and (k.startswith(SEED_LABEL) or k.split("|")[0] == CURRENT_LABEL)]
+        lines.append(f"| **{SPREAD_LABEL} ({len(group)} files), {scorer}** | "
+                     + " | ".join(spread_text([g[c] for g in group if c in g]) for c in columns) + " |")
     return "\n".join(lines + [TABLE_END])
+
+
+def spread_text(cells: list[dict]) -> str:
+    """Mean +- sd over files of the table's main numbers for one source."""
+    parts = []
+    for key, name, scale, digits in SPREAD_KEYS:
+        v = np.array([c[key] for c in cells if key in c and np.isfinite(c[key])], float) * scale
+        if len(v) > 1:
+            unit = "%" if scale == 100 else ""
+            parts.append(f"{name} {v.mean():.{digits}f}{unit} +- {v.std(ddof=1):.{digits}f}{unit}")
+    return "; ".join(parts)
 
 
 def selection_lines(sel: dict) -> list[str]:
@@ -474,6 +501,8 @@ def main(argv=None) -> int:
     p.add_argument("--before", type=Path, default=None)
     p.add_argument("--sources", default="plymouth,train,test,chula", help="table: which sources to (re)measure")
     p.add_argument("--current", default="giemsa-rbc", help="table: the model measured as this version (name or file)")
+    p.add_argument("--seeds", type=Path, nargs="*", default=[],
+                   help="table: other builds of the shipped recipe (files), for the spread between seeds")
     p.add_argument("--cells", type=Path, default=REPO / "runs" / "h4" / "cells")
     p.add_argument("--splits", type=int, default=500)
     p.add_argument("--fl-models", nargs="+", default=["fluorescence-rbc"],
