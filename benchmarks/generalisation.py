@@ -3,7 +3,8 @@
     python benchmarks/build/giemsa_model.py --malarianet --init FILE --seed 0 1 2 --compare-augment
     python benchmarks/generalisation.py select --models runs/h4/models [--data-root ../shared/data]
     git show 808327f^:src/napari_supn_anomaly/models/weights/giemsa-rbc.safetensors > runs/giemsa-rbc-before.safetensors
-    python benchmarks/generalisation.py table --before runs/giemsa-rbc-before.safetensors [--scorers supn,diag,ensemble]
+    python benchmarks/generalisation.py table --before runs/giemsa-rbc-before.safetensors [--scorers supn,diag,ensemble] \
+        [--seeds FILE ...]
     python benchmarks/generalisation.py fluorescence
 
 ``select`` scores every candidate Giemsa model file (one per recipe and seed; built by
@@ -14,7 +15,10 @@ runs/generalisation/selection.json and prints its table: the recipe, scorer and 
 with each scorer on the Plymouth validation fields, MalariaNet slides that trained nothing, the
 MalariaNet test slides and Chula fields, with the pipeline's own default detection (as it is at run
 time), and puts the table into docs/benchmarks/generalisation.md between its markers (the rest of
-the page is written by hand). ``fluorescence`` estimates the fluorescence model's AUROC on cells the
+the page is written by hand). ``--seeds``: other builds of the shipped recipe
+(``benchmarks/build/giemsa_model.py --arch fast --seed N``, then ``benchmarks/build/stain_reference.py
+--model FILE``; for the ensemble, its members calibrated as ``benchmarks/build/scorer_calibrations.py``
+does), each a row, and per scorer the mean and spread over them and the shipped file. ``fluorescence`` estimates the fluorescence model's AUROC on cells the
 scorer and rule were not chosen on (repeated half splits of the 100 validation cells, and the 132
 held-back healthy training cells as extra healthy test cells) and prints its table.
 
