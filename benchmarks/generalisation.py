@@ -380,8 +380,9 @@ def table(args) -> int:
                    "command": "python benchmarks/generalisation.py table " + " ".join(args.argv)}
     WORK.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(rows, indent=1))
-    replace_block(PAGE, TABLE_START, TABLE_END, table_block(rows))
-    print(PAGE.read_text()[:PAGE.read_text().index(TABLE_END)])
+    block = table_block(rows)
+    replace_block(PAGE, TABLE_START, TABLE_END, block)
+    print(block)
     return 0
 
 

@@ -77,14 +77,15 @@ def main(argv=None) -> int:
 
 
 def gallery_tile(rgb: np.ndarray, centre) -> np.ndarray:
-    """A square of ``TILE_DIAMETERS`` cell diameters around ``centre`` (padded at the field's edge,
-    so the edge shows), resized to ``TILE_PX``."""
+    """A square of ``TILE_DIAMETERS`` cell diameters around ``centre`` (dark grey past the field's
+    edge, so the edge shows), resized to ``TILE_PX``."""
     from skimage.transform import resize
 
+    from napari_supn_anomaly.review.tiles import cut_window
+
     half = int(TILE_DIAMETERS * SOURCE_DIAMETER[SOURCE] / 2)
-    padded = np.pad(rgb, ((half, half), (half, half), (0, 0)), constant_values=40)
-    y, x = (int(round(c)) + half for c in centre)
-    tile = padded[y - half:y + half, x - half:x + half]
+    y, x = (int(round(c)) for c in centre)
+    tile = cut_window(rgb, slice(y - half, y + half), slice(x - half, x + half), fill=40)
     return (resize(tile, (TILE_PX, TILE_PX), order=1, anti_aliasing=True) * 255).astype(np.uint8)
 
 

@@ -47,7 +47,7 @@ def cell_window(area: float, centre: tuple[float, float]) -> tuple[slice, slice]
     return slice(y0, y0 + side), slice(x0, x0 + side)
 
 
-def _cut(array: np.ndarray, ys: slice, xs: slice, fill=0.0) -> np.ndarray:
+def cut_window(array: np.ndarray, ys: slice, xs: slice, fill=0.0) -> np.ndarray:
     """``array[ys, xs]`` padded with ``fill`` where the window leaves the plane."""
     h, w = array.shape[:2]
     side_y, side_x = ys.stop - ys.start, xs.stop - xs.start
@@ -71,11 +71,11 @@ def cell_tile(image: np.ndarray, heatmap: np.ndarray, labels: np.ndarray, cell_i
     from skimage.segmentation import find_boundaries
 
     ys, xs = cell_window(area, centre)
-    cut_labels = _cut(labels, ys, xs, 0)
-    left = _cut(image, ys, xs, 0.0)
+    cut_labels = cut_window(labels, ys, xs, 0)
+    left = cut_window(image, ys, xs, 0.0)
     if left.ndim == 2:
         left = np.repeat(left[..., None], 3, axis=-1)
-    right = heatmap_rgb(_cut(heatmap, ys, xs, 0.0), threshold)
+    right = heatmap_rgb(cut_window(heatmap, ys, xs, 0.0), threshold)
     left, right = _resize(left, size), _resize(right, size)
     outline = _resize(find_boundaries(cut_labels == cell_id, mode="inner").astype(np.float32)[..., None], size)[..., 0] > 0
     for half in (left, right):
