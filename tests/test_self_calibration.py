@@ -1,7 +1,8 @@
 """Self-calibration on the slide itself: it holds the requested share of healthy cells flagged at
 0-20% parasitemia, falls back to the model's calibration with few cells, re-cuts live without the
 model, treats a stack as one slide, pools fields (the inputs of one `detect` run unless
---calibrate-per-input), and is the default of the CLI and the widget."""
+--calibrate-per-input), points out a field far out of line with the others it was pooled with, and is
+the default of the CLI and the widget."""
 from __future__ import annotations
 
 import copy
@@ -23,6 +24,7 @@ from napari_supn_anomaly.pipeline.self_calibration import (
     calibrate_pooled,
     choose_threshold,
     fit_healthy,
+    outlying_fields,
     scores_like_model,
 )
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
@@ -157,6 +159,21 @@ def test_fields_of_one_slide_pool_into_one_calibration():
     assert pooled.threshold == choose_threshold(np.concatenate([f["score"] for f in fields]), 0.05).threshold
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_field_unlike_the_others_of_a_pooled_run_is_pointed_out(seed):
+    rng = np.random.default_rng(seed)
+    same = [pd.DataFrame({"score": _slide(rng, 150, p)}) for p in (0.0, 0.02, 0.05, 0.0, 0.02)]
+    pooled = calibrate_pooled(same, 0.05)
+    assert outlying_fields(same, pooled.threshold) == []  # one slide, parasitemia 0-5%: nothing to say
+    other_lab = pd.DataFrame({"score": _slide(rng, 150, 0.0, centre=3.6)})  # a stain that moved every score
+    tables = same + [other_lab]
+    [odd] = outlying_fields(tables, calibrate_pooled(tables, 0.05).threshold)
+    assert odd.index == 5 and odd.cells == 150 and odd.candidates / odd.cells > 2 * odd.others_share
+    assert odd.describe("b.tif", "inputs").startswith(f"b.tif: {odd.candidates} of its 150 cells are candidates")
+    crowded = same + [pd.DataFrame({"score": _slide(rng, 150, 0.25)})]  # or a field full of parasites
+    assert [f.index for f in outlying_fields(crowded, calibrate_pooled(crowded, 0.05).threshold)] == [5]
+
+
 @pytest.fixture(scope="module")
 def infected_field():
     return make_field((416, 416), "fluorescence", cell_diameter=30, infected_fraction=0.2, seed=3)
@@ -243,6 +260,33 @@ def test_the_command_line_calibrates_on_the_slide_unless_told(tmp_path, infected
     with pytest.raises(SystemExit) as exit_:
         main(args + ["--out", str(tmp_path / "c"), "--calibration", "patient"])
     assert exit_.value.code == 2
+
+
+def _healthy_fields(cell_diameters):
+    """Healthy synthetic fields; cells wider than the 30 px a run is told are another microscope's."""
+    return [make_field((416, 416), "fluorescence", cell_diameter=d, infected_fraction=0.0, seed=4 + i)
+            for i, d in enumerate(cell_diameters)]
+
+
+def test_a_run_points_out_the_input_with_far_more_candidates_than_the_others(tmp_path, capsys):
+    for name, f in zip(("a", "b", "c", "other_microscope"), _healthy_fields((30, 30, 30, 40))):
+        tifffile.imwrite(tmp_path / f"{name}.tif", f.image)
+    inputs = sorted(str(p) for p in tmp_path.glob("*.tif"))
+    args = ["detect", *inputs, "--model", tiny_model_file("fluorescence"), "--cell-diameter", "30", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "pooled")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: other_microscope.tif: ")
+    assert "--calibrate-per-input" in warnings[0]
+    assert main(args + ["--out", str(tmp_path / "alone"), "--calibrate-per-input"]) == 0
+    assert "warning:" not in capsys.readouterr().err  # each input calibrated on its own: nothing shared
+
+
+def test_a_stack_points_out_the_plane_with_far_more_candidates_than_the_others():
+    fields = _healthy_fields((30, 30, 40))
+    result = detect(np.stack([f.image for f in fields]), "ZYX", resolve(tiny_model("fluorescence")),
+                    labels=np.stack([f.cells for f in fields]), settings=DetectSettings(cell_diameter=30))
+    assert [w.split(":")[0] for w in result.warnings] == ["plane 3"]
+    assert "WARNING: plane 3: " in result.summary()
 
 
 def test_the_inputs_of_one_run_share_one_threshold_unless_told(tmp_path, infected_field):

@@ -160,6 +160,8 @@ def run(args) -> int:
         runner.close()
     for name in report.skipped:
         print(f"{name}: results complete already, skipped (--resume)", file=sys.stderr)
+    for note in report.notes:
+        print(f"warning: {note}", file=sys.stderr)
     if report.outcomes or report.skipped:
         write_folder_summary(args.out)
     failed = report.failed

@@ -39,7 +39,7 @@ from ..pipeline.blocks import (
     window_of,
 )
 from ..pipeline.candidates import empty_candidate_table, mark_candidate_cells
-from ..pipeline.self_calibration import pooled_scores
+from ..pipeline.self_calibration import outlying_fields, pooled_scores
 from ..pipeline.stacks import choose_run_threshold, resolve_threshold
 from ..pipeline.tiles import AUTO_TILE_PIXELS, CORE_PX
 from .scorers import ScorerSpec, load_scorer
@@ -66,6 +66,7 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)  # complete already (--resume)
     tasks: int = 0
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # warnings about the run as a whole, one line each
 
     @property
     def failed(self) -> list[FieldOutcome]:
@@ -187,15 +188,19 @@ def pools_fields(settings, n_fields: int, calibrate_per_input: bool) -> bool:
 
 
 def _finish_fields(waiting: list[tuple[FieldOutcome, InputSpec, str]], earlier: list[pd.DataFrame], scorer,
-                   settings, out_dir: str, overlay: bool, runner, done: Callable[[FieldOutcome], None]) -> None:
-    """Cut every waiting field at the one threshold of all the run's fields; the workers write them."""
+                   settings, out_dir: str, overlay: bool, runner, done: Callable[[FieldOutcome], None]) -> list[str]:
+    """Cut every waiting field at the one threshold of all the run's fields; the workers write them.
+    Returns a line for each field with far more candidates than the others (``outlying_fields``)."""
+    tables = [o.cell_table for o, _, _ in waiting]
     try:
-        choice = choose_run_threshold(scorer, settings, pooled_scores(earlier + [o.cell_table for o, _, _ in waiting]))
+        choice = choose_run_threshold(scorer, settings, pooled_scores(earlier + tables))
     except USER_ERRORS as exc:
         for outcome, _, _ in waiting:
             Path(outcome.deferred).unlink(missing_ok=True)
             done(FieldOutcome(outcome.name, False, " ".join(str(exc).split())))
-        return
+        return []
+    notes = [f.describe(waiting[f.index][0].name, "inputs") + " (or run with --calibrate-per-input)."
+             for f in outlying_fields(tables + earlier, choice.threshold) if f.index < len(waiting)]
     outcomes = {runner.submit(finish_field_task, outcome, spec, stem, choice, out_dir, overlay): outcome
                 for outcome, spec, stem in waiting}
     for future in runner.as_completed(list(outcomes)):
@@ -206,6 +211,8 @@ def _finish_fields(waiting: list[tuple[FieldOutcome, InputSpec, str]], earlier: 
             finished = FieldOutcome(waiting_outcome.name, False, f"{type(exc).__name__}: {exc}")
         Path(waiting_outcome.deferred).unlink(missing_ok=True)
         done(finished)
+    return notes
+
 
 
 def _earlier_scores(out_dir: str, stems: list[str]) -> list[pd.DataFrame]:
@@ -349,8 +356,8 @@ def run_detect(paths: list[Path], stems: list[str], scorer_spec: ScorerSpec, set
                 message = " ".join(str(exc).split()) if isinstance(exc, USER_ERRORS) else f"{type(exc).__name__}: {exc}"
                 done(FieldOutcome(Path(big.spec.path).name, False, message))
         if waiting:
-            _finish_fields(waiting, _earlier_scores(out_dir, skipped_fields), scorer, settings, out_dir, overlay,
-                           runner, done)
+            report.notes += _finish_fields(waiting, _earlier_scores(out_dir, skipped_fields), scorer, settings,
+                                           out_dir, overlay, runner, done)
             waiting = []
     except BaseException:  # Ctrl-C or a failure of the run itself: nothing unfinished may look done
         runner.cancel(list(owner))

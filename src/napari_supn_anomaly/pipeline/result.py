@@ -113,7 +113,7 @@ class DetectionResult:
             matched = ("; colours were matched to the stain of the model's training cells"
                        if any(p.get("kind") == "stain" for p in applied) else "; intensities were mapped onto the model's range")
         warnings = self.warnings
-        more = f" (and {len(warnings) - 1} more plane(s) like it)" if len(warnings) > 1 else ""
+        more = f" (and {len(warnings) - 1} more warning(s))" if len(warnings) > 1 else ""
         choice = self.calibration
         return (f"{n_cells} cells{where}; {n_flagged} with candidates; {len(self.candidate_table)} candidate "
                 f"regions at threshold {self.threshold:.3g}"

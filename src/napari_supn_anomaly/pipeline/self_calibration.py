@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.stats import binom
 from scipy.stats import t as student_t
 
 if TYPE_CHECKING:
@@ -266,6 +267,49 @@ def pooled_scores(tables: Iterable[pd.DataFrame], column: str = "score") -> np.n
     """The cell scores of several per-field (or per-block) cell tables, as one slide."""
     parts = [np.asarray(t[column], np.float64) for t in tables]
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+# A field of a pooled run is pointed out when this many of its cells or more are candidates at the
+# shared threshold, at least OUTLIER_RATIO times the other fields' share, and that excess would happen
+# by chance less often than OUTLIER_P if its cells were like theirs.
+OUTLIER_SHARE = 0.1
+OUTLIER_RATIO = 2.0
+OUTLIER_P = 1e-3
+
+
+@dataclass(frozen=True)
+class OutlyingField:
+    index: int            # the field's position among the tables given
+    candidates: int       # its cells at or above the shared threshold
+    cells: int
+    others_share: float   # the share of the other fields' cells at or above it
+
+    def describe(self, name: str, others: str) -> str:
+        """One sentence for a person, e.g. ``describe("a.tif", "inputs")``."""
+        return (f"{name}: {self.candidates} of its {self.cells} cells are candidates at the threshold shared with the "
+                f"other {others}, against {self.others_share:.0%} of their cells. It holds many parasites, or it "
+                "comes from another slide or lab, and then the shared threshold is wrong for it: detect it on its own")
+
+
+def outlying_fields(tables: Iterable[pd.DataFrame], threshold: float, column: str = "score") -> list[OutlyingField]:
+    """The fields of a pooled run that have far more candidate cells at the shared ``threshold``
+    than the run's other fields. Such a field holds many parasites, or comes from another slide or
+    lab whose stain moved every score, and then the threshold pooled with it is right for neither."""
+    scores = [np.asarray(t[column], np.float64) for t in tables]
+    scores = [s[np.isfinite(s)] for s in scores]
+    flagged = np.array([int((s >= threshold).sum()) for s in scores])
+    cells = np.array([len(s) for s in scores])
+    out = []
+    for i in range(len(scores)):
+        rest_cells = cells.sum() - cells[i]
+        if cells[i] == 0 or rest_cells == 0:
+            continue
+        share, rest = flagged[i] / cells[i], (flagged.sum() - flagged[i]) / rest_cells
+        # a rest with no candidate at all still allows one in its cells: the chance is never 0
+        chance = binom.sf(flagged[i] - 1, cells[i], max(rest, 1.0 / rest_cells))
+        if share >= OUTLIER_SHARE and share >= OUTLIER_RATIO * rest and chance < OUTLIER_P:
+            out.append(OutlyingField(i, int(flagged[i]), int(cells[i]), float(rest)))
+    return out
 
 
 def calibrate_pooled(tables: Iterable[pd.DataFrame], fpr: float, calibration: str = DEFAULT_CALIBRATION, *,

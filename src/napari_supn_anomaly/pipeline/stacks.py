@@ -31,7 +31,14 @@ from .candidates import cell_table
 from .fields import iter_score_field
 from .memory import check_plane_fits
 from .result import DetectionResult, _with_plane_columns
-from .self_calibration import CALIBRATIONS, DEFAULT_CALIBRATION, ThresholdChoice, choose_threshold, user_threshold
+from .self_calibration import (
+    CALIBRATIONS,
+    DEFAULT_CALIBRATION,
+    ThresholdChoice,
+    choose_threshold,
+    outlying_fields,
+    user_threshold,
+)
 from .sensitivity import DEFAULT_FPR
 from .tiles import CORE_PX, PlaneOutcome, iter_plane_in_tiles, needs_tiles
 
@@ -333,6 +340,8 @@ def iter_detect(data, axes: str, scorer: Scorer, *, channel: int | Sequence[int]
     choice = choose_run_threshold(scorer, settings, table["score"].to_numpy())
     provenance = _provenance(scorer, settings, layout, outcomes, choice.threshold, choice.fpr, labels is not None,
                              timings, started)
+    provenance["warnings"] += [f.describe(f"plane {f.index + 1}", "planes") + "."
+                               for f in outlying_fields(cell_tables, choice.threshold)]
     if source:
         provenance.update(source)
     result = DetectionResult(heatmap, cells, table, None, choice.threshold, provenance, layout.plane_axes,
