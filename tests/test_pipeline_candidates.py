@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from napari_supn_anomaly.pipeline.candidates import candidate_regions, candidate_table, cell_table
+from napari_supn_anomaly.pipeline.candidates import (
+    candidate_regions,
+    candidate_table,
+    cell_table,
+    strongest_region_per_cell,
+)
 from napari_supn_anomaly.pipeline.result import DetectionResult
 
 
@@ -25,6 +30,18 @@ def test_cell_table_scores_are_the_max_inside_each_cell():
     assert list(table["cell_id"]) == [1, 2]
     assert list(table["score"]) == [9.0, 6.0]
     assert list(table["area"]) == [750, 750]
+
+
+def test_one_marker_per_candidate_cell_at_its_strongest_region():
+    heat, labels = two_cells()
+    table = candidate_table(heat, labels, 5.0)  # cell 1: the strong region and its half of the border one
+    assert sorted(table["cell_id"]) == [1, 1, 2]
+    markers = strongest_region_per_cell(table)
+    assert list(markers["cell_id"]) == [1, 2] and list(markers["score"]) == [9.0, 6.0]
+    assert markers.iloc[0][["y", "x"]].tolist() == [10.0, 10.0]
+    stack = pd.concat([table.assign(plane=0), table.assign(plane=1)], ignore_index=True)
+    assert len(strongest_region_per_cell(stack)) == 4  # cell ids restart in every plane
+    assert len(strongest_region_per_cell(table.iloc[:0])) == 0
 
 
 def test_regions_are_split_at_cell_borders():

@@ -94,6 +94,16 @@ def candidate_table(heatmap: np.ndarray, labels: np.ndarray, threshold: float, m
     return table
 
 
+def strongest_region_per_cell(candidates: pd.DataFrame) -> pd.DataFrame:
+    """The row of each cell's highest-scoring candidate region (in table order): one marker per
+    candidate cell, the unit a person reviews, however many regions the heatmap has in it."""
+    if len(candidates) == 0:
+        return candidates
+    cell = ["plane", "cell_id"] if "plane" in candidates.columns else ["cell_id"]
+    top = candidates.sort_values("score", ascending=False, kind="stable").drop_duplicates(cell)
+    return candidates.loc[np.sort(top.index)]
+
+
 def empty_candidate_table() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=d) for c, d in CANDIDATE_DTYPES.items()})
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..overlay import CANDIDATE_COLOUR, CELL_COLOUR, HEATMAP_STOPS, SCALE_TOP, heatmap_limits
+from ..pipeline.candidates import strongest_region_per_cell
 from ..pipeline.result import DetectionResult
 from ..pipeline.axes import default_axes
 from ..review.statuses import carry_decisions, statuses_for_candidates
@@ -55,20 +56,24 @@ def output_geometry(layer, axes: str) -> dict:
             "axis_labels": [layer.axis_labels[i] for i in keep]}
 
 
-def candidate_points(result: DetectionResult) -> np.ndarray:
-    table = result.candidate_table
+def candidate_markers(result: DetectionResult) -> pd.DataFrame:
+    """The candidates layer's rows: one circle per candidate cell, at its strongest region (a cell with
+    a parasite's many small regions would otherwise carry a pile of overlapping circles)."""
+    return strongest_region_per_cell(result.candidate_table)
+
+
+def candidate_points(result: DetectionResult, markers: pd.DataFrame) -> np.ndarray:
     cols = [a.lower() for a in result.plane_axes] + ["y", "x"]
-    if len(table) == 0:
+    if len(markers) == 0:
         return np.zeros((0, len(cols)), float)
-    return table[cols].to_numpy(float)
+    return markers[cols].to_numpy(float)
 
 
-def candidate_features(result: DetectionResult) -> pd.DataFrame:
-    table = result.candidate_table
+def candidate_features(result: DetectionResult, markers: pd.DataFrame) -> pd.DataFrame:
     cols = ["score", "area", "cell_id", "status", "mean_score", "candidate_id"]
     if result.is_stack:
         cols.append("plane")
-    return table[cols].reset_index(drop=True)
+    return markers[cols].reset_index(drop=True)
 
 
 def cell_features(result: DetectionResult) -> pd.DataFrame | None:
@@ -121,6 +126,7 @@ def result_layer_data(result: DetectionResult, image_layer, axes: str) -> dict[s
     """role -> (data, kwargs, layer type) for the three output layers of one result."""
     geometry = output_geometry(image_layer, axes)
     source = image_layer.name
+    markers = candidate_markers(result)
     provenance = dict(result.provenance)
 
     def meta(role):
@@ -134,8 +140,8 @@ def result_layer_data(result: DetectionResult, image_layer, axes: str) -> dict[s
                     "image"),
         "cells": (result.cells, dict(name=f"{source} cells", opacity=0.6, colormap=cell_colormap(),
                                      metadata=meta("cells"), features=cell_features(result), **geometry), "labels"),
-        "candidates": (candidate_points(result), dict(
-            name=f"{source} candidates", features=candidate_features(result), size=point_size(result),
+        "candidates": (candidate_points(result, markers), dict(
+            name=f"{source} candidates", features=candidate_features(result, markers), size=point_size(result),
             symbol="disc", face_color="transparent", border_color=_hex(CANDIDATE_COLOUR), border_width=0.06,
             border_width_is_relative=True, metadata={**meta("candidates"), **review_tables(result)},
             ndim=len(result.plane_axes) + 2,
@@ -205,12 +211,13 @@ def show_threshold(viewer, layers: dict, result: DetectionResult) -> None:
         return
     tables = review_tables(result)
     old = (points.metadata or {}).get("cell_table")
-    features = candidate_features(result)
+    markers = candidate_markers(result)
+    features = candidate_features(result, markers)
     if isinstance(old, pd.DataFrame):  # a review in progress keeps its decisions at any threshold
         tables["cell_table"] = carry_decisions(old, tables["cell_table"])
         if len(features):
-            features["status"] = statuses_for_candidates(tables["cell_table"], result.candidate_table)
-    update_candidates(points, candidate_points(result), features)
+            features["status"] = statuses_for_candidates(tables["cell_table"], markers)
+    update_candidates(points, candidate_points(result, markers), features)
     features = cell_features(result)
     if "cells" in layers and features is not None:
         layers["cells"].features = features
