@@ -287,6 +287,8 @@ def test_a_stack_points_out_the_plane_with_far_more_candidates_than_the_others()
                     labels=np.stack([f.cells for f in fields]), settings=DetectSettings(cell_diameter=30))
     assert [w.split(":")[0] for w in result.warnings] == ["plane 3"]
     assert "WARNING: plane 3: " in result.summary()
+    # measured at the threshold the result is cut at: above every score, no plane stands out
+    assert result.with_threshold(float(result.cell_table["score"].max()) + 1.0).warnings == []
 
 
 def test_the_inputs_of_one_run_share_one_threshold_unless_told(tmp_path, infected_field):

@@ -214,7 +214,6 @@ def _finish_fields(waiting: list[tuple[FieldOutcome, InputSpec, str]], earlier: 
     return notes
 
 
-
 def _earlier_scores(out_dir: str, stems: list[str]) -> list[pd.DataFrame]:
     """The cell scores of fields whose results are complete already (skipped by --resume)."""
     from ..io import result_paths

@@ -14,7 +14,7 @@ from .candidates import (
     empty_candidate_table,
     mark_candidate_cells,
 )
-from .self_calibration import ThresholdChoice, choose_threshold
+from .self_calibration import ThresholdChoice, choose_threshold, outlying_fields
 
 
 @dataclass
@@ -99,8 +99,16 @@ class DetectionResult:
 
     @property
     def warnings(self) -> list[str]:
-        """What a person must know before trusting the result, e.g. a field that does not look like red cells."""
-        return list(self.provenance.get("warnings") or [])
+        """What a person must know before trusting the result, e.g. a field that does not look like red
+        cells, or a plane of a stack with far more candidates at the current threshold than the others."""
+        return list(self.provenance.get("warnings") or []) + self._outlying_planes()
+
+    def _outlying_planes(self) -> list[str]:
+        if not self.is_stack or "plane" not in self.cell_table.columns:
+            return []
+        planes, tables = zip(*self.cell_table.groupby("plane", sort=True)) if len(self.cell_table) else ((), ())
+        return [f.describe(f"plane {int(planes[f.index]) + 1}", "planes") + "."
+                for f in outlying_fields(tables, self.threshold)]
 
     def summary(self) -> str:
         n_cells = len(self.cell_table)

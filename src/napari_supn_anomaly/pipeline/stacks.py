@@ -36,7 +36,6 @@ from .self_calibration import (
     DEFAULT_CALIBRATION,
     ThresholdChoice,
     choose_threshold,
-    outlying_fields,
     user_threshold,
 )
 from .sensitivity import DEFAULT_FPR
@@ -340,8 +339,6 @@ def iter_detect(data, axes: str, scorer: Scorer, *, channel: int | Sequence[int]
     choice = choose_run_threshold(scorer, settings, table["score"].to_numpy())
     provenance = _provenance(scorer, settings, layout, outcomes, choice.threshold, choice.fpr, labels is not None,
                              timings, started)
-    provenance["warnings"] += [f.describe(f"plane {f.index + 1}", "planes") + "."
-                               for f in outlying_fields(cell_tables, choice.threshold)]
     if source:
         provenance.update(source)
     result = DetectionResult(heatmap, cells, table, None, choice.threshold, provenance, layout.plane_axes,
