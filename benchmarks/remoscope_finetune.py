@@ -46,8 +46,8 @@ def healthy_regions(fields):
 
 def match_boxes(field, labels: np.ndarray, score_of: dict[int, float]):
     """(labels 1 = infected, scores, n unmatched, matched boxes): each box takes the segmented cell covering
-    most of it. Boxes without one (cells cut by the field's edge, which detection leaves out, or cells the
-    segmentation merged) are counted as unmatched."""
+    most of it. Boxes without one (cells the segmentation missed or merged, or, with
+    --exclude-edge-cells, cells cut by the field's edge) are counted as unmatched."""
     y_true, scores, missed, matched = [], [], 0, []
     h, w = labels.shape
     for b in field.boxes:
@@ -64,13 +64,14 @@ def match_boxes(field, labels: np.ndarray, score_of: dict[int, float]):
     return np.asarray(y_true), np.asarray(scores, float), missed, matched
 
 
-def evaluate_model(model, fields, scorer: str, score_edge_cells: bool = False):
-    """Detection as a user runs it (plugin defaults), then box matching. Returns (y, scores, n unmatched,
-    seconds, {field name: matched boxes})."""
+def evaluate_model(model, fields, scorer: str, exclude_edge_cells: bool = False):
+    """Detection as a user runs it (the package's defaults: cells cut by the field's edge are found and
+    scored with the outside masked), then box matching. Returns (y, scores, n unmatched, seconds,
+    {field name: matched boxes})."""
     y, s, missed, matched = [], [], 0, {}
     t0 = time.perf_counter()
     resolved = resolve(model, scorer)
-    settings = DetectSettings(device="cpu", exclude_edge_cells=not score_edge_cells)
+    settings = DetectSettings(device="cpu", exclude_edge_cells=exclude_edge_cells)
     for f in fields:
         result = detect(f.image, "YX", resolved, settings=settings)
         table = result.cell_table
@@ -107,9 +108,9 @@ def scratch_model(base, cells, settings: FinetuneSettings, iterations: int):
     return model
 
 
-def scratch_row(base, cells, settings, test_fields, iterations: int) -> str:
+def scratch_row(base, cells, settings, test_fields, iterations: int, exclude_edge_cells: bool) -> str:
     model = scratch_model(base, cells, settings, iterations)
-    y, s, missed, _, _ = evaluate_model(model, test_fields, "supn")
+    y, s, missed, _, _ = evaluate_model(model, test_fields, "supn", exclude_edge_cells)
     return row(f"same architecture from scratch, same cells, scorer `supn` (rule `{model.score_rule('supn')}`)", y, s,
                f"{model.metadata['training']['seconds']} s of training; {missed} boxes unmatched")
 
@@ -165,14 +166,16 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
            "u_base": check.base.u if check.base else None, "u_tuned": check.tuned.u if check.tuned else None,
            "flagged_base": check.base.flagged if check.base else None,
            "flagged_tuned": check.tuned.flagged if check.tuned else None}
-    y, s, missed, _, matched = evaluate_model(tuned, test_fields, tuned.metadata.get("default_scorer", "supn"))
+    edges = args.exclude_edge_cells
+    out["exclude_edge_cells"] = edges
+    y, s, missed, _, matched = evaluate_model(tuned, test_fields, tuned.metadata.get("default_scorer", "supn"), edges)
     out["auroc_tuned"], out["n_tuned"] = round(auroc(y, s), 4), [int(y.sum()), int((1 - y).sum()), missed]
     out["auroc_handmade_same_cells"] = round(auroc(*handmade_on_boxes(test_fields, matched)), 4)
-    y, s, _, _, _ = evaluate_model(tuned, train_fields, tuned.metadata.get("default_scorer", "supn"))
+    y, s, _, _, _ = evaluate_model(tuned, train_fields, tuned.metadata.get("default_scorer", "supn"), edges)
     out["auroc_tuned_on_training_fields"] = round(auroc(y, s), 4)
     if args.scratch:
         model = scratch_model(base, cells, settings, args.scratch_iters)
-        y, s, missed, _, _ = evaluate_model(model, test_fields, model.metadata.get("default_scorer", "supn"))
+        y, s, missed, _, _ = evaluate_model(model, test_fields, model.metadata.get("default_scorer", "supn"), edges)
         out["auroc_scratch"], out["n_scratch"] = round(auroc(y, s), 4), [int(y.sum()), int((1 - y).sum()), missed]
         out["scratch_train_s"] = model.metadata["training"]["seconds"]
         out["scratch_iterations"] = model.metadata["training"].get("iterations")
@@ -200,8 +203,9 @@ def main(argv=None) -> int:
                     help="also train the same architecture from scratch on the same cells for the same time")
     ap.add_argument("--scratch-iters", type=int, default=3000,
                     help="--scratch: iteration cap of each stage, high enough that the time ends the training")
-    ap.add_argument("--score-edge-cells", action="store_true",
-                    help="also score cells cut by the field's edge (detection leaves them out by default)")
+    ap.add_argument("--exclude-edge-cells", action="store_true",
+                    help="leave cells cut by the field's edge out of detection (the package scores them by default; "
+                         "the runs before 2026-12-01 left them out)")
     ap.add_argument("--save", type=Path, default=None, help="also write the fine-tuned model here")
     ap.add_argument("--out", type=Path, default=None, help="markdown report (default: print only)")
     ap.add_argument("--splits", nargs="+", choices=sorted(SPLITS), default=None,
@@ -216,10 +220,10 @@ def main(argv=None) -> int:
         base = load_model(args.base)
         for split in args.splits:
             for seed in args.seeds:
-                row = run_split(base, fields, SPLITS[split], seed, args)
+                outcome = run_split(base, fields, SPLITS[split], seed, args)
                 if args.json:
                     with open(args.json, "a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                        fh.write(json.dumps(outcome) + "\n")
         return 0
 
     fields = load_remoscope_fields(DATA)
@@ -249,12 +253,12 @@ def main(argv=None) -> int:
 
     lines, matched = [], None
     for scorer in model.scorers:
-        y, s, missed, det_s, matched = evaluate_model(model, test_fields, scorer, args.score_edge_cells)
+        y, s, missed, det_s, matched = evaluate_model(model, test_fields, scorer, args.exclude_edge_cells)
         lines.append(row(f"fine-tuned `{args.base}`, scorer `{scorer}` (rule `{model.score_rule(scorer)}`)", y, s,
                          f"cells found by segmentation; {missed} boxes unmatched; detection {det_s:.1f} s"))
         print(lines[-1], flush=True)
     if args.scratch:
-        lines.append(scratch_row(base, cells, settings, test_fields, args.scratch_iters))
+        lines.append(scratch_row(base, cells, settings, test_fields, args.scratch_iters, args.exclude_edge_cells))
         print(lines[-1], flush=True)
     y, s = handmade_on_boxes(test_fields, matched)
     lines.append(row("hand-made bright spots (TARGETS.md), handed the true boxes, the same cells", y, s))
@@ -269,7 +273,7 @@ def main(argv=None) -> int:
         text = [
             "# Fine-tuning for a new microscope: Remoscope unstained bright-field",
             "",
-            f"Date 2026-11-22; machine: 2-core x86_64 CPU, 24 GB, no GPU ({platform.processor() or 'x86_64'}, "
+            f"Date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: 2-core x86_64 CPU, 24 GB, no GPU ({platform.processor() or 'x86_64'}, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads).",
             f"Load average before/after training: {' '.join(load_before)} / {' '.join(load_after)} "
             "(the machine was shared; wall-clock times are upper bounds).",
@@ -285,7 +289,9 @@ def main(argv=None) -> int:
             f"{wall:.1f} s including preparation and calibration.",
             "",
             f"Test: {', '.join(f.name for f in test_fields)}; the full detection pipeline with its defaults "
-            "(segmentation, cells cut by the field's edge left out, rescaling, scoring), each labelled box matched "
+            "(segmentation, cells cut by the field's edge "
+            + ("left out" if args.exclude_edge_cells else "scored with the outside masked")
+            + ", rescaling, scoring), each labelled box matched "
             "to the segmented cell covering most of it; unmatched boxes are left out of the model's rows.",
             "",
             "| method | per-cell AUROC [95% bootstrap] | AP | infected / healthy | notes |",

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..cells import (
-    background_fill,
     cell_centres,
     cell_ids,
     cut_crops,
@@ -62,7 +61,6 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     hidden = resize_nearest(marks, labels_s.shape) if marks.any() else None
     ids = cell_ids(labels_s)
     centres = cell_centres(labels_s, ids)
-    fill = background_fill(plane_s, labels_s)
     heatmap_s = np.full(labels_s.shape, -np.inf, np.float32)
     model_scores = np.zeros(len(ids), np.float32)
     margin = cut_margin_px(geometry)
@@ -74,7 +72,7 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     for chunk in range(0, len(ids), step):
         t1 = time.perf_counter()
         part = slice(chunk, chunk + step)
-        crops, masks = cut_crops(plane_s, labels_s, ids[part], centres[part], geometry.crop_size, fill, margin,
+        crops, masks = cut_crops(plane_s, labels_s, ids[part], centres[part], geometry.crop_size, margin,
                                  hidden)
         for offset, scored in scorer.iter_batches(crops, masks, batch_size=batch_size):
             t2 = time.perf_counter()
