@@ -63,7 +63,7 @@ def main(argv=None) -> int:
 
     block = "\n".join([
         START,
-        "## Cells cut by the edge, scored on their own pixels (the field mirrored beyond its edge)",
+        "## Cells cut by the edge, scored with the outside masked",
         "",
         (f"`nice -n 10 .venv/bin/python benchmarks/cells_edge_scores.py --every {args.every}`: the whole detection "
         f"(model `{args.model}`, default sensitivity, edge cells kept) on {len(tables)} Chula fields (no parasites, "

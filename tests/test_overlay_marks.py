@@ -110,8 +110,8 @@ def test_hidden_pixels_leave_the_scoring_masks_with_a_margin_and_are_filled_from
     plane[0, hidden] = 255
     filled = fill_marks(plane, hidden)
     assert filled[0, 19:21, 12:28].max() == 100 and filled[0, ~hidden].tolist() == plane[0, ~hidden].tolist()
-    _, masks = cut_crops(filled, labels, np.array([1]), np.array([[20, 20]]), 40, 2, hidden)
-    _, plain = cut_crops(filled, labels, np.array([1]), np.array([[20, 20]]), 40, 2)
+    _, masks = cut_crops(filled, labels, np.array([1]), np.array([[20, 20]]), 40, np.zeros(1, np.float32), 2, hidden)
+    _, plain = cut_crops(filled, labels, np.array([1]), np.array([[20, 20]]), 40, np.zeros(1, np.float32), 2)
     assert plain[0, 20, 20] and not masks[0, 17:23, 10:30].any()
     assert masks[0, 12, 20] and masks[0, 28, 20]
 

@@ -6,6 +6,7 @@ import pytest
 from _tiny_models import tiny_model
 
 from napari_supn_anomaly.cells import (
+    background_fill,
     cell_centres,
     cut_crops,
     field_scale,
@@ -22,7 +23,7 @@ def test_crops_pasted_back_rebuild_the_cells_exactly():
     plane = f.image[None].astype(np.float32)
     ids = np.arange(1, f.cells.max() + 1)
     centres = cell_centres(f.cells, ids)
-    crops, masks = cut_crops(plane, f.cells, ids, centres, 48)
+    crops, masks = cut_crops(plane, f.cells, ids, centres, 48, background_fill(plane, f.cells))
     assert crops.shape == (len(ids), 1, 48, 48)
     # each mask is exactly its cell (cells near the edge are partly outside the field)
     assert all(m.sum() == (f.cells == i).sum() for i, m in zip(ids, masks) if 24 < centres[i - 1][0] < 176

@@ -72,18 +72,17 @@ def test_fast_maps_equal_a_dense_reference(channels, rules, direct_output, batch
             assert torch.allclose(cell_scores(got, masks), cell_scores(want, masks), rtol=1e-4, atol=1e-4)
 
 
-def loop_cut(plane, labels, ids, centres, size):
-    """Beyond the field's edge, the field mirrored at it (np.pad's "symmetric")."""
-    padded = np.pad(plane, ((0, 0), (size, size), (size, size)), mode="symmetric")
+def loop_cut(plane, labels, ids, centres, size, fill):
     crops = np.empty((len(ids), plane.shape[0], size, size), np.float32)
+    crops[:] = fill[None, :, None, None]
     masks = np.zeros((len(ids), size, size), bool)
     h, w = labels.shape
     for k, (cid, (cy, cx)) in enumerate(zip(ids, centres)):
         for i in range(size):
             for j in range(size):
                 y, x = cy - size // 2 + i, cx - size // 2 + j
-                crops[k, :, i, j] = padded[:, y + size, x + size]
                 if 0 <= y < h and 0 <= x < w:
+                    crops[k, :, i, j] = plane[:, y, x]
                     masks[k, i, j] = labels[y, x] == cid
     return crops, masks
 
@@ -110,10 +109,11 @@ def test_cut_and_paste_equal_pixel_loops_at_the_field_edge():
         labels[y0:y1, x0:x1] = cid
     labels[16:18, 44:47] = 7
     plane = rng.normal(size=(2, h, w)).astype(np.float32)
+    fill = np.array([0.5, -2.0], np.float32)
     ids = np.array(sorted(boxes))
     centres = np.array([[0, 0], [39, 49], [1, 25], [20, 1], [22, 25], [34, 49], [12, 40]])
-    got_crops, got_masks = cut_crops(plane, labels, ids, centres, size)
-    want_crops, want_masks = loop_cut(plane, labels, ids, centres, size)
+    got_crops, got_masks = cut_crops(plane, labels, ids, centres, size, fill)
+    want_crops, want_masks = loop_cut(plane, labels, ids, centres, size, fill)
     np.testing.assert_array_equal(got_crops, want_crops)
     np.testing.assert_array_equal(got_masks, want_masks)
     assert got_crops.dtype == np.float32 and got_masks.dtype == bool
@@ -128,7 +128,7 @@ def test_cut_and_paste_equal_pixel_loops_at_the_field_edge():
     paste_maps(got, labels, ids, centres, maps[::-1].copy())
     loop_paste(want, labels, ids, centres, maps[::-1].copy())
     np.testing.assert_array_equal(got, want)
-    empty = cut_crops(plane, labels, ids[:0], centres[:0], size)
+    empty = cut_crops(plane, labels, ids[:0], centres[:0], size, fill)
     assert empty[0].shape == (0, 2, size, size) and empty[1].shape == (0, size, size)
 
 
@@ -150,3 +150,17 @@ def test_old_architecture_keeps_its_weights_and_new_one_is_smaller():
     assert new.mean_decoder.body.out_width == 8  # stops at half resolution
     with pytest.raises(TypeError):
         ArchConfig(direct_output="yes")
+
+
+def test_background_fill_is_the_median_of_every_nth_outside_pixel():
+    from napari_supn_anomaly.cells.field_crops import background_fill
+
+    rng = np.random.default_rng(2)
+    for shape, channels, inside in [((700, 700), 2, 0.4), ((30, 40), 3, 0.4), ((20, 20), 1, 1.0)]:
+        plane = rng.random((channels,) + shape).astype(np.float32)
+        labels = (rng.random(shape) < inside).astype(np.int32)
+        outside = labels == 0 if (labels == 0).sum() >= 16 else np.ones(shape, bool)
+        values = plane[:, outside]
+        if values.shape[1] > 200_000:
+            values = values[:, :: values.shape[1] // 200_000]
+        np.testing.assert_array_equal(background_fill(plane, labels), np.median(values, axis=1).astype(np.float32))

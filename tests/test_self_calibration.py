@@ -194,9 +194,7 @@ def test_detection_calibrates_on_the_field_itself(field_result, infected_field):
     assert "calibrated on this slide" in result.summary() and "false candidates expected" in result.summary()
     assert choice.expected_false_candidates == pytest.approx(0.1 * choice.n_healthy)
     healthy = result.cell_table[~result.cell_table["cell_id"].isin(infected_field.infected)]
-    # 10% asked, on ~64 healthy cells; the t-shaped fit reads a longer upper tail than this tiny
-    # model's light one, so it flags fewer (1 since the field is mirrored beyond its edge)
-    assert 0.01 <= healthy["candidate"].mean() <= 0.25
+    assert 0.02 <= healthy["candidate"].mean() <= 0.25  # 10% asked, on ~70 healthy cells
     by_model = result.recalibrated(0.1, "model", scorer.threshold_for_fpr)
     assert by_model.threshold == scorer.threshold_for_fpr(0.1) and by_model.calibration.method == "model"
 

@@ -6,7 +6,7 @@ from ..lazy import exports_on_first_use
 
 _EXPORTS = {
     "CropGeometry": "crops", "crop_scale": "crops", "find_cell_mask": "crops", "loss_weight": "crops",
-    "standardise_crop": "crops", "standardise_crops": "crops",
+    "standardise_crop": "crops", "standardise_crops": "crops", "background_fill": "field_crops",
     "cut_crops": "field_crops", "field_scale": "field_crops", "paste_maps": "field_crops",
     "rescale_plane": "field_crops", "cell_centres": "measure", "equivalent_diameter": "measure",
     "equivalent_diameters": "measure", "cell_ids": "measure", "label_centroids": "measure",

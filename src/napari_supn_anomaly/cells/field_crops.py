@@ -1,11 +1,10 @@
 """Cutting the cells of a whole field at a model's scale, and pasting per-cell maps back.
 
 The field is rescaled so that its cells have the model's cell diameter, then one crop of the
-model's size is cut around each cell's centre; beyond the field's edge the crop shows the field
-mirrored at the edge, so a cell cut by the edge looks whole to the model rather than cut off
-straight against plain background (docs/benchmarks/finetune.md: on Remoscope that halved the
-healthy edge cells' excess over whole ones). Maps computed on the crops go back inside their own
-cell only.
+model's size is cut around each cell's centre; what lies beyond the field's edge is filled with
+the background, or, for the modalities of ``modality.MIRRORED_BEYOND_EDGE``, shows the field
+mirrored at the edge, so that a cell cut by the edge looks whole to the model. Maps computed on
+the crops go back inside their own cell only.
 """
 from __future__ import annotations
 
@@ -34,6 +33,17 @@ def rescale_plane(plane: np.ndarray, labels: np.ndarray, scale: float):
     return scaled, resize_nearest(labels, out_shape)
 
 
+def background_fill(plane: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-channel median of the pixels outside cells: what lies beyond the field's edge."""
+    outside = labels == 0
+    if outside.sum() < 16:
+        outside = np.ones_like(outside)
+    where = np.flatnonzero(outside)
+    if len(where) > 200_000:  # a strided sample is plenty for a median
+        where = where[:: len(where) // 200_000]
+    return np.median(plane.reshape(len(plane), -1)[:, where], axis=1).astype(np.float32)
+
+
 # a cell cut by the field's edge is scored without this share of the model's cell diameter next
 # to the cut (see cut_crops)
 CUT_MARGIN_FRACTION = 0.1
@@ -55,30 +65,32 @@ def _window(centre, size: int, shape) -> tuple[int, int, int, int, int, int] | N
 
 
 def cut_crops(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres: np.ndarray,
-              crop_size: int, edge_margin: int = 0, hidden: np.ndarray | None = None):
-    """Crops [N, C, S, S] centred on each cell, the field mirrored beyond its edge; masks [N, S, S]
-    of that cell only (its pixels inside the field).
+              crop_size: int, fill: np.ndarray | None, edge_margin: int = 0, hidden: np.ndarray | None = None):
+    """Crops [N, C, S, S] centred on each cell, padded with ``fill`` (None: the field mirrored at
+    its edge); masks [N, S, S] of that cell only (its pixels inside the field).
 
     A cell cut by the field's edge loses the ``edge_margin`` pixels next to the cut from its mask:
-    its mirror image only approximates the missing part, so the residual right along the cut is
-    partly the model's guess, not the cell. Pixels ``hidden`` [Y, X] by an annotation mark are treated the
+    the model sees half a cell and draws the missing half, so the residual along the cut is the
+    model's guess, not the cell. Pixels ``hidden`` [Y, X] by an annotation mark are treated the
     same way: out of every mask, with ``edge_margin`` pixels around them (the plane should hold
     the marks already filled in, ``overlay_marks.fill_marks``).
     """
     if hidden is not None and not hidden.any():
         hidden = None
     crops = np.empty((len(ids), plane.shape[0], crop_size, crop_size), np.float32)
+    if fill is not None:
+        crops[:] = fill[None, :, None, None]
     masks = np.zeros((len(ids), crop_size, crop_size), bool)
     for k, (cid, centre) in enumerate(zip(ids, centres)):
         win = _window(centre, crop_size, plane.shape[1:])
         if win is None:
             continue
         y0, x0, sy0, sx0, sy1, sx1 = win
-        if sy1 - sy0 == crop_size and sx1 - sx0 == crop_size:
-            crops[k] = plane[:, sy0:sy1, sx0:sx1]
-        else:
+        if fill is None and (sy1 - sy0 < crop_size or sx1 - sx0 < crop_size):
             crops[k] = plane[:, mirrored(y0, crop_size, plane.shape[1])[:, None],
                              mirrored(x0, crop_size, plane.shape[2])[None, :]]
+        else:
+            crops[k, :, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = plane[:, sy0:sy1, sx0:sx1]
         masks[k, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = labels[sy0:sy1, sx0:sx1] == cid
         if edge_margin:
             _clear_cut_margin(masks[k], (y0, x0, sy0, sx0, sy1, sx1), plane.shape[1:], edge_margin)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..cells import (
+    background_fill,
     cell_centres,
     cell_ids,
     cut_crops,
@@ -22,6 +23,7 @@ from ..cells import (
     rescale_plane,
 )
 from ..cells.field_crops import cut_margin_px
+from ..cells.modality import MIRRORED_BEYOND_EDGE
 from ..cells.overlay_marks import fill_marks, mark_mask
 from ..cells.resize import resize_linear, resize_nearest
 from ..progress import Progress
@@ -61,6 +63,7 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     hidden = resize_nearest(marks, labels_s.shape) if marks.any() else None
     ids = cell_ids(labels_s)
     centres = cell_centres(labels_s, ids)
+    fill = None if scorer.model.modality in MIRRORED_BEYOND_EDGE else background_fill(plane_s, labels_s)
     heatmap_s = np.full(labels_s.shape, -np.inf, np.float32)
     model_scores = np.zeros(len(ids), np.float32)
     margin = cut_margin_px(geometry)
@@ -72,7 +75,7 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     for chunk in range(0, len(ids), step):
         t1 = time.perf_counter()
         part = slice(chunk, chunk + step)
-        crops, masks = cut_crops(plane_s, labels_s, ids[part], centres[part], geometry.crop_size, margin,
+        crops, masks = cut_crops(plane_s, labels_s, ids[part], centres[part], geometry.crop_size, fill, margin,
                                  hidden)
         for offset, scored in scorer.iter_batches(crops, masks, batch_size=batch_size):
             t2 = time.perf_counter()
