@@ -1,6 +1,8 @@
 """Screenshots of the Review widget and of the HTML report for docs/user-guide.md (run under xvfb-run).
 
-    supn-anomaly detect ../shared/data/malarianet_giemsa_fields/images/*.jpg --model giemsa-rbc --out /tmp/review_malarianet
+    cd ../shared/data/malarianet_giemsa_fields/images
+    supn-anomaly detect Trip_062_Day_1_02-11-05_Image_11_add_1.jpg Trip_083_Day_2_07-12-05_Image_2_2.jpg \
+        Trip_064_Day_2_25-11-05_Image_5_11.jpg --model giemsa-rbc --calibrate-per-input --out /tmp/review_malarianet
     xvfb-run -a python benchmarks/screenshots/review_widget.py --results /tmp/review_malarianet
 
 Opens one MalariaNet field with its results folder, answers its first candidates from the parasite
