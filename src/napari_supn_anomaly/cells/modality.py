@@ -10,7 +10,7 @@ DARK_CELL_MODALITIES = ("brightfield", "brightfield-stained")
 # background) in these modalities. Unstained bright-field: a Remoscope fine-tune's AUROC 0.860 ->
 # 0.907 over 9 runs, healthy half-cells against plain background scoring like parasites. Giemsa
 # (3 seeds of giemsa-rbc) was a little worse with it: MalariaNet test slides AUROC 0.886 -> 0.882,
-# Chula 7.7 -> 8.3 false per 100 (docs/benchmarks/finetune.md, 2026-12-01). Fluorescence untested.
+# Chula 7.7 -> 8.3 false per 100; fluorescence about even (docs/benchmarks/finetune.md, 2026-12-01).
 MIRRORED_BEYOND_EDGE = ("brightfield",)
 
 
