@@ -104,9 +104,9 @@ class DetectionResult:
         return list(self.provenance.get("warnings") or []) + self._outlying_planes()
 
     def _outlying_planes(self) -> list[str]:
-        if not self.is_stack or "plane" not in self.cell_table.columns:
+        if not self.is_stack or "plane" not in self.cell_table.columns or self.cell_table.empty:
             return []
-        planes, tables = zip(*self.cell_table.groupby("plane", sort=True)) if len(self.cell_table) else ((), ())
+        planes, tables = zip(*self.cell_table.groupby("plane", sort=True))
         return [f.describe(f"plane {int(planes[f.index]) + 1}", "planes") + "."
                 for f in outlying_fields(tables, self.threshold)]
 

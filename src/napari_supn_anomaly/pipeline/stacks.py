@@ -31,13 +31,7 @@ from .candidates import cell_table
 from .fields import iter_score_field
 from .memory import check_plane_fits
 from .result import DetectionResult, _with_plane_columns
-from .self_calibration import (
-    CALIBRATIONS,
-    DEFAULT_CALIBRATION,
-    ThresholdChoice,
-    choose_threshold,
-    user_threshold,
-)
+from .self_calibration import CALIBRATIONS, DEFAULT_CALIBRATION, ThresholdChoice, choose_threshold, user_threshold
 from .sensitivity import DEFAULT_FPR
 from .tiles import CORE_PX, PlaneOutcome, iter_plane_in_tiles, needs_tiles
 
