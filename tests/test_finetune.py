@@ -187,3 +187,13 @@ def test_finetuning_with_colour_augmentation_runs_and_is_recorded(base_model):
                                                                                         **SHORT)))
     assert model.metadata["training"]["finetune"]["colour_augment"] is True
     assert "colour_augment" in model.metadata["training"]
+
+
+def test_a_fine_tuned_model_keeps_its_bases_orientations_on_the_bases_modality_only(base_model):
+    turned = base_model.copy()
+    turned.metadata["rotations"] = 4
+    _, same = run(finetune(turned, cells(12), FinetuneSettings(seed=5, modality="fluorescence", **SHORT)))
+    _, other = run(finetune(turned, cells(12, bright_cells=False), FinetuneSettings(modality="auto", **SHORT)))
+    assert same.rotations == 4 and same.modality == "fluorescence"
+    assert other.rotations == 1 and other.modality == "brightfield"
+    assert base_model.rotations == 1

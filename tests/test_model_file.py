@@ -137,3 +137,45 @@ def test_builtin_fluorescence_model_loads_and_is_described():
         assert len(model.healthy_scores(scorer)) >= 50
     assert 10 < model.cell_diameter_px < model.crop_size
     assert model.metadata["training"]["data"]
+
+
+def _turned(a, k):
+    return np.ascontiguousarray(np.rot90(a, k, (-2, -1)))
+
+
+def test_rotations_average_the_maps_of_the_turned_crops_and_survive_the_round_trip(tmp_path):
+    plain = tiny_model()
+    x, m = crops()
+    expected = np.mean([_turned(plain.score_crops(_turned(x, k), _turned(m, k), "supn").maps, -k) for k in range(4)], 0)
+    model = tiny_model()
+    model.metadata["rotations"] = 4
+    again = AnomalyModel.from_file(model.save(tmp_path / "turned.safetensors"))
+    assert again.rotations == 4 and plain.rotations == 1
+    four = again.score_crops(x, m, "supn")
+    np.testing.assert_allclose(four.maps, expected, rtol=1e-4, atol=1e-4)
+    # a crop turned a quarter scores as the crop, its map turned with it; one orientation alone does not
+    turned = again.score_crops(_turned(x, 1), _turned(m, 1), "supn")
+    np.testing.assert_allclose(turned.scores, four.scores, rtol=1e-4)
+    np.testing.assert_allclose(turned.maps, _turned(four.maps, 1), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(plain.score_crops(_turned(x, 1), _turned(m, 1), "supn").scores,
+                           plain.score_crops(x, m, "supn").scores, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rotations", [3, "4", True, 0])
+def test_a_bad_rotations_entry_is_a_damaged_header(saved, tmp_path, rotations):
+    model, _ = saved
+    header = dict(model.metadata, rotations=rotations, architecture=TINY.to_dict(),
+                  format="napari-supn-anomaly-model", format_version=1)
+    bad = tmp_path / "bad.safetensors"
+    save_file(model.net.state_dict(), str(bad), metadata={METADATA_KEY: json.dumps(header)})
+    with pytest.raises(ModelFileError, match="rotations"):
+        AnomalyModel.from_file(bad)
+
+
+def test_the_heatmap_units_say_the_orientations_are_averaged():
+    from napari_supn_anomaly.scoring import resolve
+
+    model = tiny_model()
+    assert "orientations" not in resolve(model, "supn").units
+    model.metadata["rotations"] = 4
+    assert resolve(model, "supn").units.endswith("mean of 4 orientations")

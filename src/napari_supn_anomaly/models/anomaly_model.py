@@ -61,6 +61,11 @@ class AnomalyModel:
         return float(self.metadata["cell_diameter_px"])
 
     @property
+    def rotations(self) -> int:
+        """Turns of each crop whose maps are averaged (``supn.scoring.anomaly_maps``); 1 in files before it."""
+        return int(self.metadata.get("rotations", 1))
+
+    @property
     def geometry(self) -> CropGeometry:
         """How this model's crops are cut: what ``cells.standardise_crops`` needs."""
         return CropGeometry(self.crop_size, self.cell_diameter_px, self.modality)
@@ -124,7 +129,7 @@ class AnomalyModel:
             x = torch.from_numpy(self.normalise(crops[start:start + batch_size])).to(self.device)
             m = torch.from_numpy(np.asarray(masks[start:start + batch_size], bool)).to(self.device)
             with exact_float32():
-                maps = anomaly_maps(self.net, x, scorer, rule, n_samples, generator)
+                maps = anomaly_maps(self.net, x, scorer, rule, n_samples, generator, self.rotations)
                 return CropScores(maps.cpu().numpy(), cell_scores(maps, m).cpu().numpy())
 
         # samples are drawn from one generator in batch order: those runs stay one batch at a time

@@ -47,7 +47,9 @@ class Scorer:
         """What a value of this scorer's maps is, in words (the heatmap's units)."""
         if self.score_rule is None:
             return f"{self.name} score (its own scale; the threshold is set on healthy cells)"
-        return SCORE_RULES[self.score_rule].units
+        units = SCORE_RULES[self.score_rule].units
+        turns = self.model.rotations
+        return units if turns == 1 else f"{units}, mean of {turns} orientations"
 
     def __repr__(self) -> str:
         return f"Scorer({self.name!r} of model {self.model.name!r})"

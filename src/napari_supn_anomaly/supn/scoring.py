@@ -305,10 +305,29 @@ def profile_colour(factor: SupnFactor, x: torch.Tensor, mean: torch.Tensor) -> t
     return (z.flatten(1) - (q.transpose(1, 2) @ coef)[..., 0].to(z.dtype)).view_as(z)
 
 
+ROTATIONS = (1, 2, 4)  # quarter-turn counts a map can be averaged over
+
+
 @torch.inference_mode()
 def anomaly_maps(net: SupnVAE, x: torch.Tensor, likelihood: str, rule: ScoreRule, n_samples: int = 0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Pixel maps [B, H, W] of any score rule, at the encoder mean or averaged over latent samples."""
+                 generator: torch.Generator | None = None, rotations: int = 1) -> torch.Tensor:
+    """Pixel maps [B, H, W] of any score rule, at the encoder mean or averaged over latent samples.
+
+    With ``rotations`` 2 or 4 the crops are also scored turned by half or quarter turns and the
+    maps, turned back, averaged: a cell has no orientation, while the model's errors in
+    reproducing it do, and the average keeps what every orientation sees (fluorescence
+    validation cells: held-out AUROC 0.890 -> 0.909 over 3 seeds, docs/benchmarks/generalisation.md)."""
+    if rotations not in ROTATIONS:
+        raise ValueError(f"rotations must be one of {ROTATIONS}, not {rotations!r}")
+    maps = []
+    for k in range(0, 4, 4 // rotations):
+        turned = torch.rot90(x, k, (2, 3)).contiguous() if k else x
+        maps.append(torch.rot90(_oriented_maps(net, turned, likelihood, rule, n_samples, generator), -k, (1, 2)))
+    return maps[0] if rotations == 1 else torch.stack(maps).mean(0).contiguous()
+
+
+def _oriented_maps(net: SupnVAE, x: torch.Tensor, likelihood: str, rule: ScoreRule, n_samples: int,
+                   generator: torch.Generator | None) -> torch.Tensor:
     x = inference_layout(x)
     mu_z, logvar = net.encode(x)
     codes = [mu_z] if n_samples <= 0 else [net.sample_latent(mu_z, logvar, generator) for _ in range(n_samples)]

@@ -62,6 +62,12 @@ def finetuned_score_rules(base: AnomalyModel, modality: str, invert: bool) -> di
     return {k: mirrored_rule(v) for k, v in rules.items()} if invert else rules
 
 
+def finetuned_rotations(base: AnomalyModel, modality: str) -> int:
+    """The orientations a model fine-tuned from ``base`` on ``modality`` images is scored in: the
+    base's on its own modality, one on another (they were chosen on the base's cells, like its rules)."""
+    return base.rotations if modality == base.modality else 1
+
+
 @dataclass
 class FinetuneSettings:
     """How to fine-tune. ``minutes`` bounds the wall-clock time of training (not of preparation)."""
@@ -245,6 +251,7 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
 
     model.metadata["data_range"] = seen.to_dict()
     model.metadata["score_rules"] = finetuned_score_rules(base, modality, invert)
+    model.metadata["rotations"] = finetuned_rotations(base, modality)
     model.metadata["modality"] = modality
     few = (" (few: thresholds for small false-positive rates are rough; mark more cells for a "
            "sharper threshold)" if len(hold) < 20 else "")

@@ -18,7 +18,7 @@ from ..models.data_range import DataRange, stain_of_crops, stain_sample
 from ..cells import CropGeometry, loss_weight, standardise_crops, stained
 from ..progress import Progress
 from ..scoring import DEFAULT_SCORE_RULES, calibrate as calibrate_scorer, resolve
-from ..supn import ArchConfig, IntensityStats
+from ..supn import ROTATIONS, ArchConfig, IntensityStats
 from .augment import ColourAugment, normalised_augmenter
 from .trainer import TrainConfig, train_supn_vae
 
@@ -53,7 +53,7 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
                       early_stopping: bool = False, early_stop_images: list[np.ndarray] | None = None,
                       early_stop_masks: list[np.ndarray | None] | None = None,
                       colour_augment: ColourAugment | None = None,
-                      intensity: IntensityStats | None = None,
+                      intensity: IntensityStats | None = None, rotations: int = 1,
                       ) -> Iterator[Progress | AnomalyModel]:
     """Generator: yields training Progress, then the calibrated AnomalyModel (on the CPU).
 
@@ -61,9 +61,12 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
     With ``init`` the base model's architecture, cell size and score rules are kept and its weights
     are the starting point; the base model itself is never changed. With ``early_stopping`` the
     held-back cells (or ``early_stop_images`` when given) stop each training stage when their loss
-    stops improving.
+    stops improving. ``rotations``: turns of each crop whose maps scoring averages
+    (``supn.scoring.anomaly_maps``); with ``init``, the base's.
     """
     cfg = cfg or TrainConfig()
+    if rotations not in ROTATIONS:
+        raise ValueError(f"rotations must be one of {', '.join(map(str, ROTATIONS))}, not {rotations!r}")
     if len(images) < MIN_CELLS:
         raise ValueError(f"at least {MIN_CELLS} healthy cells are needed to train, got {len(images)}")
     channels = images[0].shape[0]
@@ -76,6 +79,7 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
         arch, geometry = init.net.cfg, init.geometry
         score_rules = dict(init.metadata.get("score_rules", {}))
         channel_names = channel_names or init.channel_names
+        rotations = init.rotations
     else:
         arch = arch or ArchConfig(channels=channels)
         geometry = CropGeometry(arch.crop_size, cell_diameter_px or 0.47 * arch.crop_size, modality)
@@ -123,6 +127,8 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
         training["colour_augment"] = colour_augment.to_dict()
     metadata = _metadata(name, description, geometry, channel_names or [f"channel {i}" for i in range(channels)],
                          stats, score_rules, training, init)
+    if rotations != 1:
+        metadata["rotations"] = int(rotations)
     # the raw intensities of the training cells, measured as detection measures a field's: fields
     # that fit them are never remapped (models.data_range)
     data_range = DataRange.of_crops(crops[train_idx])
