@@ -173,6 +173,11 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
     out["auroc_handmade_same_cells"] = round(auroc(*handmade_on_boxes(test_fields, matched)), 4)
     y, s, _, _, _ = evaluate_model(tuned, train_fields, tuned.metadata.get("default_scorer", "supn"), edges)
     out["auroc_tuned_on_training_fields"] = round(auroc(y, s), 4)
+    if args.rotations_too:
+        turned = tuned.copy()
+        turned.metadata["rotations"] = args.rotations_too
+        y, s, _, _, _ = evaluate_model(turned, test_fields, turned.metadata.get("default_scorer", "supn"), edges)
+        out[f"auroc_tuned_rotations{args.rotations_too}"] = round(auroc(y, s), 4)
     if args.scratch:
         model = scratch_model(base, cells, settings, args.scratch_iters)
         y, s, missed, _, _ = evaluate_model(model, test_fields, model.metadata.get("default_scorer", "supn"), edges)
@@ -206,6 +211,9 @@ def main(argv=None) -> int:
     ap.add_argument("--exclude-edge-cells", action="store_true",
                     help="leave cells cut by the field's edge out of detection (the package scores them by default; "
                          "the runs before 2026-12-01 left them out)")
+    ap.add_argument("--rotations-too", type=int, choices=(2, 4), default=None,
+                    help="with --splits: also the fine-tuned model's AUROC with each cell scored in this many "
+                         "orientations (the same model; AUROC needs no calibration)")
     ap.add_argument("--save", type=Path, default=None, help="also write the fine-tuned model here")
     ap.add_argument("--out", type=Path, default=None, help="markdown report (default: print only)")
     ap.add_argument("--splits", nargs="+", choices=sorted(SPLITS), default=None,
