@@ -304,3 +304,11 @@ def test_demo_viewer_shows_the_result_at_the_sensitivity_it_was_cut_at(make_napa
         assert not viewer.layers[f"{sample.name} true parasites"].visible
     finally:
         unregister_model(fl_model.name)
+
+
+def test_the_model_line_says_when_cells_are_scored_in_several_orientations(make_napari_viewer, fl_model):
+    widget = open_widget(make_napari_viewer())
+    widget.select_model("fluorescence-rbc")
+    assert "each cell scored in 4 orientations" in widget._form.model_info.value
+    widget.select_model("tiny fluorescence")
+    assert "orientations" not in widget._form.model_info.value

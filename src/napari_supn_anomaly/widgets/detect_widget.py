@@ -297,7 +297,8 @@ class DetectWidget(Container):
             "no model: load one with 'Load model file…'" if choice is None else
             "this model could not be loaded" if model is None else
             f"{model.modality}, {model.channels} channel(s), trained on cells of {model.cell_diameter_px:.0f} px "
-            f"in {model.crop_size} px crops")
+            f"in {model.crop_size} px crops" + (f"; each cell scored in {model.rotations} orientations"
+                                               if model.rotations > 1 else ""))
         self._show_scorers()
         self._update_channels()
 
