@@ -91,6 +91,12 @@ def remoscope(root: Path, every: int = 1) -> list[BenchField]:
     return out
 
 
+def deepest_point(mask: np.ndarray) -> tuple[int, int]:
+    """The (y, x) of a mask's pixel farthest from its outline (a crescent's centroid lies off it)."""
+    depth = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    return np.unravel_index(int(depth.argmax()), mask.shape)
+
+
 def _fl_crops(root: Path, sub: str):
     folder = root / "supn_fl_cells" / sub
     for p in sorted((folder / "raw").glob("*.png")):
@@ -152,7 +158,7 @@ def composed_fluorescence(root: Path, n_fields: int = 8, shape=(768, 768), seed:
             placed.append((y, x, radius))
             # the labelled centre is the cell's point deepest inside its mask: the centroid of a
             # crescent-shaped cell lies off the cell (until 2026-11-29 23:30 the centroid was used)
-            deep = np.unravel_index(np.argmax(ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]), mask.shape)
+            deep = deepest_point(mask)
             labelled.append((deep[0] + oy, deep[1] + ox))
             owner[yy[inside], xx[inside]] = len(placed)
             flags.append(is_infected)

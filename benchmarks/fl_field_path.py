@@ -36,11 +36,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import generalisation as g  # noqa: E402
-from cells_sources import composed_fluorescence  # noqa: E402
+from cells_sources import composed_fluorescence, deepest_point  # noqa: E402
 from page_block import replace_block  # noqa: E402
 
 from napari_supn_anomaly.evaluation.metrics import auroc  # noqa: E402
@@ -52,11 +51,6 @@ START, END = "<!-- fl-field-path -->", "<!-- /fl-field-path -->"
 SIDE = 6          # crops per side of a field
 CROP = 128        # the crops' size in supn_fl_cells
 LAYOUTS = ("whole", "masked", "whole, own masks")
-
-
-def deepest_point(mask: np.ndarray) -> tuple[int, int]:
-    depth = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    return np.unravel_index(int(depth.argmax()), mask.shape)
 
 
 def field_scores(scorer, images, masks, layout: str, rng) -> np.ndarray:

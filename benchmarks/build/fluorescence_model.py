@@ -21,6 +21,7 @@ import torch
 from napari_supn_anomaly.evaluation.datasets import load_fl_cells
 from napari_supn_anomaly.models.builtin import builtin_model_path
 from napari_supn_anomaly.progress import Progress
+from napari_supn_anomaly.supn import ROTATIONS as SUPPORTED_ROTATIONS
 from napari_supn_anomaly.supn import ArchConfig
 from napari_supn_anomaly.training.fit import fit_anomaly_model
 from napari_supn_anomaly.training.trainer import TrainConfig
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
                    help=f"cell diameter in the model's crops, pixels (default {CELL_DIAMETER_PX:g})")
     p.add_argument("--crop-size", type=int, default=None, help="crop size, pixels (default: the architecture's)")
     p.add_argument("--radius", type=int, default=None, help="precision stencil radius (default: the architecture's)")
-    p.add_argument("--rotations", type=int, default=ROTATIONS, choices=(1, 2, 4),
+    p.add_argument("--rotations", type=int, default=ROTATIONS, choices=SUPPORTED_ROTATIONS,
                    help=f"orientations each crop is scored in, maps averaged (default {ROTATIONS})")
     p.add_argument("--score-rule", default=SCORE_RULE, help=f"score rule of every scorer (default {SCORE_RULE})")
     p.add_argument("--joint-iters", type=int, default=0, help="iterations of a last stage training both heads")

@@ -17,6 +17,7 @@ from fluorescence_model import DEFAULT_DATA_ROOT, MODEL_NAME, ROTATIONS, SCORE_R
 from napari_supn_anomaly.evaluation.builtin_splits import fluorescence_split  # noqa: E402
 from napari_supn_anomaly.models import AnomalyModel, builtin_model_path  # noqa: E402
 from napari_supn_anomaly.scoring import calibrate, resolve  # noqa: E402
+from napari_supn_anomaly.supn import ROTATIONS as SUPPORTED_ROTATIONS  # noqa: E402
 
 # the scorers built on the VAE's whitened residual, and the ensemble of them
 ROTATED_SCORERS = ("supn", "diag", "l2", "ensemble")
@@ -26,7 +27,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None, help=f"default: the built-in {MODEL_NAME} file")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
-    p.add_argument("--rotations", type=int, default=ROTATIONS, choices=(1, 2, 4))
+    p.add_argument("--rotations", type=int, default=ROTATIONS, choices=SUPPORTED_ROTATIONS)
     p.add_argument("--score-rule", default=SCORE_RULE)
     args = p.parse_args(argv)
     path = args.model or builtin_model_path(MODEL_NAME)

@@ -15,7 +15,7 @@ import torch
 
 from ..cells.modality import MODALITIES
 from ..errors import ModelFileError
-from ..supn import LIKELIHOODS, ROTATIONS, SCORE_RULES, ArchConfig, SupnVAE
+from ..supn import LIKELIHOODS, SCORE_RULES, ArchConfig, SupnVAE, check_rotations
 
 # Far beyond any model of red cells; a header past them is damaged, not ambitious.
 ARCH_LIMITS = {"crop_size": 1024, "channels": 16, "latent_dim": 4096, "radius": 8, "blocks_per_level": 8}
@@ -38,9 +38,10 @@ def check_model(tensors: dict[str, torch.Tensor], meta: dict, name: str) -> Arch
     if not _number(diameter) or not 0 < diameter < cfg.crop_size:
         raise ModelFileError(f"{name} has a damaged model header: the cell diameter ({diameter!r}) must be a "
                              f"number of pixels between 0 and the crop size {cfg.crop_size}")
-    if meta.get("rotations", 1) not in ROTATIONS or isinstance(meta.get("rotations"), bool):
-        raise ModelFileError(f"{name} has a damaged model header: rotations ({meta.get('rotations')!r}) must be "
-                             f"one of {', '.join(map(str, ROTATIONS))}")
+    try:
+        check_rotations(meta.get("rotations", 1))
+    except ValueError as exc:
+        raise ModelFileError(f"{name} has a damaged model header: {exc}") from None
     if meta.get("modality", "fluorescence") not in MODALITIES:
         raise ModelFileError(f"{name} has a damaged model header: unknown modality {meta.get('modality')!r}")
     _score_rules(meta.get("score_rules"), name)

@@ -308,6 +308,12 @@ def profile_colour(factor: SupnFactor, x: torch.Tensor, mean: torch.Tensor) -> t
 ROTATIONS = (1, 2, 4)  # quarter-turn counts a map can be averaged over
 
 
+def check_rotations(rotations) -> None:
+    """ValueError unless ``rotations`` is one of ``ROTATIONS``."""
+    if rotations not in ROTATIONS or isinstance(rotations, bool):
+        raise ValueError(f"rotations must be one of {', '.join(map(str, ROTATIONS))}, not {rotations!r}")
+
+
 @torch.inference_mode()
 def anomaly_maps(net: SupnVAE, x: torch.Tensor, likelihood: str, rule: ScoreRule, n_samples: int = 0,
                  generator: torch.Generator | None = None, rotations: int = 1) -> torch.Tensor:
@@ -317,13 +323,14 @@ def anomaly_maps(net: SupnVAE, x: torch.Tensor, likelihood: str, rule: ScoreRule
     maps, turned back, averaged: a cell has no orientation, while the model's errors in
     reproducing it do, and the average keeps what every orientation sees (fluorescence
     validation cells: held-out AUROC 0.890 -> 0.909 over 3 seeds, docs/benchmarks/generalisation.md)."""
-    if rotations not in ROTATIONS:
-        raise ValueError(f"rotations must be one of {ROTATIONS}, not {rotations!r}")
+    check_rotations(rotations)
+    if rotations == 1:
+        return _oriented_maps(net, x, likelihood, rule, n_samples, generator)
     maps = []
     for k in range(0, 4, 4 // rotations):
-        turned = torch.rot90(x, k, (2, 3)).contiguous() if k else x
+        turned = torch.rot90(x, k, (2, 3)).contiguous()
         maps.append(torch.rot90(_oriented_maps(net, turned, likelihood, rule, n_samples, generator), -k, (1, 2)))
-    return maps[0] if rotations == 1 else torch.stack(maps).mean(0).contiguous()
+    return torch.stack(maps).mean(0).contiguous()
 
 
 def _oriented_maps(net: SupnVAE, x: torch.Tensor, likelihood: str, rule: ScoreRule, n_samples: int,

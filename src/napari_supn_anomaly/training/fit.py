@@ -18,7 +18,7 @@ from ..models.data_range import DataRange, stain_of_crops, stain_sample
 from ..cells import CropGeometry, loss_weight, standardise_crops, stained
 from ..progress import Progress
 from ..scoring import DEFAULT_SCORE_RULES, calibrate as calibrate_scorer, resolve
-from ..supn import ROTATIONS, ArchConfig, IntensityStats
+from ..supn import ArchConfig, IntensityStats, check_rotations
 from .augment import ColourAugment, normalised_augmenter
 from .trainer import TrainConfig, train_supn_vae
 
@@ -65,8 +65,7 @@ def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], 
     (``supn.scoring.anomaly_maps``); with ``init``, the base's.
     """
     cfg = cfg or TrainConfig()
-    if rotations not in ROTATIONS:
-        raise ValueError(f"rotations must be one of {', '.join(map(str, ROTATIONS))}, not {rotations!r}")
+    check_rotations(rotations)
     if len(images) < MIN_CELLS:
         raise ValueError(f"at least {MIN_CELLS} healthy cells are needed to train, got {len(images)}")
     channels = images[0].shape[0]
