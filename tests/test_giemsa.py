@@ -118,7 +118,7 @@ def test_shipped_giemsa_model_describes_itself():
     model = shipped()
     assert model.channels == 3 and model.channel_names == ["red", "green", "blue"]
     assert model.modality == "brightfield-stained"
-    assert model.score_rule("supn") == "purple"
+    assert model.score_rule("supn") == "purple-scaled"
     healthy = model.healthy_scores("supn")
     assert len(healthy) >= 100
     t1, t5 = model.threshold_for_fpr(0.01), model.threshold_for_fpr(0.05)

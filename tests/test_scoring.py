@@ -78,6 +78,44 @@ def test_window_rules_through_anomaly_maps_match_pixel_map():
             assert spot.shape == (3, 16, 16) and torch.isfinite(spot).all()
 
 
+def test_purple_scaled_maps_each_pixels_own_residual_through_anomaly_maps():
+    torch.manual_seed(0)
+    net = SupnVAE(ArchConfig(crop_size=16, channels=3, latent_dim=4, widths=(4, 8), head_widths=(4, 4))).eval()
+    x = torch.randn(2, 3, 16, 16)
+    rule = SCORE_RULES["purple-scaled"]
+    with torch.no_grad():
+        mu, _ = net.encode(x)
+        mean = net.decode_mean(mu)
+        for lik in ("supn", "diag"):
+            factor = net.factor(lik, mu, mean)
+            scaled = torch.exp(factor.log_diag) * (x - mean)
+            assert torch.allclose(factor.scale(x - mean), scaled)
+            assert torch.allclose(anomaly_maps(net, x, lik, rule), pixel_map(scaled, rule), atol=1e-5)
+            if lik == "diag":  # a diagonal factor's whitened residual is its scaled residual
+                assert torch.allclose(anomaly_maps(net, x, lik, rule), anomaly_maps(net, x, lik, SCORE_RULES["purple"]),
+                                      atol=1e-5)
+    assert "units of the precision's diagonal" in rule.units
+
+
+def test_scaled_residual_keeps_a_smooth_blob_that_whitening_filters_out():
+    """A precision that expects smooth residuals (each pixel predicted by its right and lower
+    neighbours) whitens the inside of a smooth purple blob to about 0: the window rule on z sees
+    little of it, the same rule on the scaled residual all of it."""
+    h = w = 24
+    log_diag = torch.zeros(1, 3, h, w)
+    off = torch.zeros(1, 3, n_off_diagonal(1), h, w)
+    off[:, :, 0] = -0.5  # (0, 1): the pixel to the right
+    off[:, :, 2] = -0.5  # (1, 0): the pixel below
+    factor = SupnFactor(log_diag, off, None, 1)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    blob = torch.exp(-((yy - 12) ** 2 + (xx - 12) ** 2) / (2 * 3.0 ** 2))
+    e = torch.stack([torch.zeros_like(blob), -blob, 0.3 * blob])[None]  # darker in green than in blue
+    whitened = pixel_map(factor.whiten(e), SCORE_RULES["purple"])[0, 12, 12]
+    scaled = pixel_map(factor.scale(e), SCORE_RULES["purple-scaled"])[0, 12, 12]
+    assert scaled > 5 * abs(whitened)
+    assert scaled > 10
+
+
 def test_cell_score_is_max_inside_mask_and_whole_crop_when_mask_empty():
     maps = torch.zeros(2, 5, 5)
     maps[:, 0, 0] = 10.0

@@ -56,11 +56,12 @@ DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"
 MODEL_NAME = "giemsa-rbc"
 MODALITY = GIEMSA_MODALITY
 RGB_NAMES = ["red", "green", "blue"]
-# Parasites in Giemsa are dark purple: darker in green than in blue (rule "purple"); the
+# Parasites in Giemsa are dark purple: darker in green than in blue (rule "purple", chosen on the
+# training fields' cells; since 2026-12-02 "purple-scaled", the same contrast on each pixel's own
+# residual, chosen on the MalariaNet selection slides, docs/benchmarks/generalisation.md); the
 # grayscale comparison model can only use a dark excess ("dark-channel" = "dark" in 3x3 windows
-# for one channel). Both were chosen on the training fields' cells (their infected cells and the
-# calibration cells), never on the validation fields.
-SCORE_RULE = {"rgb": "purple", "gray": "dark-channel"}
+# for one channel), chosen on the training fields' cells, never on the validation fields.
+SCORE_RULE = {"rgb": "purple-scaled", "gray": "dark-channel"}
 
 # 48x48 crops with the cell at 36 px (source cells are ~70 px at ~10 px/um): ring stages stay
 # 4-5 px wide, and a 2-core CPU trains the model in minutes.

@@ -80,6 +80,14 @@ class SupnFactor:
             z = z + torch.stack(extra, dim=1)
         return z
 
+    def scale(self, residual: torch.Tensor) -> torch.Tensor:
+        """d e: each pixel's own residual times U's diagonal, without the neighbours' and the other
+        channels' terms of ``whiten``. 1 / d is the pixel's standard deviation given the pixels after
+        it (in U's order), not its marginal one, so healthy pixels spread a little wider than
+        N(0, 1); but a smooth blob keeps its inside, which whitening's stencil, a high-pass filter,
+        takes to about 0 for a parasite-sized blob."""
+        return torch.exp(self.log_diag) * residual
+
     def log_det(self) -> torch.Tensor:
         """log |U^T U| per image, [B]."""
         return 2.0 * self.log_diag.flatten(1).sum(1)

@@ -28,17 +28,23 @@ class ScoreRule:
     # True: each crop's own stain and lamp (a per-channel offset and gain of the decoded mean) is
     # fitted under the model's precision and profiled out of z first (see profile_colour)
     colour_profiled: bool = False
+    # "scaled": the map is built from d e (SupnFactor.scale), each pixel's residual in its own units,
+    # instead of the whitened residual z = U e
+    residual: str = "whitened"
 
     @property
     def units(self) -> str:
         """What a value of the pixel map is, in words (healthy pixels: z ~ N(0, 1))."""
         window = f"{self.window}x{self.window} pixels"
-        return {"matched": "z (matched-filter statistic, N(0, 1) in healthy cells)",
+        text = {"matched": "z (matched-filter statistic, N(0, 1) in healthy cells)",
                 "chi2": f"chi-square (sum of z^2 over {window} and the channels)",
                 "bright": f"sum of z over {window}",
                 "dark": f"sum of -z over {window}",
                 "dark-channel": f"sum of -z over {window} in one colour channel",
                 "purple": f"sum of z_blue - z_green over {window}"}[self.statistic]
+        if self.residual == "scaled":
+            return text.replace("z", "(d e)") + " (d e: the residual in units of the precision's diagonal)"
+        return text
 
 
 SCORE_RULES = {
@@ -67,6 +73,13 @@ SCORE_RULES = {
                                  "as 'purple', after profiling each crop's own colour cast (a per-channel "
                                  "offset and gain of the decoded mean, fitted under the learned precision) "
                                  "out of the whitened residual", colour_profiled=True),
+    # 'purple' on each pixel's own residual in the units of U's diagonal. Whitening's stencil is a
+    # high-pass filter: it takes the inside of a parasite-sized purple blob to about 0 and spreads
+    # its edge over the neighbours (MalariaNet selection slides, docs/benchmarks/generalisation.md).
+    "purple-scaled": ScoreRule("purple-scaled", 3, "purple",
+                               "max over 3x3 windows inside the cell of summed d_blue e_blue - d_green e_green "
+                               "(RGB only): each pixel's own residual in the units of the learned precision's "
+                               "Cholesky diagonal, darker in green than in blue", residual="scaled"),
 }
 
 
@@ -346,6 +359,8 @@ def _oriented_maps(net: SupnVAE, x: torch.Tensor, likelihood: str, rule: ScoreRu
             maps.append(rule.polarity * matched_spot_map(factor, x - mean, rule.spot_sigma))
         elif rule.colour_profiled:
             maps.append(pixel_map(profile_colour(factor, x, mean), rule))
+        elif rule.residual == "scaled":
+            maps.append(pixel_map(factor.scale(x - mean), rule))
         else:
             maps.append(pixel_map(factor.whiten(x - mean), rule))
     return (maps[0] if len(maps) == 1 else torch.stack(maps).mean(0)).contiguous()
