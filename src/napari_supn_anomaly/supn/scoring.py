@@ -36,16 +36,14 @@ class ScoreRule:
     def units(self) -> str:
         """What a value of the pixel map is, in words (healthy pixels: z ~ N(0, 1))."""
         window = f"{self.window}x{self.window} pixels"
-        text = {"matched": "z (matched-filter statistic, N(0, 1) in healthy cells)",
-                "chi2": f"chi-square (sum of z^2 over {window} and the channels)",
-                "bright": f"sum of z over {window}",
-                "dark": f"sum of -z over {window}",
-                "dark-channel": f"sum of -z over {window} in one colour channel",
-                "purple": f"sum of z_blue - z_green over {window}"}[self.statistic]
-        if self.residual == "scaled":
-            return text.replace("z", "(d e)") + " (d e: the residual in units of the precision's diagonal)"
-        return text
-
+        z, note = ("(d e)", " (d e: the residual in units of the precision's diagonal)") \
+            if self.residual == "scaled" else ("z", "")
+        return {"matched": "z (matched-filter statistic, N(0, 1) in healthy cells)",
+                "chi2": f"chi-square (sum of {z}^2 over {window} and the channels)",
+                "bright": f"sum of {z} over {window}",
+                "dark": f"sum of -{z} over {window}",
+                "dark-channel": f"sum of -{z} over {window} in one colour channel",
+                "purple": f"sum of {z}_blue - {z}_green over {window}"}[self.statistic] + note
 
 SCORE_RULES = {
     "paper": ScoreRule("paper", 4, "chi2", "max over 4x4 windows inside the cell of summed z^2 (MIDL 2022)"),
