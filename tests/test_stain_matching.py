@@ -50,6 +50,17 @@ def test_a_field_of_the_models_stain_is_left_alone(field):
     assert plan_match(plane, cells, reference_of(plane, cells), 40, "match").applied
 
 
+def test_a_slightly_bluer_field_of_the_models_own_stain_is_left_alone_and_another_labs_is_not(field):
+    # Giemsa's blue absorbance is small: 15% more of it is a few grey levels, the spread between
+    # fields of one slide; another lab's stain is 40% or more away in some channel
+    plane, cells = field
+    reference = reference_of(plane, cells)
+    near = restained(plane, np.ones(3), np.array([1.0, 1.0, 1.15]))
+    assert not plan_match(near, cells, reference, 40, "auto").applied
+    far = restained(plane, np.ones(3), np.array([1.0, 1.0, 1.4]))
+    assert plan_match(far, cells, reference, 40, "auto").applied
+
+
 def test_another_lamp_and_stain_are_mapped_back_to_the_models(field):
     plane, cells = field
     other = restained(plane, np.array([0.85, 0.95, 0.9]), np.array([1.6, 0.7, 1.2]))

@@ -37,8 +37,11 @@ FIT_TOLERANCE = 0.25       # a field fits when both ends lie within this share o
 FIELD_TOLERANCE = 0.05
 MODES = ("auto", "match", "off")
 # A field's stain fits a model's when each channel's absorbance is within this share of the model's
-# and its background within BACKGROUND_TOLERANCE.
-STAIN_TOLERANCE = 0.1
+# and its background within BACKGROUND_TOLERANCE. Giemsa's blue absorbance is small (0.15 in optical
+# density), so 0.1 (until 2026-12-02) fired on 3 units of blue: on fields of real cells of the model's
+# own slide it matched, and flagged 10 of 86 healthy cells at 5% against 6 unmatched. Every field of the
+# two other labs here is 0.41 or more off (docs/benchmarks/stain.md), so 0.25 matches all of them still.
+STAIN_TOLERANCE = 0.25
 BACKGROUND_TOLERANCE = 0.05
 MIN_STAIN_PIXELS = 500       # of cell interior and of background, to measure a field's stain at all
 MIN_CROP_STAIN_PIXELS = 16   # and one training crop's
