@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,6 +111,19 @@ def test_demo_on_the_builtin_sample(tmp_path, model_file, capsys):
     names = {p.name for p in tmp_path.iterdir()}
     assert "synthetic_fluorescence_stack_heatmap.tif" in names
     assert "synthetic_fluorescence_stack_plane0_overlay.png" in names
+
+
+def test_the_giemsa_demo_counts_infected_cells_and_flags_healthy_ones_as_its_sensitivity_says(tmp_path, capsys):
+    # the built-in giemsa-rbc on its sample of real cells of its own slide: the threshold's expected
+    # false candidates and the healthy cells it flagged are the same kind of count
+    assert main(["demo", "--sample", "giemsa", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"found (\d+) of (\d+) true infected cells .*; (\d+) healthy cells? of (\d+) with a false", out)
+    assert found, out
+    hit, infected, flagged, healthy = map(int, found.groups())
+    assert infected > 0 and hit >= infected - 1
+    assert flagged <= 0.15 * healthy  # the default asks for 5%
+    assert "giemsa_real_cells_fields_plane1_overlay.png" in {p.name for p in tmp_path.iterdir()}
 
 
 def test_ctrl_c_as_the_program_exits_after_its_work_is_neither_a_kill_nor_a_traceback(tmp_path, model_file, field):

@@ -72,7 +72,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     shoot("synthetic_fluorescence", args.model, "detect_widget_fluorescence.png", ((30, 80), (390, 380)), step=0)
     if args.giemsa_model:
-        shoot("synthetic_giemsa", args.giemsa_model, "detect_widget_giemsa.png", ((0, 0), (512, 512)))
+        shoot("giemsa_real_cells", args.giemsa_model, "detect_widget_giemsa.png", ((0, 0), (640, 640)), step=0)
 
 
 if __name__ == "__main__":

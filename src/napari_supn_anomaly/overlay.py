@@ -2,7 +2,7 @@
 
 Left, the image as it is (bright stays bright, an RGB field keeps its colours) with thin outlines:
 the cells, the candidate regions (a ring a few pixels outside each region, so the spot it marks
-stays visible) and, for the synthetic samples, the true parasites. Right, the heatmap on its own
+stays visible) and, for the built-in samples, the truth. Right, the heatmap on its own
 colour scale, whose colour changes at the threshold. A legend names the outlines and a bar gives
 the scale in pixels. napari's heatmap layer (``widgets/layers.py``) uses the same colours.
 """
@@ -94,9 +94,10 @@ def _scale_bar_px(width: int) -> int:
 
 def overlay_figure(image_plane: np.ndarray, heatmap: np.ndarray, cells: np.ndarray, regions: np.ndarray,
                    threshold: float, *, units: str = "score", title: str = "", truth: np.ndarray | None = None,
-                   ring_px: int = 4):
-    """The figure of one plane (``image_plane`` as from :func:`display_plane`); ``ring_px``: how far
-    outside each candidate region its outline runs."""
+                   truth_label: str = "true parasite", ring_px: int = 4):
+    """The figure of one plane (``image_plane`` as from :func:`display_plane`); ``truth_label``: the
+    legend's word for one ``truth`` region; ``ring_px``: how far outside each candidate region its
+    outline runs."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -115,7 +116,7 @@ def overlay_figure(image_plane: np.ndarray, heatmap: np.ndarray, cells: np.ndarr
     handles = [Line2D([], [], color=CELL_COLOUR, lw=1, label="cell analysed")]
     if truth is not None and truth.any():
         left.contour(_ring(truth > 0, TRUTH_RING_PX), levels=[0.5], colors=[TRUTH_COLOUR], linewidths=0.8)
-        handles.append(Line2D([], [], color=TRUTH_COLOUR, lw=1, label="true parasite"))
+        handles.append(Line2D([], [], color=TRUTH_COLOUR, lw=1, label=truth_label))
     if regions.any():
         for ax in (left, right):
             ax.contour(_ring(regions > 0, ring_px), levels=[0.5], colors=[CANDIDATE_COLOUR],
@@ -148,12 +149,14 @@ def overlay_figure(image_plane: np.ndarray, heatmap: np.ndarray, cells: np.ndarr
 
 
 def write_overlays(result, image, axes: str, out_dir: str | Path, stem: str, *, channel=None,
-                   title: str | Sequence[str] = "", truth: np.ndarray | None = None) -> list[Path]:
+                   title: str | Sequence[str] = "", truth: np.ndarray | None = None,
+                   truth_label: str = "true parasite") -> list[Path]:
     """``<stem>_overlay.png``, or ``<stem>_plane<k>_overlay.png`` for each plane of a stack, in ``out_dir``.
 
     ``image`` and ``axes``: the image the result was found in (as given to the pipeline);
     ``channel``: the channel analysed (default: as recorded in the result); ``title``: one for
-    all planes or one per plane; ``truth``: true parasite labels shaped like ``result.cells``.
+    all planes or one per plane; ``truth``: true parasite labels shaped like ``result.cells`` (or
+    infected cells', named by ``truth_label`` in the legend).
     """
     import matplotlib.pyplot as plt
 
@@ -170,7 +173,7 @@ def write_overlays(result, image, axes: str, out_dir: str | Path, stem: str, *, 
         idx = result.plane_index(flat)
         fig = overlay_figure(display_plane(image, axes, result.plane_axes, idx, channel), result.heatmap[idx],
                              result.cells[idx], regions[idx], result.threshold, units=units, title=titles[flat],
-                             truth=None if truth is None else truth[idx],
+                             truth=None if truth is None else truth[idx], truth_label=truth_label,
                              ring_px=candidate_ring_px(diameters[min(flat, len(diameters) - 1)]))
         path = out / (f"{stem}_plane{flat}_overlay.png" if result.is_stack else f"{stem}_overlay.png")
         try:

@@ -241,9 +241,10 @@ class ParasiteMatch:
     n_parasites: int
     n_found: int
     n_candidates: int
-    n_false: int
+    n_false: int            # candidate regions touching no parasite
     n_healthy_cells: int
     n_infected_cells: int
+    n_false_cells: int      # healthy cells holding a false candidate region (what the sensitivity counts)
 
     @property
     def recall(self) -> float:
@@ -251,19 +252,24 @@ class ParasiteMatch:
 
     @property
     def false_per_healthy_cell(self) -> float:
-        return self.n_false / self.n_healthy_cells if self.n_healthy_cells else float("nan")
+        """The share of healthy cells flagged: the rate the sensitivity setting asks for."""
+        return self.n_false_cells / self.n_healthy_cells if self.n_healthy_cells else float("nan")
 
-    def summary(self) -> str:
-        found = f"found {self.n_found} of {self.n_parasites} true parasites ({100 * self.recall:.0f}%); "
+    def summary(self, truth_kind: str = "parasites") -> str:
+        """One line; ``truth_kind``: what the truth marks ("parasites", or "infected cells" for a sample
+        whose dataset marks whole cells). False candidates are counted as cells, as the sensitivity
+        setting and the expected false candidates count them; the regions too when they differ."""
+        found = f"found {self.n_found} of {self.n_parasites} true {truth_kind} ({100 * self.recall:.0f}%); "
         if not self.n_false:
             return found + f"no false candidates on {self.n_healthy_cells} healthy cells"
-        # per 100 cells, as sensitivity is put: "1 per 1 healthy cells" (14 on 20) said little
-        text = found + f"{self.n_false} false candidate{'s' if self.n_false > 1 else ''} on {self.n_healthy_cells} healthy cells"
-        if not self.n_healthy_cells:
-            return text
-        per_100 = 100 * self.false_per_healthy_cell
-        number = f"{per_100:.0f}" if per_100 >= 10 else f"{per_100:.2g}"
-        return text + f" ({number} per 100 healthy cells)"
+        cells = self.n_false_cells
+        text = found + f"{cells} healthy cell{'s' if cells != 1 else ''} of {self.n_healthy_cells} with a false candidate"
+        if self.n_healthy_cells:
+            per_100 = 100 * self.false_per_healthy_cell
+            text += f" ({per_100:.0f} per 100 healthy cells)" if per_100 >= 10 else f" ({per_100:.2g} per 100 healthy cells)"
+        if self.n_false != cells:
+            text += f"; {self.n_false} false candidate region{'s' if self.n_false != 1 else ''}"
+        return text
 
     def __add__(self, other: "ParasiteMatch") -> "ParasiteMatch":
         return ParasiteMatch(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
@@ -273,8 +279,9 @@ def match_parasites(candidate_mask: np.ndarray, truth: SyntheticField, tolerance
     """Compare candidate regions (a label or boolean image) with the true parasites.
 
     A parasite is found when a candidate region touches it (within ``tolerance_px``); a candidate
-    region that touches no parasite is a false candidate. Healthy cells are counted without those
-    cut by the field's edge, which the pipeline leaves out (the generator never infects them).
+    region that touches no parasite is a false candidate, and a healthy cell holding one is a false
+    candidate cell. Healthy cells are counted without those cut by the field's edge (the generator
+    never infects them).
     """
     cand = measure.label(np.asarray(candidate_mask) > 0)
     near = ndi.binary_dilation(truth.parasites > 0, iterations=tolerance_px) if tolerance_px else truth.parasites > 0
@@ -285,8 +292,10 @@ def match_parasites(candidate_mask: np.ndarray, truth: SyntheticField, tolerance
     n_cand = int(cand.max())
     edge_cells = np.unique(np.concatenate([truth.cells[0], truth.cells[-1], truth.cells[:, 0], truth.cells[:, -1]]))
     healthy = np.setdiff1d(truth.healthy, edge_cells)
+    false_pixels = (cand > 0) & ~np.isin(cand, true_cands)
+    false_cells = np.intersect1d(np.unique(truth.cells[false_pixels]), healthy)
     return ParasiteMatch(int(truth.parasites.max()), n_found, n_cand, n_cand - len(true_cands),
-                         len(healthy), len(truth.infected))
+                         len(healthy), len(truth.infected), len(false_cells))
 
 
 def healthy_cell_crops(modality: str = "fluorescence", n_cells: int = 200, cell_diameter: float = 40.0,

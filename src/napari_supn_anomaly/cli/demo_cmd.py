@@ -1,4 +1,4 @@
-"""supn-anomaly demo: detection on the built-in synthetic sample, scored against its true parasites."""
+"""supn-anomaly demo: detection on a built-in sample, scored against its true parasites (or infected cells)."""
 from __future__ import annotations
 
 import sys
@@ -69,11 +69,12 @@ def run(args) -> int:
     regions = result.candidate_mask()
     matches = [match_parasites(regions[result.plane_index(flat)], sample.truth(flat))
                for flat in range(result.n_planes)]
-    titles = [f"{model.name}, {100 * args.fpr:g}% sensitivity: {m.summary()}" for m in matches]
-    write_overlays(result, sample.image, sample.axes, out, sample.name, title=titles, truth=sample.parasites)
+    titles = [f"{model.name}, {100 * args.fpr:g}% sensitivity: {m.summary(sample.truth_kind)}" for m in matches]
+    write_overlays(result, sample.image, sample.axes, out, sample.name, title=titles, truth=sample.parasites,
+                   truth_label=sample.truth_one)
     match = sum(matches[1:], matches[0])
     print(f"{result.summary()}")
-    print(f"{match.summary()}")
+    print(f"{match.summary(sample.truth_kind)}")
     print(f"results in {out}/")
     if args.gui:
         show_in_napari(sample, result, model)
@@ -81,7 +82,7 @@ def run(args) -> int:
 
 
 def set_up_viewer(viewer, sample, result, model):
-    """The demo in ``viewer``: the sample, its true parasites (hidden) and the Detect widget showing
+    """The demo in ``viewer``: the sample, its truth (hidden) and the Detect widget showing
     ``result`` at the sensitivity it was cut at, so that the widget and the layers agree. The widget."""
     from ..models import builtin_model_names
     from ..widgets.detect_widget import DetectWidget
@@ -90,7 +91,7 @@ def set_up_viewer(viewer, sample, result, model):
     layer = viewer.add_image(sample.image, name=sample.name, rgb=sample.axes.endswith("S"),
                              axis_labels=sample.axis_labels,
                              metadata={"axes": sample.axes, "modality": sample.modality})
-    viewer.add_labels(sample.parasites, name=f"{sample.name} true parasites", visible=False,
+    viewer.add_labels(sample.parasites, name=sample.truth_name, visible=False,
                       axis_labels=sample.axis_labels)
     if model.name not in builtin_model_names():
         register_model(model.name, model)

@@ -1,6 +1,9 @@
-"""Small synthetic example images with their true parasites, for File > Open Sample and the demo.
+"""Small example images with their truth, for File > Open Sample and the demo.
 
-The files are made by ``benchmarks/build/sample_data.py`` with :mod:`napari_supn_anomaly.synthetic`.
+The files are made by ``benchmarks/build/sample_data.py``: the fluorescence and unstained
+bright-field samples with :mod:`napari_supn_anomaly.synthetic` (their truth: each parasite), the
+Giemsa sample from real cells of ``plymouth_pf_giemsa_cells`` (its truth: each infected cell, as
+the dataset marks cells, not parasites).
 """
 from __future__ import annotations
 
@@ -16,13 +19,14 @@ if TYPE_CHECKING:
     from ..synthetic import SyntheticField
 
 SAMPLES = {
-    # key: (file stem, axes, modality, display name)
+    # key: (file stem, axes, modality, display name, what its truth marks)
     "fluorescence": ("synthetic_fluorescence_stack", "TYX", "fluorescence",
-                     "Synthetic fluorescence stack (4 fields, with true parasites)"),
-    "giemsa": ("synthetic_giemsa_field", "TYXS", "brightfield-stained",
-               "Synthetic Giemsa bright-field fields (2 fields of one slide, RGB, with true parasites)"),
+                     "Synthetic fluorescence stack (4 fields, with true parasites)", "parasites"),
+    "giemsa": ("giemsa_real_cells_fields", "TYXS", "brightfield-stained",
+               "Giemsa fields of real cells (2 fields of one slide, RGB, with the true infected cells)",
+               "infected cells"),
     "brightfield": ("synthetic_brightfield_field", "YX", "brightfield",
-                    "Synthetic unstained bright-field field (with true parasites)"),
+                    "Synthetic unstained bright-field field (with true parasites)", "parasites"),
 }
 # The fluorescence and Giemsa samples' planes are separate fields of one slide, stacked along the first axis.
 PLANE_AXIS_LABEL = "field"
@@ -35,9 +39,20 @@ class Sample:
     axes: str
     modality: str
     cells: np.ndarray       # true cell labels, plane axes + (Y, X)
-    parasites: np.ndarray   # true parasite labels, plane axes + (Y, X)
+    parasites: np.ndarray   # true parasite labels (or infected cells': see truth_kind), plane axes + (Y, X)
     path: Path
     cell_diameter_px: float
+    truth_kind: str = "parasites"  # what ``parasites`` marks: "parasites" or "infected cells"
+
+    @property
+    def truth_name(self) -> str:
+        """The truth layer's name in napari."""
+        return f"{self.name} true {self.truth_kind}"
+
+    @property
+    def truth_one(self) -> str:
+        """One region of the truth, in words: "true parasite" or "true infected cell"."""
+        return f"true {self.truth_kind.removesuffix('s')}"
 
     @property
     def name(self) -> str:
@@ -68,12 +83,17 @@ def sample_folder() -> Path:
     return Path(str(resources.files(__name__)))
 
 
+def truth_path(folder: Path, key: str) -> Path:
+    stem, *_, truth_kind = SAMPLES[key]
+    return folder / f"{stem}_{truth_kind.replace(' ', '_')}.tif"
+
+
 def load_sample(key: str = "fluorescence") -> Sample:
     import tifffile
 
     if key not in SAMPLES:
         raise ValueError(f"unknown sample {key!r}; choose one of {', '.join(SAMPLES)}")
-    stem, axes, modality, _ = SAMPLES[key]
+    stem, axes, modality, _, truth_kind = SAMPLES[key]
     folder = sample_folder()
     path = folder / f"{stem}.tif"
     if not path.exists():
@@ -84,8 +104,9 @@ def load_sample(key: str = "fluorescence") -> Sample:
         found = re.search(r"cell_diameter_px=([0-9.]+)", tif.pages[0].description or "")
     diameter = float(found.group(1)) if found else 40.0
     cells = tifffile.imread(folder / f"{stem}_cells.tif")
-    parasites = tifffile.imread(folder / f"{stem}_parasites.tif")
-    return Sample(key, image, axes, modality, cells.astype(np.int32), parasites.astype(np.int32), path, diameter)
+    truth = tifffile.imread(truth_path(folder, key))
+    return Sample(key, image, axes, modality, cells.astype(np.int32), truth.astype(np.int32), path, diameter,
+                  truth_kind)
 
 
 def _layers(key: str):
@@ -96,7 +117,7 @@ def _layers(key: str):
     return [
         (sample.image, {"name": sample.name, "rgb": sample.axes.endswith("S"), "metadata": meta,
                         "axis_labels": labels}, "image"),
-        (sample.parasites, {"name": f"{sample.name} true parasites", "opacity": 0.6, "visible": False,
+        (sample.parasites, {"name": sample.truth_name, "opacity": 0.6, "visible": False,
                             "metadata": {"truth": True}, "axis_labels": labels}, "labels"),
     ]
 
