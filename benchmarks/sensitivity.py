@@ -1,7 +1,7 @@
 """What each sensitivity (target share of healthy cells flagged) means for the built-in models: false
 candidates per 100 healthy cells and parasites found, on cells the models never trained on, and
-on the built-in samples (fluorescence: synthetic; Giemsa: real cells of the model's slide). The Detect widget's default (pipeline/sensitivity.py) is chosen
-from this page.
+on the built-in samples (fluorescence: synthetic; Giemsa: real cells of the model's slide). The
+Detect widget's default (pipeline/sensitivity.py) is chosen from this page.
 
     python benchmarks/sensitivity.py --write docs/benchmarks/sensitivity.md
 

@@ -5,8 +5,8 @@
 The fluorescence and unstained bright-field samples are synthetic
 (:mod:`napari_supn_anomaly.synthetic`). The Giemsa sample is composed of real cells: crops of
 ``plymouth_pf_giemsa_cells`` from the fields ``giemsa-rbc`` never trained on (its validation
-fields), healthy and infected, each cell cut out along its mask and laid on glass of the crops' own
-colour. A synthetic Giemsa field did not do: `giemsa-rbc` found its drawn healthy cells unusual
+fields), healthy and infected, each cell cut out along its mask with its halo and laid on glass of
+the colour a model's stain measures on these crops. A synthetic Giemsa field did not do: `giemsa-rbc` found its drawn healthy cells unusual
 (docs/benchmarks/sensitivity.md). Deterministic (fixed seeds); the files stay small (uint8,
 zlib-compressed, < 5 MB in all).
 """
@@ -76,7 +76,7 @@ def compose_giemsa(data_root: Path, planes: int = 2, shape=(640, 640), seed: int
     sample = [int(i) for i in pools[0][:200]]
     glass = np.median([g for i in sample if (g := _glass(data.images[i], mask_of(i))) is not None], axis=0)
     noise = np.median([data.images[i][:, :8, :8].reshape(3, -1).std(1) for i in sample], axis=0)
-    fields, diameters = [], []
+    planes_made, diameters = [], []
     for _ in range(planes):
         image = rng.normal(glass, noise, (*shape, 3)).astype(np.float32)
         cells = np.zeros(shape, np.int32)
@@ -111,9 +111,9 @@ def compose_giemsa(data_root: Path, planes: int = 2, shape=(640, 640), seed: int
             if flag:  # the truth labels infected cells 1..n, as parasites are in the synthetic samples
                 infected[window][mask] = int(infected.max()) + 1
             diameters.append(equivalent_diameter(mask))
-        fields.append(ComposedField(np.clip(np.round(image), 0, 255).astype(np.uint8), cells, infected, 0.0))
+        planes_made.append((np.clip(np.round(image), 0, 255).astype(np.uint8), cells, infected))
     diameter = float(np.median(diameters))
-    return [ComposedField(f.image, f.cells, f.infected, diameter) for f in fields]
+    return [ComposedField(image, cells, infected, diameter) for image, cells, infected in planes_made]
 
 
 def _layers_of(key: str, data_root: Path):
