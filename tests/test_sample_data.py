@@ -34,3 +34,16 @@ def test_the_napari_sample_layers_name_the_truth():
     (image, image_meta, kind), (truth, truth_meta, truth_kind) = giemsa_sample()
     assert kind == "image" and image_meta["rgb"] and truth_kind == "labels"
     assert truth_meta["name"] == f"{image_meta['name']} true infected cells" and not truth_meta["visible"]
+
+
+def test_a_sample_missing_a_file_says_which(tmp_path, monkeypatch):
+    import shutil
+
+    import napari_supn_anomaly.sample_data as samples
+
+    stem = SAMPLES["giemsa"][0]
+    for suffix in ("", "_cells"):
+        shutil.copy(samples.sample_folder() / f"{stem}{suffix}.tif", tmp_path)
+    monkeypatch.setattr(samples, "sample_folder", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"{stem}_infected_cells.tif is missing"):
+        load_sample("giemsa")

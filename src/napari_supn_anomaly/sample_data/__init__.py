@@ -96,9 +96,10 @@ def load_sample(key: str = "fluorescence") -> Sample:
     stem, axes, modality, _, truth_kind = SAMPLES[key]
     folder = sample_folder()
     path = folder / f"{stem}.tif"
-    if not path.exists():
-        raise FileNotFoundError(f"the sample {path.name} is missing from the installation; "
-                                "run benchmarks/build/sample_data.py")
+    for part in (path, folder / f"{stem}_cells.tif", truth_path(folder, key)):
+        if not part.exists():
+            raise FileNotFoundError(f"the sample file {part.name} is missing from the installation; "
+                                    "reinstall the package or run benchmarks/build/sample_data.py")
     with tifffile.TiffFile(path) as tif:
         image = tif.asarray()
         found = re.search(r"cell_diameter_px=([0-9.]+)", tif.pages[0].description or "")
