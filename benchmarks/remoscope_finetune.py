@@ -94,6 +94,21 @@ def handmade_on_boxes(fields, only: dict | None = None):
     return np.asarray(y), bright_spots_in_box(crops)
 
 
+def with_calibration(model, name: str, hold):
+    """``model`` able to score with ``name``: a scorer that needs a healthy calibration (the ensemble)
+    is calibrated on the fine-tune's held-back cells, as the model's own scorers were."""
+    from napari_supn_anomaly.scoring import calibrate as calibrate_scorer
+    from napari_supn_anomaly.cells import standardise_crops
+
+    if name in model.scorers or name in model.metadata.get("calibration", {}):
+        return model
+    model = model.copy()
+    crops, masks, _ = standardise_crops(hold.images, hold.masks, model.geometry,
+                                        scale=model.metadata["training"]["crop_scale"])
+    calibrate_scorer(resolve(model, name, require_calibration=False), crops, masks)
+    return model
+
+
 def scratch_model(base, cells, settings: FinetuneSettings, iterations: int):
     """The base's architecture trained from random weights on the same cells for the same minutes, with
     iteration caps so high that the time ends it: does starting from the base help?"""
@@ -178,6 +193,10 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
         turned.metadata["rotations"] = args.rotations_too
         y, s, _, _, _ = evaluate_model(turned, test_fields, turned.metadata.get("default_scorer", "supn"), edges)
         out[f"auroc_tuned_rotations{args.rotations_too}"] = round(auroc(y, s), 4)
+    for name in args.scorers_too or ():
+        scored = with_calibration(tuned, name, hold)
+        y, s, _, _, _ = evaluate_model(scored, test_fields, name, edges)
+        out[f"auroc_tuned_{name}"] = round(auroc(y, s), 4)
     if args.scratch:
         model = scratch_model(base, cells, settings, args.scratch_iters)
         y, s, missed, _, _ = evaluate_model(model, test_fields, model.metadata.get("default_scorer", "supn"), edges)
@@ -214,6 +233,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rotations-too", type=int, choices=(2, 4), default=None,
                     help="with --splits: also the fine-tuned model's AUROC with each cell scored in this many "
                          "orientations (the same model; AUROC needs no calibration)")
+    ap.add_argument("--scorers-too", nargs="+", default=None,
+                    help="also score the fine-tuned model with these scorers (e.g. diag ensemble): AUROC only")
     ap.add_argument("--save", type=Path, default=None, help="also write the fine-tuned model here")
     ap.add_argument("--out", type=Path, default=None, help="markdown report (default: print only)")
     ap.add_argument("--splits", nargs="+", choices=sorted(SPLITS), default=None,

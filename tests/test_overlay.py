@@ -48,6 +48,29 @@ def test_a_bright_spot_stays_bright_and_the_heatmap_marks_it_beside_the_image():
         plt.close(fig)
 
 
+def test_a_long_score_rule_title_stays_over_its_panel():
+    """The Giemsa rule's units run to 90 characters: the heatmap's title breaks into lines no wider
+    than its panel instead of running over the colour bar."""
+    import matplotlib.pyplot as plt
+
+    from napari_supn_anomaly.supn import SCORE_RULES
+
+    image, cells, heat = one_cell_with_a_bright_spot()
+    units = SCORE_RULES["purple-scaled"].units
+    assert len(units) > 80
+    fig = overlay_figure(display_plane(image, "YX", "", ()), heat, cells, (heat >= THRESHOLD).astype(np.int32),
+                         THRESHOLD, units=units)
+    try:
+        fig.canvas.draw()
+        panel = fig.axes[1]
+        title = panel.title.get_window_extent(fig.canvas.get_renderer())
+        box = panel.get_window_extent()
+        assert "\n" in panel.get_title()
+        assert title.x0 >= box.x0 - 30 and title.x1 <= box.x1 + 30, (title, box)
+    finally:
+        plt.close(fig)
+
+
 def result_of(heat: np.ndarray, cells: np.ndarray, plane_axes: str = "") -> DetectionResult:
     if plane_axes:
         tables = [_with_plane_columns(cell_table(heat[i], cells[i]), i, (i,), plane_axes) for i in range(len(heat))]

@@ -37,6 +37,14 @@ def candidate_ring_px(cell_diameter_px: float) -> int:
     return max(3, round(0.15 * cell_diameter_px))
 
 
+def _wrapped(text: str, ax, fontsize: float) -> str:
+    """``text`` broken into lines no wider than ``ax`` (a long score rule ran over the colour bar)."""
+    import textwrap
+
+    width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72
+    return textwrap.fill(text, max(20, int(width_pt / (0.55 * fontsize))))
+
+
 def heatmap_limits(threshold: float, heatmap: np.ndarray) -> tuple[float, float]:
     """The value range the heatmap's colours span: 0 to twice the threshold (the colour changes at
     the threshold); without a positive threshold, the heatmap's own range."""
@@ -140,7 +148,7 @@ def overlay_figure(image_plane: np.ndarray, heatmap: np.ndarray, cells: np.ndarr
         bar.set_ticks([0, threshold / 2, threshold, vmax])
         bar.set_ticklabels(["0", f"{threshold / 2:.3g}", f"threshold {threshold:.3g}", f"{vmax:.3g}"])
     bar.ax.tick_params(labelsize=8)
-    right.set_title(f"heatmap: {units}", fontsize=9)
+    right.set_title(_wrapped(f"heatmap: {units}", right, fontsize=9), fontsize=9)
     for ax in (left, right):
         ax.set_axis_off()
     if title:
