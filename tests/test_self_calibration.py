@@ -79,6 +79,26 @@ def test_the_healthy_cells_are_counted(parasitemia):
     assert fit.healthy_fpr(fit.threshold(0.03)) == pytest.approx(0.03)
 
 
+@pytest.mark.parametrize("parasitemia", (0.0, 0.2))
+@pytest.mark.parametrize("fpr", [0.01, 0.05])
+def test_probabilities_near_1_get_a_threshold_below_1(parasitemia, fpr):
+    """A self-supervised scorer gives probabilities (a sigmoid). On another lab's slide its healthy
+    cells score about 0.9: fitted on the log scale, the threshold came out above 1 and no cell could
+    ever be flagged. On the logit scale the requested share of healthy cells is flagged."""
+    rng = np.random.default_rng(7)
+    rates = []
+    for _ in range(40):
+        n_infected = round(400 * parasitemia)
+        healthy_logits = 2.2 + 0.6 * HEALTHY_SHAPE.rvs(400 - n_infected, random_state=rng)
+        logits = np.concatenate([healthy_logits, 2.2 + 0.6 * rng.uniform(4.0, 8.0, n_infected)])
+        scores = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        choice = choose_threshold(scores, fpr)
+        assert choice.method == "slide" and 0 < choice.threshold < 1
+        threshold_logit = np.log(choice.threshold / (1 - choice.threshold))
+        rates.append(float(HEALTHY_SHAPE.sf((threshold_logit - 2.2) / 0.6)))
+    assert 0.7 * fpr < np.mean(rates) < 1.4 * fpr
+
+
 def test_another_labs_shift_moves_the_threshold_with_it():
     rng = np.random.default_rng(3)
     here = choose_threshold(_slide(rng, 500, 0.05), 0.01).threshold
@@ -147,7 +167,7 @@ def test_the_comparison_takes_centre_and_spread_in_the_models_units():
     assert not like(1.1 * CENTRE_TOLERANCE, 1) and not like(-1.1 * CENTRE_TOLERANCE, 1)
     assert like(0, 0.9 * SPREAD_FACTOR) and like(0, 1.1 / SPREAD_FACTOR)
     assert not like(0, 1.1 * SPREAD_FACTOR) and not like(0, 0.9 / SPREAD_FACTOR)
-    assert not scores_like_model(HealthyFit(model.centre, model.spread, 300, 1.0, log_scale=False), model)
+    assert not scores_like_model(HealthyFit(model.centre, model.spread, 300, 1.0, scale="linear"), model)
 
 
 def test_fields_of_one_slide_pool_into_one_calibration():

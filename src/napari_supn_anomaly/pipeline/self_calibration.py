@@ -2,16 +2,16 @@
 
 On any smear most red cells are healthy, and infected cells only ever push scores *up*. So the
 healthy score distribution of *this* slide is read from the side the infected cells cannot reach:
-its lower and central part. On a log scale the healthy scores are taken to follow ``HEALTHY_SHAPE``
-(a Student t: real slides' healthy scores have a longer upper tail than a normal's); its centre and
-spread are fitted on the slide by matching that shape's quantiles ``p`` in ``LOW``-``HIGH`` to the
-slide's quantiles ``p * h`` (least squares): when a share ``1 - h`` of the cells are infected and
-sit above the healthy ones, the healthy quantile ``p`` is the slide's quantile ``p * h``. ``h``
-(the healthy share) is estimated with the fit, counting up from ``MIN_HEALTHY``: the cells below
-``centre + CUT * spread`` are the healthy cells the fit puts there (a cut far out in the tail, so
-that a healthy tail longer than the normal's does not pass for infected cells). The threshold is the
-fitted healthy ``1 - fpr`` quantile: the score that the requested share of this slide's healthy
-cells exceeds.
+its lower and central part. On a log scale (logit for probabilities, ``score_scale``) the healthy
+scores are taken to follow ``HEALTHY_SHAPE`` (a Student t: real slides' healthy scores have a longer
+upper tail than a normal's); its centre and spread are fitted on the slide by matching that shape's
+quantiles ``p`` in ``LOW``-``HIGH`` to the slide's quantiles ``p * h`` (least squares): when a share
+``1 - h`` of the cells are infected and sit above the healthy ones, the healthy quantile ``p`` is
+the slide's quantile ``p * h``. ``h`` (the healthy share) is estimated with the fit, counting up
+from ``MIN_HEALTHY``: the cells below ``centre + CUT * spread`` are the healthy cells the fit puts
+there (a cut far out in the tail, so that a healthy tail longer than the normal's does not pass for
+infected cells). The threshold is the fitted healthy ``1 - fpr`` quantile: the score that the
+requested share of this slide's healthy cells exceeds.
 
 Infected cells whose scores overlap the healthy ones barely enter the quantiles fitted, so they
 cannot widen the fit (an earlier fit of the median and the 95th percentile was widened by them:
@@ -75,13 +75,14 @@ LIKE_MODEL = "this slide's healthy cells score like the model's own"
 
 @dataclass(frozen=True)
 class HealthyFit:
-    """The healthy score distribution estimated on a slide: (log(score) - centre) / spread ~ HEALTHY_SHAPE."""
+    """The healthy score distribution estimated on a slide: (f(score) - centre) / spread ~ HEALTHY_SHAPE,
+    f the ``scale``'s transform (``to_scale``)."""
 
     centre: float
     spread: float
     n_cells: int
     healthy_share: float
-    log_scale: bool = True
+    scale: str = "log"
 
     @property
     def n_healthy(self) -> float:
@@ -90,16 +91,46 @@ class HealthyFit:
 
     def threshold(self, fpr: float) -> float:
         """The score that a share ``fpr`` of this slide's healthy cells exceeds."""
-        value = self.centre + self.spread * float(HEALTHY_SHAPE.isf(fpr))
-        return float(np.exp(value)) if self.log_scale else float(value)
+        return from_scale(self.centre + self.spread * float(HEALTHY_SHAPE.isf(fpr)), self.scale)
 
     def healthy_fpr(self, threshold: float) -> float:
         """The share of this slide's healthy cells at or above ``threshold``."""
-        if self.log_scale:
-            if threshold <= 0:
-                return 1.0
-            threshold = np.log(threshold)
-        return float(HEALTHY_SHAPE.sf((threshold - self.centre) / self.spread))
+        if self.scale != "linear" and threshold <= 0:
+            return 1.0
+        if self.scale == "logit" and threshold >= 1:
+            return 0.0
+        return float(HEALTHY_SHAPE.sf((float(to_scale(np.float64(threshold), self.scale)) - self.centre) / self.spread))
+
+
+# Scores are fitted on a log scale when most are positive; the few at or below 0 (specks of debris)
+# sit at the bottom, where only their rank matters. Scores that all lie in [0, 1] are probabilities
+# (the self-supervised scorers' sigmoid): on the logit scale, so that no threshold lies beyond 1
+# (on the log scale a slide whose healthy cells score 0.9 put it at 1.2, and nothing was flagged).
+# A scorer with signed scores is fitted as it is.
+PROBABILITY_CLIP = 1e-6
+
+
+def score_scale(scores: np.ndarray) -> str:
+    """"logit", "log" or "linear": the scale a slide's finite ``scores`` are fitted on."""
+    if scores.min() >= 0 and scores.max() <= 1:
+        return "logit"
+    return "log" if (scores > 0).sum() > 0.9 * len(scores) else "linear"
+
+
+def to_scale(scores: np.ndarray, scale: str, floor: float | None = None) -> np.ndarray:
+    """``scores`` on the fitting ``scale``; ``floor``: the smallest positive score, for the log scale."""
+    if scale == "logit":
+        p = np.clip(scores, PROBABILITY_CLIP, 1.0 - PROBABILITY_CLIP)
+        return np.log(p) - np.log1p(-p)
+    if scale == "log":
+        return np.log(np.maximum(scores, floor if floor is not None else np.finfo(np.float64).tiny))
+    return scores
+
+
+def from_scale(value: float, scale: str) -> float:
+    if scale == "logit":
+        return float(1.0 / (1.0 + np.exp(-value)))
+    return float(np.exp(value)) if scale == "log" else float(value)
 
 
 def fit_healthy(scores, healthy_share: float | None = None) -> HealthyFit:
@@ -112,11 +143,8 @@ def fit_healthy(scores, healthy_share: float | None = None) -> HealthyFit:
     s = s[np.isfinite(s)]
     if len(s) < 3:
         raise ValueError(f"{len(s)} cell scores are too few to calibrate on")
-    # log scores when most are positive; the few at or below 0 (specks of debris) sit at the bottom,
-    # where only their rank matters. A scorer with signed scores is fitted as it is.
-    positive = s[s > 0]
-    log_scale = len(positive) > 0.9 * len(s)
-    y = np.sort(np.log(np.maximum(s, positive.min())) if log_scale else s)
+    scale = score_scale(s)
+    y = np.sort(to_scale(s, scale, floor=s[s > 0].min() if scale == "log" else None))
     healthy_p = np.linspace(LOW, HIGH, FIT_POINTS)
     z = HEALTHY_SHAPE.ppf(healthy_p)
     inside = float(HEALTHY_SHAPE.cdf(CUT))
@@ -136,13 +164,13 @@ def fit_healthy(scores, healthy_share: float | None = None) -> HealthyFit:
             share = new
             break
         share = new
-    return HealthyFit(centre, spread, len(y), share, log_scale)
+    return HealthyFit(centre, spread, len(y), share, scale)
 
 
 def scores_like_model(slide: HealthyFit, model: HealthyFit) -> bool:
     """Whether a slide's healthy fit agrees with the fit on the model's own healthy cells: centres within
     ``CENTRE_TOLERANCE`` model spreads, spreads within a factor ``SPREAD_FACTOR``, the same scale."""
-    if slide.log_scale != model.log_scale:
+    if slide.scale != model.scale:
         return False
     ratio = slide.spread / model.spread
     return abs(slide.centre - model.centre) <= CENTRE_TOLERANCE * model.spread and \
