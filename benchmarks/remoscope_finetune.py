@@ -83,6 +83,33 @@ def evaluate_model(model, fields, scorer: str, exclude_edge_cells: bool = False)
     return np.concatenate(y), np.concatenate(s), missed, time.perf_counter() - t0, matched
 
 
+def candidates_at_default(model, fields, scorer: str, exclude_edge_cells: bool = False) -> dict:
+    """At the default setting: healthy boxes on a candidate (false candidates), and the "misc" boxes
+    (debris and other objects that are not red cells) that ended up in a red-cell object and on a
+    candidate: what issue 11 asks to count of the objects that are not red cells."""
+    resolved = resolve(model, scorer)
+    settings = DetectSettings(device="cpu", exclude_edge_cells=exclude_edge_cells)
+    counts = dict.fromkeys(("healthy", "healthy_on_candidate", "misc", "misc_in_red_cell", "misc_on_candidate"), 0)
+    for f in fields:
+        result = detect(f.image, "YX", resolved, settings=settings)
+        table = result.cell_table
+        flagged = dict(zip(table["cell_id"].astype(int), table["candidate"].astype(bool)))
+        h, w = result.cells.shape
+        for b in f.boxes:
+            if b.cls not in ("healthy", "misc"):
+                continue
+            counts[b.cls] += 1
+            window = result.cells[max(0, b.y0):min(h, b.y1), max(0, b.x0):min(w, b.x1)]
+            ids, n = np.unique(window[window > 0], return_counts=True)
+            if len(ids) == 0 or n.max() < 0.3 * window.size:
+                continue
+            on = flagged.get(int(ids[np.argmax(n)]), False)
+            if b.cls == "misc":
+                counts["misc_in_red_cell"] += 1
+            counts[f"{b.cls}_on_candidate"] += int(on)
+    return counts
+
+
 def handmade_on_boxes(fields, only: dict | None = None):
     """TARGETS.md's detector on the true boxes (all kept boxes, or only those in ``only[field name]``)."""
     crops, y = [], []
@@ -186,6 +213,7 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
     y, s, missed, _, matched = evaluate_model(tuned, test_fields, tuned.metadata.get("default_scorer", "supn"), edges)
     out["auroc_tuned"], out["n_tuned"] = round(auroc(y, s), 4), [int(y.sum()), int((1 - y).sum()), missed]
     out["auroc_handmade_same_cells"] = round(auroc(*handmade_on_boxes(test_fields, matched)), 4)
+    out["at_default"] = candidates_at_default(tuned, test_fields, tuned.metadata.get("default_scorer", "supn"), edges)
     y, s, _, _, _ = evaluate_model(tuned, train_fields, tuned.metadata.get("default_scorer", "supn"), edges)
     out["auroc_tuned_on_training_fields"] = round(auroc(y, s), 4)
     if args.rotations_too:
