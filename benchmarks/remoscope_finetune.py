@@ -44,21 +44,29 @@ def healthy_regions(fields):
             for f in fields for i, b in enumerate(f.boxes) if b.cls == "healthy"]
 
 
+def box_object(labels: np.ndarray, box) -> int | None:
+    """The object covering most of ``box``, or None when none covers at least 30% of it."""
+    h, w = labels.shape
+    window = labels[max(0, box.y0):min(h, box.y1), max(0, box.x0):min(w, box.x1)]
+    ids, counts = np.unique(window[window > 0], return_counts=True)
+    if len(ids) == 0 or counts.max() < 0.3 * window.size:
+        return None
+    return int(ids[np.argmax(counts)])
+
+
 def match_boxes(field, labels: np.ndarray, score_of: dict[int, float]):
     """(labels 1 = infected, scores, n unmatched, matched boxes): each box takes the segmented cell covering
     most of it. Boxes without one (cells the segmentation missed or merged, or, with
     --exclude-edge-cells, cells cut by the field's edge) are counted as unmatched."""
     y_true, scores, missed, matched = [], [], 0, []
-    h, w = labels.shape
     for b in field.boxes:
         if b.cls not in KEEP:
             continue
-        window = labels[max(0, b.y0):min(h, b.y1), max(0, b.x0):min(w, b.x1)]
-        ids, counts = np.unique(window[window > 0], return_counts=True)
-        if len(ids) == 0 or counts.max() < 0.3 * window.size:
+        cell = box_object(labels, b)
+        if cell is None:
             missed += 1
             continue
-        scores.append(score_of[int(ids[np.argmax(counts)])])
+        scores.append(score_of[cell])
         y_true.append(int(b.infected))
         matched.append(b)
     return np.asarray(y_true), np.asarray(scores, float), missed, matched
@@ -94,16 +102,14 @@ def candidates_at_default(model, fields, scorer: str, exclude_edge_cells: bool =
         result = detect(f.image, "YX", resolved, settings=settings)
         table = result.cell_table
         flagged = dict(zip(table["cell_id"].astype(int), table["candidate"].astype(bool)))
-        h, w = result.cells.shape
         for b in f.boxes:
             if b.cls not in ("healthy", "misc"):
                 continue
             counts[b.cls] += 1
-            window = result.cells[max(0, b.y0):min(h, b.y1), max(0, b.x0):min(w, b.x1)]
-            ids, n = np.unique(window[window > 0], return_counts=True)
-            if len(ids) == 0 or n.max() < 0.3 * window.size:
+            cell = box_object(result.cells, b)
+            if cell is None:
                 continue
-            on = flagged.get(int(ids[np.argmax(n)]), False)
+            on = flagged.get(cell, False)
             if b.cls == "misc":
                 counts["misc_in_red_cell"] += 1
             counts[f"{b.cls}_on_candidate"] += int(on)
