@@ -72,16 +72,18 @@ def match_boxes(field, labels: np.ndarray, score_of: dict[int, float]):
     return np.asarray(y_true), np.asarray(scores, float), missed, matched
 
 
-def evaluate_model(model, fields, scorer: str, exclude_edge_cells: bool = False):
+def evaluate_model(model, fields, scorer: str, exclude_edge_cells: bool = False, results: dict | None = None):
     """Detection as a user runs it (the package's defaults: cells cut by the field's edge are found and
     scored with the outside masked), then box matching. Returns (y, scores, n unmatched, seconds,
-    {field name: matched boxes})."""
+    {field name: matched boxes}); ``results``, when given, receives each field's DetectionResult."""
     y, s, missed, matched = [], [], 0, {}
     t0 = time.perf_counter()
     resolved = resolve(model, scorer)
     settings = DetectSettings(device="cpu", exclude_edge_cells=exclude_edge_cells)
     for f in fields:
         result = detect(f.image, "YX", resolved, settings=settings)
+        if results is not None:
+            results[f.name] = result
         table = result.cell_table
         yy, ss, mm, boxes = match_boxes(f, result.cells, dict(zip(table["cell_id"].astype(int), table["score"])))
         y.append(yy)
@@ -91,15 +93,14 @@ def evaluate_model(model, fields, scorer: str, exclude_edge_cells: bool = False)
     return np.concatenate(y), np.concatenate(s), missed, time.perf_counter() - t0, matched
 
 
-def candidates_at_default(model, fields, scorer: str, exclude_edge_cells: bool = False) -> dict:
-    """At the default setting: healthy boxes on a candidate (false candidates), and the "misc" boxes
-    (debris and other objects that are not red cells) that ended up in a red-cell object and on a
-    candidate: what issue 11 asks to count of the objects that are not red cells."""
-    resolved = resolve(model, scorer)
-    settings = DetectSettings(device="cpu", exclude_edge_cells=exclude_edge_cells)
+def candidates_at_default(fields, results: dict) -> dict:
+    """At the default setting (``results``: each field's DetectionResult, from ``evaluate_model``):
+    healthy boxes on a candidate (false candidates), and the "misc" boxes (debris and other objects
+    that are not red cells) that ended up in a red-cell object and on a candidate: what issue 11 asks
+    to count of the objects that are not red cells."""
     counts = dict.fromkeys(("healthy", "healthy_on_candidate", "misc", "misc_in_red_cell", "misc_on_candidate"), 0)
     for f in fields:
-        result = detect(f.image, "YX", resolved, settings=settings)
+        result = results[f.name]
         table = result.cell_table
         flagged = dict(zip(table["cell_id"].astype(int), table["candidate"].astype(bool)))
         for b in f.boxes:
@@ -216,10 +217,12 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
            "flagged_tuned": check.tuned.flagged if check.tuned else None}
     edges = args.exclude_edge_cells
     out["exclude_edge_cells"] = edges
-    y, s, missed, _, matched = evaluate_model(tuned, test_fields, tuned.metadata.get("default_scorer", "supn"), edges)
+    detected = {}
+    y, s, missed, _, matched = evaluate_model(tuned, test_fields, tuned.metadata.get("default_scorer", "supn"), edges,
+                                              detected)
     out["auroc_tuned"], out["n_tuned"] = round(auroc(y, s), 4), [int(y.sum()), int((1 - y).sum()), missed]
     out["auroc_handmade_same_cells"] = round(auroc(*handmade_on_boxes(test_fields, matched)), 4)
-    out["at_default"] = candidates_at_default(tuned, test_fields, tuned.metadata.get("default_scorer", "supn"), edges)
+    out["at_default"] = candidates_at_default(test_fields, detected)
     y, s, _, _, _ = evaluate_model(tuned, train_fields, tuned.metadata.get("default_scorer", "supn"), edges)
     out["auroc_tuned_on_training_fields"] = round(auroc(y, s), 4)
     if args.rotations_too:
