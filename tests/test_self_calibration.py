@@ -22,6 +22,7 @@ from napari_supn_anomaly.pipeline.self_calibration import (
     MIN_CELLS,
     SPREAD_FACTOR,
     HealthyFit,
+    ThresholdChoice,
     calibrate_pooled,
     choose_threshold,
     fit_healthy,
@@ -295,7 +296,7 @@ def test_the_command_line_calibrates_on_the_slide_unless_told(tmp_path, infected
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     assert "calibrated on " in capsys.readouterr().out
     assert main(args + ["--out", str(tmp_path / "b"), "--calibration", "model"]) == 0
-    assert "calibrated on the model's healthy cells" in capsys.readouterr().out
+    assert "calibrated on the model's" in capsys.readouterr().out
     provenance = json.loads(tifffile.TiffFile(tmp_path / "b" / "field_heatmap.tif").pages[0].description)
     assert provenance["calibration"]["requested"] == "model"
     with pytest.raises(SystemExit) as exit_:
@@ -358,3 +359,17 @@ def test_the_inputs_of_one_run_share_one_threshold_unless_told(tmp_path, infecte
     a, b = calibrations(tmp_path / "alone")
     assert a["method"] == b["method"] == "slide" and a["threshold"] != b["threshold"]
     assert [a["n_cells"], b["n_cells"]] == n_cells
+
+
+def test_a_model_calibrated_on_a_handful_of_cells_says_so_when_the_rate_is_beyond_them():
+    healthy = np.exp(np.random.default_rng(0).normal(2.0, 0.3, 9))
+    model = lambda fpr: float(np.quantile(healthy, 1 - fpr))  # noqa: E731
+    scores = np.exp(np.random.default_rng(1).normal(2.0, 0.3, 20))  # too few to calibrate on the slide
+    few = choose_threshold(scores, 0.05, model_threshold=model, model_healthy=healthy)
+    assert few.method == "model" and few.model_cells == 9
+    assert "the model's 9 held-back healthy cells (too few for 5%" in few.describe() and "under 12%" in few.describe()
+    assert "held-back" not in choose_threshold(scores, 0.2, model_threshold=model, model_healthy=healthy).describe()
+    many = np.exp(np.random.default_rng(2).normal(2.0, 0.3, 200))
+    assert "held-back" not in choose_threshold(scores, 0.05, model_threshold=lambda f: float(np.quantile(many, 1 - f)),
+                                             model_healthy=many).describe()
+    assert ThresholdChoice.from_dict(few.to_dict()) == few

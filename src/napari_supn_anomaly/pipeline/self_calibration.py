@@ -195,6 +195,7 @@ class ThresholdChoice:
     n_healthy: float | None = None
     reason: str = ""
     fit: dict | None = None
+    model_cells: int | None = None  # how many held-back healthy cells the model's calibration rests on
 
     @property
     def expected_false_candidates(self) -> float | None:
@@ -218,16 +219,28 @@ class ThresholdChoice:
         if self.method == "slide":
             return f"calibrated on this slide's {self.n_cells} cells"
         if self.method == "model":
-            return "calibrated on the model's healthy cells" + (f": {self.reason}" if self.reason else "")
+            return f"calibrated on {self._model_cells_text()}" + (f": {self.reason}" if self.reason else "")
         return "threshold given by hand"
+
+    def _model_cells_text(self) -> str:
+        """"the model's healthy cells", with their number and a note when the rate asked for is beyond
+        what they can tell: the threshold then lies between the highest two of their scores, whatever
+        the rate (a model fine-tuned on a few dozen marked cells keeps 7-9 of them)."""
+        n = self.model_cells
+        if n is None or n < 2 or self.fpr is None or self.fpr * (n - 1) >= 1:
+            return "the model's healthy cells"
+        return (f"the model's {n} held-back healthy cells (too few for {100 * self.fpr:.2g}%: any rate under "
+                f"{100 / (n - 1):.2g}% puts the threshold between their highest two scores; mark more healthy cells "
+                "when fine-tuning, or detect enough cells together to calibrate on the slide)")
 
     def describe_expected(self) -> str:
         """The false candidates to expect, in words ("" when unknown)."""
         expected = self.expected_false_candidates
         if expected is None:
             return ""
-        return f"about {expected:.0f} false candidates expected" if expected >= 1 else \
-            "fewer than 1 false candidate expected"
+        if expected < 1:
+            return "fewer than 1 false candidate expected"
+        return f"about {expected:.0f} false candidate{'' if round(expected) == 1 else 's'} expected"
 
     def describe(self) -> str:
         """One clause for a summary line: where the threshold came from and the false candidates to expect."""
@@ -262,7 +275,8 @@ def choose_threshold(scores, fpr: float, calibration: str = DEFAULT_CALIBRATION,
                 model = _model_fit(model_healthy) if model_threshold is not None else None
                 if model is not None and scores_like_model(fit, model):
                     return ThresholdChoice(recentred(float(model_threshold(fpr)), fit, model), float(fpr), "model",
-                                           calibration, n, fit.n_healthy, LIKE_MODEL, asdict(fit))
+                                           calibration, n, fit.n_healthy, LIKE_MODEL, asdict(fit),
+                                           len(model_healthy))
                 return ThresholdChoice(fit.threshold(fpr), float(fpr), "slide", calibration, n, fit.n_healthy,
                                        fit=asdict(fit))
         else:
@@ -273,7 +287,8 @@ def choose_threshold(scores, fpr: float, calibration: str = DEFAULT_CALIBRATION,
         threshold = float(model_threshold(fpr))
     except ValueError as exc:
         raise ValueError(f"{reason}, and {exc}" if reason else str(exc)) from exc
-    return ThresholdChoice(threshold, float(fpr), "model", calibration, n, float(n), reason)
+    return ThresholdChoice(threshold, float(fpr), "model", calibration, n, float(n), reason,
+                           model_cells=None if model_healthy is None else len(model_healthy))
 
 
 def _model_fit(model_healthy) -> HealthyFit | None:
