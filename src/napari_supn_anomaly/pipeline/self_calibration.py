@@ -230,8 +230,7 @@ class ThresholdChoice:
         if n is None or n < 2 or self.fpr is None or self.fpr * (n - 1) >= 1:
             return "the model's healthy cells"
         return (f"the model's {n} held-back healthy cells (too few for {100 * self.fpr:.2g}%: any rate under "
-                f"{100 / (n - 1):.2g}% puts the threshold between their highest two scores; mark more healthy cells "
-                "when fine-tuning, or detect enough cells together to calibrate on the slide)")
+                f"{100 / (n - 1):.2g}% gives about the same threshold)")
 
     def describe_expected(self) -> str:
         """The false candidates to expect, in words ("" when unknown)."""
