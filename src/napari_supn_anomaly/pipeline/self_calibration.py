@@ -223,9 +223,9 @@ class ThresholdChoice:
         return "threshold given by hand"
 
     def _model_cells_text(self) -> str:
-        """"the model's healthy cells", with their number and a note when the rate asked for is beyond
-        what they can tell: the threshold then lies between the highest two of their scores, whatever
-        the rate (a model fine-tuned on a few dozen marked cells keeps 7-9 of them)."""
+        """The model's healthy cells in words; with their number and a note when the rate asked for is
+        beyond what they can tell: the threshold then lies between the highest two of their scores,
+        whatever the rate (a model fine-tuned on a few dozen marked cells keeps 7-9 of them)."""
         n = self.model_cells
         if n is None or n < 2 or self.fpr is None or self.fpr * (n - 1) >= 1:
             return "the model's healthy cells"
