@@ -190,6 +190,22 @@ def finetune_settings(args, seed: int) -> FinetuneSettings:
                             colour_augment=args.colour_augment, early_stopping=not args.no_early_stop)
 
 
+def finetune_on_fields(base, train_fields, settings: FinetuneSettings, base_source: str):
+    """``base`` fine-tuned on ALL healthy boxes of ``train_fields`` (regions holding no whole cell are
+    skipped by the package), the fields and their cells handed over as the Fine-tune widget does.
+    Returns (the fine-tuned model, the marked cells, the fields' planes, their cell labels, the regions)."""
+    planes = {f.name: as_channels_first(f.image) for f in train_fields}
+    labels: dict = {}
+    regions = healthy_regions(train_fields)
+    cells = cells_from_fields(planes, regions, "brightfield", labels_out=labels)
+    tuned = None
+    for event in finetune(base, cells, settings, name=f"{base.name}-remoscope", base_source=base_source,
+                          fields=planes, field_labels=labels, compare=False):
+        if not isinstance(event, Progress):
+            tuned = event
+    return tuned, cells, planes, labels, regions
+
+
 def run_split(base, fields, train_ids, seed: int, args) -> dict:
     """Fine-tune from ALL healthy boxes of the training fields (edge boxes too: regions holding no whole
     cell are skipped by the package), run the fine-tuning check on those fields, detect on the others."""
@@ -199,18 +215,10 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
 
     train_fields = [f for i, f in enumerate(fields) if i in train_ids]
     test_fields = [f for i, f in enumerate(fields) if i not in train_ids]
-    planes = {f.name: as_channels_first(f.image) for f in train_fields}
-    labels: dict = {}
-    regions = healthy_regions(train_fields)
-    cells = cells_from_fields(planes, regions, "brightfield", labels_out=labels)
-    print(f"  {skipped_warning(cells, len(regions)) or 'no region skipped'}", flush=True)
     settings = finetune_settings(args, seed)
     load = open("/proc/loadavg").read().split()[0]
-    tuned = None
-    for event in finetune(base, cells, settings, name=f"{base.name}-remoscope", base_source=str(args.base),
-                          fields=planes, field_labels=labels, compare=False):
-        if not isinstance(event, Progress):
-            tuned = event
+    tuned, cells, planes, labels, regions = finetune_on_fields(base, train_fields, settings, str(args.base))
+    print(f"  {skipped_warning(cells, len(regions)) or 'no region skipped'}", flush=True)
     hold = cells.subset(split_holdout(len(cells), settings.holdout_fraction, seed)[1])
     check = compare_with_base(base, tuned, hold, cells, planes, labels, seed,
                               base_usable=not tuned.metadata["training"]["finetune"]["intensity_inverted"])
@@ -227,20 +235,20 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
            "flagged_tuned": check.tuned.flagged if check.tuned else None}
     edges = args.exclude_edge_cells
     out["exclude_edge_cells"] = edges
+    scorer = tuned.metadata.get("default_scorer", "supn")
     detected = {}
-    y, s, missed, _, matched = evaluate_model(tuned, test_fields, tuned.metadata.get("default_scorer", "supn"), edges,
-                                              detected)
+    y, s, missed, _, matched = evaluate_model(tuned, test_fields, scorer, edges, detected)
     out["auroc_tuned"], out["n_tuned"] = round(auroc(y, s), 4), [int(y.sum()), int((1 - y).sum()), missed]
     out["auroc_handmade_same_cells"] = round(auroc(*handmade_on_boxes(test_fields, matched)), 4)
     out["at_default"] = candidates_at_default(test_fields, detected)
-    pooled, method = pooled_as_one_slide(resolve(tuned, tuned.metadata.get("default_scorer", "supn")), detected)
+    pooled, method = pooled_as_one_slide(resolve(tuned, scorer), detected)
     out["at_default_pooled"] = dict(candidates_at_default(test_fields, pooled), threshold_from=method)
-    y, s, _, _, _ = evaluate_model(tuned, train_fields, tuned.metadata.get("default_scorer", "supn"), edges)
+    y, s, _, _, _ = evaluate_model(tuned, train_fields, scorer, edges)
     out["auroc_tuned_on_training_fields"] = round(auroc(y, s), 4)
     if args.rotations_too:
         turned = tuned.copy()
         turned.metadata["rotations"] = args.rotations_too
-        y, s, _, _, _ = evaluate_model(turned, test_fields, turned.metadata.get("default_scorer", "supn"), edges)
+        y, s, _, _, _ = evaluate_model(turned, test_fields, scorer, edges)
         out[f"auroc_tuned_rotations{args.rotations_too}"] = round(auroc(y, s), 4)
     for name in args.scorers_too or ():
         scored = with_calibration(tuned, name, hold)

@@ -28,7 +28,6 @@ from page_block import replace_block  # noqa: E402
 
 from napari_supn_anomaly.models import load_model  # noqa: E402
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect  # noqa: E402
-from napari_supn_anomaly.progress import Progress  # noqa: E402
 from napari_supn_anomaly.scoring import resolve  # noqa: E402
 
 START, END = "<!-- segment-vs-score -->", "<!-- /segment-vs-score -->"
@@ -38,21 +37,14 @@ SCORING_STEPS = ("rescale_s", "score_s", "paste_s")
 
 def remoscope_model(root: Path):
     """``fluorescence-rbc`` fine-tuned on the healthy boxes of Remoscope fields 0-3 (2 minutes at most)."""
-    from remoscope_finetune import healthy_regions
+    from remoscope_finetune import finetune_on_fields
 
     from napari_supn_anomaly.evaluation.datasets import load_remoscope_fields
-    from napari_supn_anomaly.training.finetune import FinetuneSettings, finetune
-    from napari_supn_anomaly.training.regions import as_channels_first, cells_from_fields
+    from napari_supn_anomaly.training.finetune import FinetuneSettings
 
     fields = load_remoscope_fields(root)[:4]
-    planes = {f.name: as_channels_first(f.image) for f in fields}
-    cells = cells_from_fields(planes, healthy_regions(fields), "brightfield")
-    tuned = None
-    for event in finetune(load_model("fluorescence-rbc"), cells, FinetuneSettings(minutes=2.0, device="cpu"),
-                          name="fluorescence-rbc-remoscope", base_source="fluorescence-rbc", compare=False):
-        if not isinstance(event, Progress):
-            tuned = event
-    return tuned
+    return finetune_on_fields(load_model("fluorescence-rbc"), fields, FinetuneSettings(minutes=2.0, device="cpu"),
+                              "fluorescence-rbc")[0]
 
 
 def time_source(fields, scorer) -> dict:
