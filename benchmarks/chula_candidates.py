@@ -52,6 +52,7 @@ from napari_supn_anomaly.evaluation.field_sets import (
     load_chula_fields,
 )
 from napari_supn_anomaly.models import load_model
+from napari_supn_anomaly.pipeline.sensitivity import default_fpr
 from napari_supn_anomaly.pipeline.stacks import (
     DetectSettings,
     choose_run_threshold,
@@ -61,7 +62,8 @@ from napari_supn_anomaly.scoring import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALITY = "brightfield-stained"
-FPRS = (0.05, 0.01)
+DEFAULT_FIELD = f"field_{default_fpr(MODALITY)}"  # the column of the default setting, each field alone
+FPRS = tuple(dict.fromkeys((default_fpr(MODALITY), 0.05, 0.01)))
 CAUSES = ("mark", "platelet", "edge", "other")
 OVERLAY_FIELDS = 3
 
@@ -147,7 +149,7 @@ def overlay(f, seg_before, seg_after, cells_before, cells_after, path: Path) -> 
     for seg, cells in ((seg_before, cells_before), (seg_after, cells_after)):
         img = rgb.copy()
         img[find_boundaries(seg.labels, mode="inner")] = (0, 200, 0)
-        flagged = cells.cell_id[cells["field_0.05"]].to_numpy()
+        flagged = cells.cell_id[cells[DEFAULT_FIELD]].to_numpy()
         img[find_boundaries(np.isin(seg.labels, flagged) * seg.labels, mode="inner")] = (255, 0, 0)
         platelets = np.isin(seg.others, np.flatnonzero(np.asarray(seg.other_kinds) == "platelet"))
         img[find_boundaries(platelets, mode="inner")] = (0, 0, 255)
@@ -255,7 +257,7 @@ def main(argv=None) -> int:
     for s in cells:
         cells[s]["half"] = np.where(cells[s].field.isin(halves["tuning"]), "tuning", "held-out")
         cells[s].to_csv(ROOT / "runs" / f"chula_candidates_{s}.csv", index=False) if (ROOT / "runs").is_dir() else None
-    agree = np.mean([(c["candidate_default"] == c["field_0.05"]).mean() for c in cells.values()])
+    agree = np.mean([(c["candidate_default"] == c[DEFAULT_FIELD]).mean() for c in cells.values()])
 
     lines = [
         "# False candidates on uninfected Chula fields: annotation marks",
@@ -282,7 +284,7 @@ def main(argv=None) -> int:
                     c = cells[state][cells[state].half == half]
                     col = f"{run}_{fpr}"
                     causes = [per100(c[col] & (c.cause == k)) for k in CAUSES]
-                    label = "default (5%)" if fpr == 0.05 else f"{fpr:.0%}"
+                    label = f"{fpr:.0%}" + (" (default)" if fpr == default_fpr(MODALITY) else "")
                     lines.append(f"| {label} | {'each field alone' if run == 'field' else 'pooled'} | {state} | "
                                  f"{len(c)} | {per100(c[col])} | " + " | ".join(causes) + " |")
         lines.append("")
@@ -293,7 +295,7 @@ def main(argv=None) -> int:
             parts = []
             for state in ("before", "after"):
                 c = cells[state][(cells[state].half == half) & (cells[state].chula_class == cls)]
-                parts.append(f"{int(c['field_0.05'].sum())} / {len(c)}")
+                parts.append(f"{int(c[DEFAULT_FIELD].sum())} / {len(c)}")
             lines.append(f"| {cls} | " + " | ".join(parts) + " |")
         lines.append("")
     lines += ["## Per field (default setting, each field alone)", "",
@@ -303,12 +305,12 @@ def main(argv=None) -> int:
         b = cells["before"][cells["before"].field == f.name]
         a = cells["after"][cells["after"].field == f.name]
         lines.append(f"| {f.name} | {'tuning' if f.name in halves['tuning'] else 'held-out'} | {len(b)} | "
-                     f"{int(b['field_0.05'].sum())} | {len(a)} | {int(a['field_0.05'].sum())} | "
+                     f"{int(b[DEFAULT_FIELD].sum())} | {len(a)} | {int(a[DEFAULT_FIELD].sum())} | "
                      f"{int(mark_mask(f.image, MODALITY).sum())} |")
     # overlays: the fields where the change moved the most
     moved = sorted(fields, key=lambda f: -abs(
-        int(cells["before"][cells["before"].field == f.name]["field_0.05"].sum())
-        - int(cells["after"][cells["after"].field == f.name]["field_0.05"].sum())))[:OVERLAY_FIELDS]
+        int(cells["before"][cells["before"].field == f.name][DEFAULT_FIELD].sum())
+        - int(cells["after"][cells["after"].field == f.name][DEFAULT_FIELD].sum())))[:OVERLAY_FIELDS]
     images = []
     for f in moved:
         if (f.name, "before") not in segs or (f.name, "after") not in segs:

@@ -408,7 +408,8 @@ def table_block(rows: dict) -> str:
              f"Command: `{run.get('command', '')}`.", "",
              ("Each cell: per-cell AUROC and AP (infected against healthy found cells), parasites on a candidate "
               "cell and false candidates per 100 healthy cells at the default setting (what `detect` does with "
-              "no options: 5%, the slide's self-calibration, stain matching), parasites on a candidate at the "
+              "no options: the model's default, 1% for a stained-smear model since 2026-12-02 (5% before), the "
+              "slide's self-calibration, stain matching), parasites on a candidate at the "
               "threshold that flags 2 of 100 healthy cells, and pixel AP of the heatmap against the parasite "
               "masks over the whole field and inside found cells. Cells are found by the package's finder. One "
               "model file per row; the rows 'same recipe, seed N' are other builds of the shipped file's recipe "

@@ -39,6 +39,18 @@ def test_a_display_that_is_not_running_is_refused():
     require_display({"QT_QPA_PLATFORM": "offscreen"}, "linux")
 
 
+def test_every_command_prints_its_help(capsys):
+    import argparse
+
+    from napari_supn_anomaly.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in commands.items():
+        assert sub.format_help(), name  # a stray % in a help text fails here, as --help would
+    assert "1 in 100 healthy cells for a stained-smear model" in " ".join(commands["detect"].format_help().split())
+
+
 def test_a_usage_error_is_one_line():
     proc = subprocess.run([sys.executable, "-c", RUN_CLI, "detect", "--model", "fluorescence-rbc"],
                           capture_output=True, text=True, timeout=120)

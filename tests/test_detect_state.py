@@ -10,6 +10,7 @@ import pytest
 from _tiny_models import tiny_model, tiny_model_file
 
 from napari_supn_anomaly.errors import InputError, ModelFileError
+from napari_supn_anomaly.pipeline.sensitivity import DEFAULT_FPR, STAINED_DEFAULT_FPR
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
 from napari_supn_anomaly.scoring import default_scorer_name
 from napari_supn_anomaly.widgets.detect_state import DetectState
@@ -93,3 +94,17 @@ def test_without_a_model_nothing_runs(state):
         state.scorer()
     with pytest.raises(InputError, match="choose a model"):
         state.load_scorer_network("any.safetensors")
+
+
+def test_each_model_starts_at_its_own_sensitivity_and_one_the_person_chose_stays():
+    registry = ModelRegistry()
+    registry.register("fl", tiny_model("fluorescence"))
+    registry.register("stained", tiny_model("brightfield-stained"))
+    state = DetectState(registry)
+    state.choose_model("stained")
+    assert state.fpr == STAINED_DEFAULT_FPR == 0.01
+    state.choose_model("fl")
+    assert state.fpr == DEFAULT_FPR == 0.05
+    state.fpr = 0.03
+    state.choose_model("stained")
+    assert state.fpr == 0.03

@@ -312,3 +312,15 @@ def test_the_model_line_says_when_cells_are_scored_in_several_orientations(make_
     assert "each cell scored in 4 orientations" in widget._form.model_info.value
     widget.select_model("tiny fluorescence")
     assert "orientations" not in widget._form.model_info.value
+
+
+def test_the_slider_moves_to_each_models_default_until_the_person_moves_it(make_napari_viewer, fl_model):
+    widget = open_widget(make_napari_viewer())
+    widget.select_model("giemsa-rbc")
+    assert widget.sensitivity == pytest.approx(1.0)
+    assert "about 1 false candidate per 100" in widget.threshold_text
+    widget.select_model("tiny fluorescence")
+    assert widget.sensitivity == pytest.approx(5.0)
+    widget.set_sensitivity(3.0)
+    widget.select_model("giemsa-rbc")
+    assert widget.sensitivity == pytest.approx(3.0) and widget.state.fpr == pytest.approx(0.03)

@@ -107,3 +107,16 @@ def test_default_axes():
     assert default_axes((2, 5, 64, 64)) == "TZYX"
     assert default_axes((64, 64, 3), rgb=True) == "YXS"
     assert default_axes((64, 64)) == "YX"
+
+
+def test_without_a_rate_each_model_flags_its_own_default_share():
+    from napari_supn_anomaly.pipeline.stacks import choose_run_threshold
+
+    scores = np.random.default_rng(0).lognormal(size=400)
+    for modality, rate in (("fluorescence", 0.05), ("brightfield-stained", 0.01)):
+        scorer = resolve(tiny_model(modality))
+        assert choose_run_threshold(scorer, DetectSettings(), scores).fpr == rate
+        assert choose_run_threshold(scorer, DetectSettings(fpr=0.2), scores).fpr == 0.2
+    stained = make_field((160, 160), "brightfield-stained", cell_diameter=30, seed=1)
+    result = detect(stained.image, "YXS", resolve(tiny_model("brightfield-stained")))
+    assert result.provenance["target_fpr"] == 0.01

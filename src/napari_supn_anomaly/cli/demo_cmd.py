@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import check_output_folder
-from ..pipeline.sensitivity import DEFAULT_FPR, describe_fpr
+from ..pipeline.sensitivity import default_fpr, describe_default_fprs
 from ..sample_data import SAMPLES
 from ..supn.devices import DEVICE_CHOICES
 from .display import require_display, require_napari
@@ -20,9 +20,9 @@ def add_parser(sub, name):
     p.add_argument("--out", default="supn-anomaly-demo", help="output folder (default: supn-anomaly-demo)")
     p.add_argument("--sample", choices=list(SAMPLES), default="fluorescence", help="which example (default fluorescence)")
     p.add_argument("--model", default=None, help="model name or file (default: the built-in model for the sample)")
-    p.add_argument("--fpr", type=float, default=DEFAULT_FPR,
-                   help=f"target fraction of healthy cells flagged (default {DEFAULT_FPR}, as in the Detect widget: "
-                        f"{describe_fpr(DEFAULT_FPR)})")
+    p.add_argument("--fpr", type=float, default=None,
+                   help="target fraction of healthy cells flagged (default: the model's, as in the Detect widget: "
+                        f"{describe_default_fprs()})")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where the model runs (default auto)")
     p.add_argument("--gui", action="store_true",
                    help="open napari with the image, the truth and the results (needs a display)")
@@ -40,7 +40,7 @@ def default_model_for(modality: str) -> str:
 
 
 def run(args) -> int:
-    if not 0 < args.fpr < 1:
+    if args.fpr is not None and not 0 < args.fpr < 1:
         raise InputError("--fpr must lie between 0 and 1")
     check_output_folder(args.out)  # before the detection, not after it
     if args.gui:  # before the detection, not after it
@@ -59,7 +59,8 @@ def run(args) -> int:
     if model.modality != sample.modality:
         print(f"note: the model {model.name!r} is a {model.modality} model and the sample is {sample.modality}",
               file=sys.stderr)
-    settings = DetectSettings(fpr=args.fpr, device=args.device)
+    fpr = default_fpr(model.modality) if args.fpr is None else args.fpr
+    settings = DetectSettings(fpr=fpr, device=args.device)
     print(f"sample: {sample.path.name} ({sample.n_planes} plane(s)); model: {model.name}", file=sys.stderr)
     result = run_to_end(iter_detect(sample.image, sample.axes, resolve(model), settings=settings,
                                     source={"input": sample.path.name}),
@@ -69,7 +70,7 @@ def run(args) -> int:
     regions = result.candidate_mask()
     matches = [match_parasites(regions[result.plane_index(flat)], sample.truth(flat))
                for flat in range(result.n_planes)]
-    titles = [f"{model.name}, {100 * args.fpr:g}% sensitivity: {m.summary(sample.truth_kind)}" for m in matches]
+    titles = [f"{model.name}, {100 * fpr:g}% sensitivity: {m.summary(sample.truth_kind)}" for m in matches]
     write_overlays(result, sample.image, sample.axes, out, sample.name, title=titles, truth=sample.parasites,
                    truth_label=sample.truth_one)
     match = sum(matches[1:], matches[0])

@@ -9,7 +9,7 @@ from ..errors import InputError
 from ..files import check_input_file, check_output_folder
 from ..io import READABLE_FORMATS
 from ..models.data_range import MODES as INTENSITY_MODES
-from ..pipeline.sensitivity import DEFAULT_FPR, describe_fpr
+from ..pipeline.sensitivity import describe_default_fprs
 from ..supn.devices import DEVICE_CHOICES
 
 if TYPE_CHECKING:
@@ -43,9 +43,9 @@ def add_parser(sub, name):
                    help="trained network of a self-supervised scorer (ssl-*) made for this model, e.g. by "
                         "'supn-anomaly train-scorer'; --scorer defaults to its scorer")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--fpr", type=float, default=DEFAULT_FPR,
-                       help=f"target fraction of healthy cells flagged; sets the threshold (default {DEFAULT_FPR}: "
-                            f"{describe_fpr(DEFAULT_FPR)})")
+    group.add_argument("--fpr", type=float, default=None,
+                       help="target fraction of healthy cells flagged; sets the threshold (default: the model's, "
+                            f"{describe_default_fprs()})")
     group.add_argument("--threshold", type=float, default=None, help="score threshold (overrides --fpr)")
     p.add_argument("--calibration", choices=("slide", "model"), default="slide",
                    help="whose healthy cells set the threshold: slide (default: the cells of all the inputs "

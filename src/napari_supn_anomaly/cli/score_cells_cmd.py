@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..files import atomic_outputs, check_output_file
-from ..pipeline.sensitivity import DEFAULT_FPR, describe_fpr
+from ..pipeline.sensitivity import default_fpr, describe_default_fprs
 from ..scoring.registry import scorer_info, scorer_names
 from ..supn.devices import DEVICE_CHOICES
 from .progress import ProgressLine
@@ -41,9 +41,9 @@ def add_parser(sub, name):
                    help="trained network of a self-supervised (ssl-*) scorer made for this model, as saved by "
                         "'supn-anomaly train-scorer' or 'supn-anomaly evaluate --save-segmenters' (default: the "
                         "network shipped with a built-in model)")
-    p.add_argument("--fpr", type=float, default=DEFAULT_FPR, metavar="F",
+    p.add_argument("--fpr", type=float, default=None, metavar="F",
                    help="a cell is a candidate when at most this fraction of healthy cells scores as high "
-                        f"(default {DEFAULT_FPR}: {describe_fpr(DEFAULT_FPR)})")
+                        f"(default: the model's, {describe_default_fprs()})")
     p.add_argument("--cell-diameter", type=float, metavar="PX",
                    help="typical cell diameter in the crops, in pixels (default: measured from the cells)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs (default auto)")
@@ -60,7 +60,7 @@ def run(args) -> int:
     from ..cells.measure import check_cell_diameter
     from ..crop_folders import list_image_files
 
-    if not 0.0 <= args.fpr <= 1.0:
+    if args.fpr is not None and not 0.0 <= args.fpr <= 1.0:
         raise InputError("--fpr must lie between 0 and 1")
     if args.cell_diameter is not None:
         check_cell_diameter(args.cell_diameter, "--cell-diameter")
@@ -71,6 +71,8 @@ def run(args) -> int:
         f for folder in (args.images, args.masks, args.healthy) if folder for f in list_image_files(folder)]
     out = check_output_file(args.out, overwrite=True, inputs=inputs)
     model = load_model(args.model)
+    if args.fpr is None:
+        args.fpr = default_fpr(model.modality)
     scorer = _resolve(model, args.scorer, args.segmenter)
     scale = None if args.cell_diameter is None else model.cell_diameter_px / args.cell_diameter
     folder, crops, masks, scale = read_standardised(model, args.images, args.masks, scale, "reading crops")

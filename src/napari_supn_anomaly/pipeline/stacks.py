@@ -32,7 +32,7 @@ from .fields import iter_score_field
 from .memory import check_plane_fits
 from .result import DetectionResult, _with_plane_columns
 from .self_calibration import CALIBRATIONS, DEFAULT_CALIBRATION, ThresholdChoice, choose_threshold, user_threshold
-from .sensitivity import DEFAULT_FPR
+from .sensitivity import default_fpr
 from .tiles import CORE_PX, PlaneOutcome, iter_plane_in_tiles, needs_tiles
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class DetectSettings:
-    fpr: float = DEFAULT_FPR            # target fraction of healthy cells flagged
+    fpr: float | None = None            # target fraction of healthy cells flagged; None: the model's default
     threshold: float | None = None      # overrides fpr when given
     cell_diameter: float | None = None  # cell diameter in the image, pixels; None: measured
     batch_size: int = 32
@@ -57,7 +57,7 @@ class DetectSettings:
         def name(key: str) -> str:
             return (names or {}).get(key, key)
 
-        if not is_finite_number(self.fpr) or not 0 < self.fpr < 1:
+        if self.fpr is not None and (not is_finite_number(self.fpr) or not 0 < self.fpr < 1):
             raise InputError(f"{name('fpr')} must lie between 0 and 1, e.g. 0.01 for one healthy cell in a hundred")
         if self.threshold is not None and not is_finite_number(self.threshold):
             raise InputError(f"{name('threshold')} must be a number (a score)")
@@ -85,6 +85,11 @@ def _progress(plane: int, n_planes: int, done: int, total: int, stage: str, mess
     return Progress(stage, done, total, message, overall=(plane + within) / n_planes, plane=plane)
 
 
+def target_fpr(scorer: Scorer, settings: DetectSettings) -> float:
+    """The share of healthy cells to flag: the one asked for, else the default for the model's modality."""
+    return float(settings.fpr) if settings.fpr is not None else default_fpr(scorer.model.modality)
+
+
 def resolve_threshold(scorer: Scorer, settings: DetectSettings) -> tuple[float, float | None]:
     if settings.threshold is not None:
         thr = float(settings.threshold)
@@ -92,8 +97,9 @@ def resolve_threshold(scorer: Scorer, settings: DetectSettings) -> tuple[float, 
             return thr, scorer.healthy_fpr(thr)
         except ValueError:
             return thr, None
+    fpr = target_fpr(scorer, settings)
     try:
-        return scorer.threshold_for_fpr(settings.fpr), float(settings.fpr)
+        return scorer.threshold_for_fpr(fpr), fpr
     except ValueError as exc:
         raise InputError(f"{exc}; give a threshold instead") from exc
 
@@ -115,8 +121,8 @@ def choose_run_threshold(scorer: Scorer, settings: DetectSettings, scores) -> Th
         _, fpr = resolve_threshold(scorer, settings)
         return user_threshold(settings.threshold, len(scores), fpr)
     try:
-        return choose_threshold(scores, settings.fpr, settings.calibration, model_threshold=model_threshold_of(scorer),
-                                model_healthy=model_healthy_of(scorer))
+        return choose_threshold(scores, target_fpr(scorer, settings), settings.calibration,
+                                model_threshold=model_threshold_of(scorer), model_healthy=model_healthy_of(scorer))
     except ValueError as exc:
         raise InputError(f"{exc}; give a threshold instead") from exc
 

@@ -8,7 +8,7 @@ from magicgui.widgets import (ComboBox, FloatSlider, FloatSpinBox, Label, Progre
 from ..io import READABLE_FORMATS
 from ..models.data_range import MODES as INTENSITY_MODES
 from ..pipeline.self_calibration import CALIBRATIONS, DEFAULT_CALIBRATION
-from ..pipeline.sensitivity import DEFAULT_FPR
+from ..pipeline.sensitivity import DEFAULT_FPR, describe_default_fprs
 from ..supn.devices import DEVICE_CHOICES
 from .detect_state import DetectState
 from .layers import channel_choices
@@ -58,9 +58,9 @@ class DetectForm:
         self.sensitivity = FloatSlider(label="healthy cells flagged (%)", min=0.1, max=20.0, step=0.1,
                                        value=100 * DEFAULT_FPR,
                                        tooltip="Sensitivity: the share of healthy cells that would be flagged "
-                                               f"({100 * DEFAULT_FPR:g} means about {100 * DEFAULT_FPR:g} false "
-                                               "candidates per 100 healthy cells). Moving it re-thresholds the "
-                                               "candidates without running the model.")
+                                               "(5 means about 5 false candidates per 100 healthy cells). It "
+                                               f"starts at the model's default: {describe_default_fprs()}. "
+                                               "Moving it re-thresholds the candidates without running the model.")
         self.calibration = ComboBox(label="calibrate on", choices=list(CALIBRATIONS), value=DEFAULT_CALIBRATION,
                                     tooltip="slide: set the threshold on this image's own cells (most cells of a "
                                             "smear are healthy), so another lab's stain or camera does not flag "

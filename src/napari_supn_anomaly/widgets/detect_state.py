@@ -6,13 +6,14 @@ The widget (``detect_widget``) shows this state and changes it; tests drive it w
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from ..errors import InputError
 from ..models import AnomalyModel, builtin_model_names, load_model
 from ..pipeline.result import DetectionResult
 from ..pipeline.self_calibration import DEFAULT_CALIBRATION
-from ..pipeline.sensitivity import DEFAULT_FPR, describe_fpr
+from ..pipeline.sensitivity import DEFAULT_FPR, default_fpr, describe_fpr
 from ..pipeline.stacks import model_healthy_of, model_threshold_of
 from ..scoring import REGISTRY as SCORERS
 from ..scoring import (Scorer, ScorerNetworks, available_scorers, default_scorer_name, describe_cost, resolve,
@@ -50,11 +51,13 @@ class DetectState:
         return self._models.get(self.model_choice)
 
     def choose_model(self, choice: str | None) -> AnomalyModel | None:
-        """Choose a model (loading it the first time) and its default scorer.
+        """Choose a model (loading it the first time), its default scorer and, unless the person
+        changed it, its default sensitivity.
 
         Raises ModelFileError, OSError or ValueError when it cannot be loaded; it stays chosen,
         with no model.
         """
+        untouched = math.isclose(self.fpr, self.default_fpr(), rel_tol=1e-6)
         self.model_choice, self.scorer_name = choice, None
         if choice is None:
             return None
@@ -62,7 +65,13 @@ class DetectState:
             self._models[choice] = self.registry.get(choice) if choice in self.registry else load_model(choice)
         model = self._models[choice]
         self.scorer_name = default_scorer_name(model)
+        if untouched:  # a sensitivity the person chose stays; the last model's default becomes this one's
+            self.fpr = self.default_fpr()
         return model
+
+    def default_fpr(self) -> float:
+        """The sensitivity the chosen model starts at (``DEFAULT_FPR`` with none chosen)."""
+        return DEFAULT_FPR if self.model is None else default_fpr(self.model.modality)
 
     def load_model_file(self, path: str | Path) -> str:
         """Load a model file, list it (under its name, or with the file's name if that is taken) and
@@ -126,8 +135,8 @@ class DetectState:
             choice = self.result.calibration
             if choice is None:
                 return f"score threshold {self.result.threshold:.3g}: {describe_fpr(self.fpr)}"
-            expected = choice.expected_false_candidates
-            here = f", about {expected:.0f} on these cells" if expected is not None else ""
+            expected = choice.describe_expected()  # the status line's words, so the two agree
+            here = f"; {expected} on these cells" if expected else ""
             return (f"score threshold {self.result.threshold:.3g} ({choice.describe_source()}): "
                     f"{describe_fpr(self.fpr)}{here}")
         if self.calibration == "slide":

@@ -299,6 +299,8 @@ class DetectWidget(Container):
             f"{model.modality}, {model.channels} channel(s), trained on cells of {model.cell_diameter_px:.0f} px "
             f"in {model.crop_size} px crops" + (f"; each cell scored in {model.rotations} orientations"
                                                if model.rotations > 1 else ""))
+        if self._form.sensitivity.value != 100 * self._state.fpr:  # the new model's default
+            self._form.sensitivity.value = 100 * self._state.fpr
         self._show_scorers()
         self._update_channels()
 

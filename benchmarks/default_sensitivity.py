@@ -1,0 +1,152 @@
+"""What each share of healthy cells asked for flags on stained slides of other labs: the choice of a
+stained-smear model's default sensitivity (``pipeline/sensitivity.py``), measured with several
+builds of ``giemsa-rbc``'s recipe.
+
+    python benchmarks/default_sensitivity.py [--models giemsa-rbc FILE ...] [--rates 0.005,0.01,0.02,0.05] \
+        [--write docs/benchmarks/generalisation.md]
+
+Every field of each source is detected once as `detect` does with no options (cells found by the
+package's finder, each field one run, the slide's self-calibration, stain matching); its cells'
+scores do not depend on the rate, so each rate is then cut from them with the pipeline's own
+``choose_run_threshold``, per field, exactly as a detection at that rate would (checked: at the rate
+the fields were detected at, the cut equals the detection's own candidates). Sources as in the
+generalisation table (``generalisation.field_source``): MalariaNet slides Trip_038/062/083, the
+selection slides, the test slides, and 40 uninfected Chula fields (every candidate a false one).
+Numbers: false candidates per 100 healthy cells, and the share of parasites (connected components of
+the masks) on a candidate cell; mean +- sd over the model files.
+
+Files for --models: ``benchmarks/build/giemsa_model.py --arch fast --seed N --out-dir DIR`` then
+``benchmarks/build/stain_reference.py --model FILE`` (the shipped file is seed 1).
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import generalisation as gen  # noqa: E402
+from page_block import replace_block  # noqa: E402
+
+from napari_supn_anomaly.evaluation.generalisation import detect_field  # noqa: E402
+from napari_supn_anomaly.pipeline.sensitivity import default_fpr  # noqa: E402
+from napari_supn_anomaly.pipeline.stacks import DetectSettings, choose_run_threshold  # noqa: E402
+from napari_supn_anomaly.scoring import resolve  # noqa: E402
+
+SOURCES = {"train": "MalariaNet Trip_038/062/083", "selection": "MalariaNet selection Trip_064/065",
+           "test": "MalariaNet test slides (left out of every choice)", "chula": "Chula, 40 fields (uninfected)"}
+DETECTED_AT = 0.05
+START, END = "<!-- default-sensitivity -->", "<!-- /default-sensitivity -->"
+_FIELDS: dict[str, list] = {}  # source -> [(field, found cells)], loaded before the workers fork
+
+
+def scored_field(job: tuple[str, str, int]) -> dict | None:
+    """One field detected once: its cells' scores, which are healthy, and the cells each parasite touches."""
+    model, source, i = job
+    torch.set_num_threads(1)
+    f, cells = _FIELDS[source][i]
+    r = detect_field(resolve(gen._load(model)), f, cells, DetectSettings(fpr=DETECTED_AT))
+    if r is None:
+        return None
+    touched = []
+    if f.parasites is not None:
+        comps, n = ndi.label(f.parasites)
+        touched = [np.setdiff1d(np.unique(r.labels[comps == k]), [0]) for k in range(1, n + 1)]
+    return {"model": model, "source": source, "ids": r.ids, "scores": r.scores, "candidate": r.candidate,
+            "healthy": r.healthy, "touched": touched}
+
+
+def cut(scorer, fields: list[dict], rate: float) -> dict:
+    """False candidates per 100 healthy cells and the share of parasites on a candidate cell at ``rate``."""
+    false = healthy = hit = parasites = 0
+    for f in fields:
+        flagged = f["scores"] >= choose_run_threshold(scorer, DetectSettings(fpr=rate), f["scores"]).threshold
+        if rate == DETECTED_AT and not np.array_equal(flagged, f["candidate"]):
+            raise RuntimeError("re-cut candidates differ from the detection's own")
+        false += int((flagged & f["healthy"]).sum())
+        healthy += int(f["healthy"].sum())
+        ids = f["ids"][flagged]
+        hit += sum(bool(np.isin(t, ids).any()) for t in f["touched"])
+        parasites += len(f["touched"])
+    return {"false_per_100": 100.0 * false / max(healthy, 1),
+            "parasites": hit / parasites if parasites else float("nan")}
+
+
+def _mean_sd(values: list[float], scale: float, digits: int) -> str:
+    v = np.array(values, float) * scale
+    return f"{v.mean():.{digits}f} +- {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
+
+
+def block(results: dict, models: list[str], rates: list[float], header: str) -> str:
+    lines = [START, "## The default sensitivity of a stained-smear model", "", header, "",
+             "False candidates per 100 healthy cells; parasites on a candidate cell (MalariaNet). Mean +- sd over "
+             f"{len(models)} model files. The stained-smear default is {100 * default_fpr('brightfield-stained'):g}%.",
+             "", "| asked | " + " | ".join(SOURCES.values()) + " |", "| ---: |" + " --- |" * len(SOURCES)]
+    for rate in rates:
+        cells = []
+        for source in SOURCES:
+            got = [results[(m, source, rate)] for m in models]
+            text = f"{_mean_sd([g['false_per_100'] for g in got], 1, 1)} false"
+            if np.isfinite(got[0]["parasites"]):
+                text += f"; {_mean_sd([g['parasites'] for g in got], 100, 0)}% of parasites"
+            cells.append(text)
+        star = " (default)" if rate == default_fpr("brightfield-stained") else ""
+        lines.append(f"| {100 * rate:g}%{star} | " + " | ".join(cells) + " |")
+    lines += ["", "Per file (false per 100 / parasites on a candidate):", ""]
+    for m in models:
+        parts = [f"{100 * r:g}%: " + ", ".join(
+            f"{k} {results[(m, k, r)]['false_per_100']:.1f}"
+            + (f"/{100 * results[(m, k, r)]['parasites']:.0f}%" if np.isfinite(results[(m, k, r)]["parasites"]) else "")
+            for k in SOURCES) for r in rates]
+        lines.append(f"- `{Path(m).name}`: " + "; ".join(parts))
+    return "\n".join(lines + [END])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["giemsa-rbc"], help="model names or files")
+    p.add_argument("--rates", default="0.005,0.01,0.02,0.05")
+    p.add_argument("--data-root", type=Path, default=gen.DATA)
+    p.add_argument("--cells", type=Path, default=gen.REPO / "runs" / "gen" / "cells", help="found cells' cache")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--write", type=Path, default=None, help="put the block into this page")
+    args = p.parse_args(argv)
+    if not (args.data_root / "malarianet_giemsa_fields").exists():
+        print(f"no data under {args.data_root}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    rates = sorted({float(r) for r in args.rates.split(",")} | {DETECTED_AT})
+    for source in SOURCES:
+        _FIELDS[source] = gen.field_source(args.data_root, source, args.cells)
+    jobs = [(m, s, i) for m in args.models for s in SOURCES for i in range(len(_FIELDS[s]))]
+    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+        scored = [f for f in pool.imap(scored_field, jobs, chunksize=2) if f is not None]
+    results = {}
+    for m in args.models:
+        scorer = resolve(gen._load(m))
+        for s in SOURCES:
+            fields = [f for f in scored if f["model"] == m and f["source"] == s]
+            for rate in rates:
+                results[(m, s, rate)] = cut(scorer, fields, rate)
+    header = (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.machine()}, {os.cpu_count()}-core CPU, "
+              f"no GPU; load average {os.getloadavg()[0]:.1f} at the end; {(time.perf_counter() - started) / 60:.0f} "
+              "min. Command: `python benchmarks/default_sensitivity.py "
+              + " ".join(argv if argv is not None else sys.argv[1:]) + "`.")
+    text = block(results, args.models, rates, header)
+    print(text)
+    if args.write:
+        replace_block(args.write, START, END, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
