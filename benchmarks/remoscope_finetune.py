@@ -31,7 +31,7 @@ from napari_supn_anomaly.models import load_model
 from napari_supn_anomaly.pipeline.self_calibration import pooled_scores
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, choose_run_threshold, detect
 from napari_supn_anomaly.progress import Progress
-from napari_supn_anomaly.scoring import resolve
+from napari_supn_anomaly.scoring import default_scorer_name, resolve
 from napari_supn_anomaly.training import fit_anomaly_model
 from napari_supn_anomaly.training.finetune import FinetuneSettings, finetune
 from napari_supn_anomaly.training.regions import as_channels_first, cells_from_fields, rectangle
@@ -235,7 +235,7 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
            "flagged_tuned": check.tuned.flagged if check.tuned else None}
     edges = args.exclude_edge_cells
     out["exclude_edge_cells"] = edges
-    scorer = tuned.metadata.get("default_scorer", "supn")
+    scorer = default_scorer_name(tuned)
     detected = {}
     y, s, missed, _, matched = evaluate_model(tuned, test_fields, scorer, edges, detected)
     out["auroc_tuned"], out["n_tuned"] = round(auroc(y, s), 4), [int(y.sum()), int((1 - y).sum()), missed]
@@ -256,7 +256,7 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
         out[f"auroc_tuned_{name}"] = round(auroc(y, s), 4)
     if args.scratch:
         model = scratch_model(base, cells, settings, args.scratch_iters)
-        y, s, missed, _, _ = evaluate_model(model, test_fields, model.metadata.get("default_scorer", "supn"), edges)
+        y, s, missed, _, _ = evaluate_model(model, test_fields, default_scorer_name(model), edges)
         out["auroc_scratch"], out["n_scratch"] = round(auroc(y, s), 4), [int(y.sum()), int((1 - y).sum()), missed]
         out["scratch_train_s"] = model.metadata["training"]["seconds"]
         out["scratch_iterations"] = model.metadata["training"].get("iterations")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import check_output_folder
-from ..pipeline.sensitivity import default_fpr, describe_default_fprs
+from ..pipeline.sensitivity import describe_default_fprs
 from ..sample_data import SAMPLES
 from ..supn.devices import DEVICE_CHOICES
 from .display import require_display, require_napari
@@ -59,8 +59,7 @@ def run(args) -> int:
     if model.modality != sample.modality:
         print(f"note: the model {model.name!r} is a {model.modality} model and the sample is {sample.modality}",
               file=sys.stderr)
-    fpr = default_fpr(model.modality) if args.fpr is None else args.fpr
-    settings = DetectSettings(fpr=fpr, device=args.device)
+    settings = DetectSettings(fpr=args.fpr, device=args.device)  # None: the model's default
     print(f"sample: {sample.path.name} ({sample.n_planes} plane(s)); model: {model.name}", file=sys.stderr)
     result = run_to_end(iter_detect(sample.image, sample.axes, resolve(model), settings=settings,
                                     source={"input": sample.path.name}),
@@ -70,6 +69,7 @@ def run(args) -> int:
     regions = result.candidate_mask()
     matches = [match_parasites(regions[result.plane_index(flat)], sample.truth(flat))
                for flat in range(result.n_planes)]
+    fpr = result.provenance["target_fpr"]
     titles = [f"{model.name}, {100 * fpr:g}% sensitivity: {m.summary(sample.truth_kind)}" for m in matches]
     write_overlays(result, sample.image, sample.axes, out, sample.name, title=titles, truth=sample.parasites,
                    truth_label=sample.truth_one)
