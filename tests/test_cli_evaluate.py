@@ -81,3 +81,13 @@ def test_saved_self_supervised_networks_carry_their_calibration(model_file, tmp_
     networks = ScorerNetworks()
     assert networks.attach_file(model, saved[0], require_calibration=True) == "ssl-fpi"
     assert "ssl-fpi" in available_scorers(model, networks)
+
+
+def test_all_scorers_of_a_one_channel_model_leave_out_the_stains_saturation(model_file):
+    from napari_supn_anomaly.models import load_model
+    from napari_supn_anomaly.scoring import scorer_names
+
+    model = load_model(str(model_file))
+    assert model.channels == 1
+    names = evaluate_cmd.runnable_on(model, scorer_names())
+    assert "supn+saturation" not in names and {"supn", "ensemble", "recon"} <= set(names)

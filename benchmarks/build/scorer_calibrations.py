@@ -6,7 +6,8 @@ for ``giemsa-rbc`` the seeded tenth of its training fields' healthy cells that
 benchmarks/build/giemsa_model.py held back (both splits are reproduced by
 napari_supn_anomaly.evaluation.builtin_splits). So the Detect widget and `supn-anomaly detect
 --scorer NAME` can offer reconstruction error, the VAE gradients, combi, the ensemble (and, for
-fluorescence, the energy projection) with a calibrated threshold. The weights are not touched.
+fluorescence, the energy projection; for giemsa-rbc, supn+saturation) with a calibrated threshold.
+The weights are not touched.
 
     python benchmarks/build/scorer_calibrations.py [--data-root ../shared/data] [--models fluorescence-rbc,giemsa-rbc]
         [--no-projection]
@@ -29,6 +30,7 @@ from napari_supn_anomaly.models import AnomalyModel, builtin_model_path, load_mo
 from napari_supn_anomaly.scoring import calibrate as calibrate_scorer
 from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.scoring.networks import shipped_network_path
+from napari_supn_anomaly.scoring.registry import SUPN_SATURATION
 
 INSTANT_SCORERS = ("recon", "grad-kl", "grad-rec", "grad-elbo", "combi", "combi-add", "ensemble")
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -64,7 +66,8 @@ def main(argv=None) -> int:
             names = INSTANT_SCORERS + (() if args.no_projection else ("projection",))
         elif name == "giemsa-rbc":
             crops, masks = giemsa_held_back(model, args.data_root, cache=args.cell_cache)
-            names = INSTANT_SCORERS + tuple(n for n in ("ssl-ppii",) if shipped_network_path(model, n) is not None)
+            names = INSTANT_SCORERS + (SUPN_SATURATION,) + tuple(
+                n for n in ("ssl-ppii",) if shipped_network_path(model, n) is not None)
         else:
             raise SystemExit(f"no held-back split known for {name!r}")
         calibrate(model, crops, masks, names)

@@ -5,6 +5,9 @@ score rule that ``benchmarks/generalisation.py select`` chose on the MalariaNet 
         [--score-rule purple] [--cell-cache runs/h4/cells]
     python benchmarks/build/scorer_calibrations.py --models giemsa-rbc   # then the other scorers' calibrations
 
+Given the shipped file itself, only its default scorer changes (its selection record is kept):
+``ship_giemsa.py src/napari_supn_anomaly/models/weights/giemsa-rbc.safetensors --default-scorer supn+saturation``.
+
 The weights are not touched. The likelihood scorers are recalibrated on the model's own held-back
 healthy cells when the rule changes (napari_supn_anomaly.evaluation.builtin_splits.giemsa_held_back).
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 from napari_supn_anomaly.evaluation.builtin_splits import giemsa_held_back
 from napari_supn_anomaly.models import AnomalyModel
 from napari_supn_anomaly.models.builtin import builtin_model_path
+from napari_supn_anomaly.scoring.registry import SUPN_SATURATION
 from napari_supn_anomaly.training.fit import calibrate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +31,8 @@ PLYMOUTH_CELL_DIAMETER_PX = 70.2  # as benchmarks/build/giemsa_model.py
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", type=Path)
-    p.add_argument("--default-scorer", choices=("supn", "diag"), required=True)
+    p.add_argument("--default-scorer", choices=("supn", "diag", SUPN_SATURATION), required=True,
+                   help=f"{SUPN_SATURATION}: takes effect once scorer_calibrations.py has calibrated it")
     p.add_argument("--score-rule", default=None, help="the likelihood scorers' rule (default: keep the file's)")
     p.add_argument("--selection", type=Path, default=REPO / "runs" / "generalisation" / "selection.json",
                    help="the selection results, summarised into the model's metadata")
@@ -43,6 +48,10 @@ def main(argv=None) -> int:
         crops, masks = giemsa_held_back(model, args.data_root, cache=args.cell_cache)
         calibrate(model, crops, masks)
     model.metadata["default_scorer"] = args.default_scorer
+    if args.model.resolve() == builtin_model_path("giemsa-rbc").resolve():  # a new default for the shipped file
+        model.save(args.model)
+        print(f"saved {args.model}: default scorer {args.default_scorer}, selection record kept")
+        return 0
     model.metadata["selection"] = {
         "how": "benchmarks/generalisation.py select: recipe (augmentation), seed, scorer and score rule chosen on "
                "the MalariaNet selection slides (cell AUROC), never on the test slides",

@@ -53,6 +53,9 @@ def score_cells_cases() -> tuple[list[dict], list[dict]]:
             if scorer_info(s).needs_network and shipped_network_path(model, s) is None:
                 skipped.append({"model": name, "scorer": s, "reason": "no network ships with the model"})
                 continue
+            if scorer_info(s).rgb_only and model.channels != 3:
+                skipped.append({"model": name, "scorer": s, "reason": "reads a stain's colour; the model is not RGB"})
+                continue
             cases.append({"id": f"{crops}_{s}", "crops": crops, "model": name, "scorer": s,
                           "healthy": s not in calibrated})
     return cases, skipped

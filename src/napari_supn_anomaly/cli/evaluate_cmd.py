@@ -48,6 +48,11 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def runnable_on(model, names: list[str]) -> list[str]:
+    """``names`` without the scorers that read a stain's colour when the model's cells are not RGB."""
+    return [n for n in names if model.channels == 3 or not REGISTRY[n].rgb_only]
+
+
 def _fields(all_fields: list[str], test: str | None) -> tuple[list[str], list[str]]:
     if test:
         wanted = [f.strip() for f in test.split(",") if f.strip()]
@@ -101,6 +106,8 @@ def run(args) -> int:
     if args.save_segmenters:
         check_output_folder(args.save_segmenters, option="--save-segmenters")
     model = load_model(args.model).to(args.device)
+    if args.scorers.strip() == "all":
+        names = runnable_on(model, names)
     data = build_eval_data(model, args)
     segmenters, calibrations = {}, {}
     result = evaluate_scorers(model, data, names, ssl_iterations=args.ssl_iterations, n_boot=args.bootstrap,

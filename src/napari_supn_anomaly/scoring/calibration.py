@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..supn import stain_saturation
 from ..supn.ensemble import MemberScale
-from .registry import ENSEMBLE_MEMBERS
+from .registry import ENSEMBLE_MEMBERS, SUPN_SATURATION
 
 if TYPE_CHECKING:
     from .scorer import Scorer
@@ -88,6 +89,12 @@ def calibrate(scorer: "Scorer", healthy_crops: np.ndarray, healthy_masks: np.nda
             scores = member.score(healthy_crops, healthy_masks, batch_size=batch_size).scores
             scales[name] = MemberScale.from_healthy_scores(scores).to_dict()
         kwargs["members"] = scales
+    elif scorer.name == SUPN_SATURATION:
+        stain_saturation.require_rgb(scorer.model.channels)
+        supn = scorer.member("supn").score(healthy_crops, healthy_masks, batch_size=batch_size).scores
+        saturation = stain_saturation.cell_saturation(healthy_crops, healthy_masks)
+        kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(),
+                             "saturation": stain_saturation.log_scale(saturation).to_dict()}
     if kwargs:  # the maps of a combined scorer need their normalisation before they can be scored
         table[scorer.name] = Calibration([], **kwargs).to_dict()
     scores = scorer.score(healthy_crops, healthy_masks, batch_size=batch_size).scores

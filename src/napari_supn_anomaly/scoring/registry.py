@@ -27,6 +27,7 @@ COST_WORDS = {INSTANT: "instant: one pass of the network per batch of cells",
 # modalities keep the rules their benchmarks chose.
 DEFAULT_SCORE_RULES = dict(zip(MODALITIES, ("spot", "bright", "dark-channel")))
 ENSEMBLE_MEMBERS = ("supn", "diag", "recon", "grad-elbo")
+SUPN_SATURATION = "supn+saturation"
 LIKELIHOOD_FAMILY = "SUPN-VAE"
 
 
@@ -40,6 +41,7 @@ class ScorerInfo:
     # how a "needs training" scorer's network is trained: SegmentationConfig options, as (name, value)
     # pairs so that the registry loads without torch (the command line's --help lists its names)
     network_options: tuple[tuple[str, object], ...] | None = None
+    rgb_only: bool = False  # reads the stain's colour: models of stained (RGB) cells only
 
     @property
     def likelihood(self) -> bool:
@@ -84,6 +86,9 @@ REGISTRY: dict[str, ScorerInfo] = {s.name: s for s in [
          generator="ppii", equalise=True),
     ScorerInfo("ensemble", INSTANT, "ensemble", "mean of supn, diag, recon and grad-elbo maps, each calibrated "
                "on healthy cells", needs_calibration=True),
+    ScorerInfo(SUPN_SATURATION, INSTANT, "ensemble", "supn plus the stain's HSV saturation (the hand-made "
+               "detector), each on the log scale of healthy cells (stained smears, RGB)", needs_calibration=True,
+               rgb_only=True),
 ]}
 
 

@@ -11,9 +11,15 @@ from .scorer import Scorer
 
 
 def default_scorer_name(model: AnomalyModel) -> str:
-    """The model's ``default_scorer`` when it is one of its own likelihoods, else its first one."""
+    """The model's ``default_scorer`` when it can run (one of its own likelihoods, or a scorer it holds
+    a healthy calibration for, such as ``supn+saturation``), else its first likelihood."""
     default = model.metadata.get("default_scorer")
-    return default if default in model.scorers else model.scorers[0]
+    if default in model.scorers:
+        return default
+    info = REGISTRY.get(default)
+    if info is not None and not info.needs_network and default in model.metadata.get("calibration", {}):
+        return default
+    return model.scorers[0]
 
 
 def available_scorers(model: AnomalyModel, networks: ScorerNetworks | None = None) -> list[str]:

@@ -14,13 +14,13 @@ import torch
 from ..cells import loss_weight
 from ..errors import Cancelled, InputError, ModelFileError, ScorerUnavailable
 from ..models import AnomalyModel, CropScores
-from ..supn import SCORE_RULES, cell_scores
+from ..supn import SCORE_RULES, cell_scores, stain_saturation
 from ..supn.devices import exact_float32
 from ..supn.ensemble import MemberScale, combine_calibrated
 from ..supn.self_supervised import TrainedSegmenter
 from ..supn.vae_scorers import gradient_map, projection_map, reconstruction_error_map
 from .calibration import Calibration
-from .registry import ScorerInfo, scorer_info
+from .registry import SUPN_SATURATION, ScorerInfo, scorer_info
 
 
 class Scorer:
@@ -45,6 +45,9 @@ class Scorer:
     @property
     def units(self) -> str:
         """What a value of this scorer's maps is, in words (the heatmap's units)."""
+        if self.name == SUPN_SATURATION:
+            return ("supn's map plus the cell's stain saturation, each in healthy spreads above a typical "
+                    "healthy cell (log scale)")
         if self.score_rule is None:
             return f"{self.name} score (its own scale; the threshold is set on healthy cells)"
         units = SCORE_RULES[self.score_rule].units
@@ -99,6 +102,9 @@ class Scorer:
             return
         if self.name == "ensemble":
             yield 0, self._ensemble(crops, masks, batch_size)
+            return
+        if self.name == SUPN_SATURATION:
+            yield from self._supn_saturation(crops, masks, batch_size)
             return
         model.check_crops(crops)
         for start in range(0, len(crops), batch_size):
@@ -159,6 +165,16 @@ class Scorer:
         combined = combine_calibrated(maps, [MemberScale.from_dict(members[n]) for n in members])
         scores = cell_scores(torch.from_numpy(combined), torch.from_numpy(np.asarray(masks, bool))).numpy()
         return CropScores(combined, scores)
+
+    def _supn_saturation(self, crops: np.ndarray, masks: np.ndarray, batch_size: int
+                         ) -> Iterator[tuple[int, CropScores]]:
+        stain_saturation.require_rgb(self.model.channels)
+        scales = {n: MemberScale.from_dict(v) for n, v in self._normalisation("members").items()}
+        for start, part in self.member("supn").iter_batches(crops, masks, batch_size):
+            m = np.asarray(masks[start:start + len(part.scores)], bool)
+            saturation = stain_saturation.cell_saturation(crops[start:start + len(part.scores)], m)
+            maps = stain_saturation.combine(part.maps, saturation, scales["supn"], scales["saturation"])
+            yield start, CropScores(maps, cell_scores(torch.from_numpy(maps), torch.from_numpy(m)).numpy())
 
 
 def _minmax(maps: torch.Tensor, lo_hi) -> torch.Tensor:

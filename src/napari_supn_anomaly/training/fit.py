@@ -17,7 +17,7 @@ from ..models import AnomalyModel
 from ..models.data_range import DataRange, stain_of_crops, stain_sample
 from ..cells import CropGeometry, loss_weight, standardise_crops, stained
 from ..progress import Progress
-from ..scoring import DEFAULT_SCORE_RULES, calibrate as calibrate_scorer, resolve
+from ..scoring import DEFAULT_SCORE_RULES, REGISTRY, calibrate as calibrate_scorer, resolve
 from ..supn import ArchConfig, IntensityStats, check_rotations
 from .augment import ColourAugment, normalised_augmenter
 from .trainer import TrainConfig, train_supn_vae
@@ -34,13 +34,17 @@ def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def calibrate(model: AnomalyModel, crops: np.ndarray, masks: np.ndarray, batch_size: int = 64) -> dict:
-    """Healthy-score distribution of each of the model's own scorers on held-back healthy cells.
+    """Healthy-score distribution of each of the model's own scorers on held-back healthy cells, and
+    of its default scorer when that combines them (e.g. ``supn+saturation``), so that a fine-tuned
+    model keeps its base's default.
 
     Replaces the model's calibration table; returns it.
     """
     model.metadata["calibration"] = {}
-    for name in model.scorers:
-        calibrate_scorer(resolve(model, name), crops, masks, batch_size=batch_size)
+    default = model.metadata.get("default_scorer")
+    combined = [default] if default in REGISTRY and REGISTRY[default].needs_calibration else []
+    for name in list(model.scorers) + combined:
+        calibrate_scorer(resolve(model, name, require_calibration=False), crops, masks, batch_size=batch_size)
     return model.metadata["calibration"]
 
 

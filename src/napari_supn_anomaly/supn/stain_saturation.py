@@ -1,0 +1,58 @@
+"""SUPN's score joined with the stain's saturation, each on the log scale of its healthy cells.
+
+A Giemsa-stained parasite is both unexplained by the model of healthy cells (SUPN's map) and
+strongly coloured (HSV saturation, the one-line hand-made detector). On other labs' slides the
+two miss different parasites, so their sum ranks infected cells above healthy ones more often
+than either alone (docs/benchmarks/generalisation.md, "SUPN and the stain's saturation").
+
+Each part is put on the scale of its own healthy cells: c = (log s - centre) / spread, with the
+centre and spread of the model's held-back healthy cells (never of the slide being scored), and
+the cell's score is c_supn + SATURATION_WEIGHT * c_saturation. The pixel map is SUPN's map on
+the same log scale plus the cell's saturation term, so its maximum inside a cell is the cell's
+score and a candidate threshold means the same for cells and for regions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ScorerUnavailable
+from .ensemble import MemberScale
+
+SATURATION_WEIGHT = 0.25      # chosen on MalariaNet tuning slides (benchmarks/supn_saturation.py, generalisation.md)
+SATURATION_PERCENTILE = 99.5  # a cell's saturation: this percentile of its pixels (a parasite is a few pixels)
+LOG_FLOOR = 1e-3              # SUPN map values below this (healthy or paler than expected) count as this
+
+
+def require_rgb(channels: int) -> None:
+    if channels != 3:
+        raise ScorerUnavailable("the scorer 'supn+saturation' needs a model of stained (RGB) cells; "
+                                f"this one has {channels} channel(s)")
+
+
+def cell_saturation(crops: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """[N] the ``SATURATION_PERCENTILE`` of HSV saturation over each cell's mask, from RGB crops [N, 3, S, S]."""
+    crops = np.asarray(crops, np.float32)
+    require_rgb(crops.shape[1] if crops.ndim == 4 else 0)
+    brightest, darkest = crops.max(1), crops.min(1)
+    saturation = np.where(brightest > 0, (brightest - darkest) / np.maximum(brightest, 1e-6), 0.0)
+    masks = np.asarray(masks, bool)
+    out = np.empty(len(crops))
+    for i, (values, mask) in enumerate(zip(saturation, masks)):
+        out[i] = np.percentile(values[mask] if mask.any() else values, SATURATION_PERCENTILE)
+    return out
+
+
+def log_scale(scores: np.ndarray) -> MemberScale:
+    """The healthy centre and spread of ``log(scores)``."""
+    return MemberScale.from_healthy_scores(_log(scores))
+
+
+def combine(supn_maps: np.ndarray, saturation: np.ndarray, supn_scale: MemberScale,
+            saturation_scale: MemberScale) -> np.ndarray:
+    """Maps [N, S, S]: SUPN's map on its healthy log scale plus each cell's weighted saturation term."""
+    term = SATURATION_WEIGHT * saturation_scale.apply(_log(saturation))
+    return (supn_scale.apply(_log(supn_maps)) + term[:, None, None]).astype(np.float32)
+
+
+def _log(values) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(values, np.float64), LOG_FLOOR))

@@ -1,0 +1,103 @@
+"""The 'supn+saturation' scorer: SUPN's score and the stain's saturation on their healthy log scales."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _tiny_models import tiny_model
+from napari_supn_anomaly.cells import standardise_crops
+from napari_supn_anomaly.errors import ScorerUnavailable
+from napari_supn_anomaly.evaluation.metrics import auroc
+from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
+from napari_supn_anomaly.scoring import available_scorers, calibrate, resolve
+from napari_supn_anomaly.supn import stain_saturation
+from napari_supn_anomaly.supn.ensemble import MemberScale
+from napari_supn_anomaly.synthetic import make_field
+
+NAME = "supn+saturation"
+
+
+def _pale_crops(n: int = 3, size: int = 16) -> np.ndarray:
+    crops = np.empty((n, 3, size, size), np.float32)
+    crops[:] = np.array([200.0, 170.0, 175.0], np.float32)[None, :, None, None]  # a pale pink cell
+    return crops
+
+
+def test_a_cells_saturation_counts_its_own_pixels_only():
+    crops = _pale_crops()
+    masks = np.zeros((3, 16, 16), bool)
+    masks[:, 4:12, 4:12] = True
+    crops[1, :, 7:9, 7:9] = np.array([120.0, 40.0, 150.0])[:, None, None]  # a purple dot inside the cell
+    crops[2, :, 0:2, 0:2] = np.array([120.0, 40.0, 150.0])[:, None, None]  # the same dot outside it
+    saturation = stain_saturation.cell_saturation(crops, masks)
+    assert saturation[1] > 2 * saturation[0]
+    assert saturation[2] == pytest.approx(saturation[0])
+
+
+def test_the_cells_score_is_the_maximum_of_its_map_and_rises_with_its_saturation():
+    rng = np.random.default_rng(0)
+    maps = rng.gamma(2.0, 10.0, size=(2, 16, 16)).astype(np.float32)
+    maps[1] = maps[0]
+    scale = MemberScale(np.log(20.0), 0.5)
+    combined = stain_saturation.combine(maps, np.array([0.2, 0.4]), scale, MemberScale(np.log(0.2), 0.1))
+    assert combined[1].max() > combined[0].max()
+    # the order of pixels within a cell is SUPN's: the saturation term is one number per cell
+    assert np.array_equal(np.argsort(combined[0], axis=None), np.argsort(maps[0], axis=None))
+
+
+def _healthy_crops(model):
+    healthy = make_field((192, 192), "brightfield-stained", cell_diameter=30, infected_fraction=0.0, seed=4)
+    images, masks = [], []
+    for i in [i for i in np.unique(healthy.cells) if i]:
+        ys, xs = np.nonzero(healthy.cells == i)
+        y0, y1, x0, x1 = max(0, ys.min() - 8), ys.max() + 9, max(0, xs.min() - 8), xs.max() + 9
+        images.append(np.moveaxis(healthy.image[y0:y1, x0:x1], -1, 0).astype(np.float32))
+        masks.append(healthy.cells[y0:y1, x0:x1] == i)
+    crops, crop_masks, _ = standardise_crops(images, masks, model.geometry, scale=model.cell_diameter_px / 30)
+    return crops, crop_masks
+
+
+def test_calibrated_on_healthy_cells_it_detects_on_a_stained_field():
+    model = tiny_model("brightfield-stained").copy()
+    with pytest.raises(ScorerUnavailable, match="no scorer 'supn\\+saturation'"):
+        resolve(model, NAME)
+    crops, masks = _healthy_crops(model)
+    calibrate(resolve(model, NAME, require_calibration=False), crops, masks)
+    assert NAME in available_scorers(model)
+    members = model.metadata["calibration"][NAME]["members"]
+    assert set(members) == {"supn", "saturation"} and all(m["spread"] > 0 for m in members.values())
+    out = resolve(model, NAME).score(crops[:5], masks[:5])
+    assert np.isfinite(out.maps).all()
+    # a cell's score is the max of its map inside the cell, as for every scorer
+    np.testing.assert_allclose(out.scores, [m[k].max() for m, k in zip(out.maps, masks[:5])], rtol=1e-5)
+
+    field = make_field((192, 192), "brightfield-stained", cell_diameter=30, infected_fraction=0.3, seed=3)
+    result = detect(field.image, "YXS", resolve(model, NAME), settings=DetectSettings(fpr=0.05))
+    assert result.provenance["scorer"] == NAME
+    assert np.isfinite(result.heatmap).all()
+    table = result.cell_table
+    infected = np.array([(field.parasites[result.cells == c] > 0).any() for c in table["cell_id"]])
+    assert 0 < infected.sum() < len(infected)
+    assert auroc(infected.astype(int), table["score"].to_numpy()) > 0.8
+
+
+def test_a_fluorescence_model_says_it_cannot_use_the_stains_saturation():
+    model = tiny_model("fluorescence").copy()
+    crops = np.zeros((4, 1, model.crop_size, model.crop_size), np.float32)
+    masks = np.ones((4, model.crop_size, model.crop_size), bool)
+    with pytest.raises(ScorerUnavailable, match="stained \\(RGB\\) cells"):
+        calibrate(resolve(model, NAME, require_calibration=False), crops, masks)
+
+
+def test_it_is_the_default_only_once_calibrated_and_recalibration_keeps_it():
+    from napari_supn_anomaly.scoring import default_scorer_name
+    from napari_supn_anomaly.training.fit import calibrate as calibrate_model
+
+    model = tiny_model("brightfield-stained").copy()
+    model.metadata["default_scorer"] = NAME
+    assert default_scorer_name(model) == "supn"  # not calibrated: the model's own likelihood
+    crops, masks = _healthy_crops(model)
+    # what a fine-tune does with its held-back cells: every own scorer and the default are calibrated again
+    table = calibrate_model(model, crops, masks)
+    assert set(table) == set(model.scorers) | {NAME}
+    assert default_scorer_name(model) == NAME and resolve(model).name == NAME
