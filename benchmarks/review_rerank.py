@@ -119,7 +119,9 @@ def fixed_top_k(cells: pd.DataFrame, k: int) -> list[dict]:
                      "remaining": len(rest), "remaining_infected": int(truth.sum()), "before": before,
                      "after": average_precision(truth, own[cells.index.get_indexer(rest)]) if own is not None else before,
                      "fitted": own is not None,
-                     "other_slides": average_precision(truth, carried[cells.index.get_indexer(rest)])})
+                     # the other slides' answers may hold too few accepted or rejected cells to fit on
+                     "other_slides": average_precision(truth, carried[cells.index.get_indexer(rest)])
+                     if carried is not None else float("nan")})
     return rows
 
 
@@ -222,6 +224,10 @@ def main() -> None:
     parser.add_argument("--results", default="/tmp/review_malarianet")
     parser.add_argument("--latency", action="store_true", help="also time the key presses (needs a display)")
     args = parser.parse_args()
+    from napari_supn_anomaly.models import load_model
+    from napari_supn_anomaly.pipeline.sensitivity import default_fpr
+
+    default_rate = default_fpr(load_model("giemsa-rbc").modality)
     load = Path("/proc/loadavg").read_text().split()[:3]
     sections = []
     if True:  # the re-ranking part always runs
@@ -236,8 +242,8 @@ def main() -> None:
         lines = ["## Re-ranking from the reviewer's answers", "",
                  (f"{len(cells)} cells in {cells['image'].nunique()} fields of {cells['slide'].nunique()} slides; "
                  f"{int(cells['candidate'].sum())} candidate cells; {int(cells['infected'].sum())} infected "
-                 f"(>= {MIN_PARASITE_PX} mask pixels in the cell). Detection: giemsa-rbc, scorer supn, default "
-                 "sensitivity (5% of healthy cells flagged)."), "",
+                 f"(>= {MIN_PARASITE_PX} mask pixels in the cell). Detection: giemsa-rbc, its default scorer, default "
+                 f"sensitivity ({100 * default_rate:g}% of healthy cells flagged)."), "",
                  ("AP of the remaining (unanswered) cells of each slide, mean ± sd over the slides where the remaining "
                  "cells hold at least one infected and one healthy cell:"), "",
                  ("| answered per slide (top K) | slides | AP before (detector score) | AP after (re-ranked on the "
@@ -250,10 +256,12 @@ def main() -> None:
             lines.append(f"| {k} | {len(ok)} | {fmt(ok['before'])} | {fmt(ok['after'])} | {fmt(delta)} | "
                          f"{int((delta > 1e-9).sum())} / {int((delta < -1e-9).sum())} | {fmt(ok['other_slides'])} | "
                          f"{int(group['fitted'].sum())} of {len(group)} |")
-        lines += ["", ("Read with care: 6 to 8 slides per row, and the spread between slides is as large as the gain; "
-                       "a 'better' slide can have only 1-3 infected cells left. The cells are those the segmentation "
-                       "found (about 40 per field here); infected cells it missed are in no ranking. AP of 'other "
-                       "slides only' uses a re-ranker that never saw the slide it ranks."),
+        scored = fixed.dropna(subset=["before"]).groupby("k").size()
+        lines += ["", (f"Read with care: {scored.min()} to {scored.max()} slides per row, and the spread between slides "
+                       "is wide; a slide can have only a few infected cells left. The cells are those the segmentation "
+                       f"found (about {len(cells) / cells['image'].nunique():.0f} per field here); infected cells it "
+                       "missed are in no ranking. AP of 'other slides only' uses a re-ranker that never saw the slide "
+                       "it ranks."),
                   "", ("Where the slide's own answers held fewer than 3 accepted or 3 rejected cells, the re-ranker is "
                   "not fitted (as in the widget) and 'after' equals 'before'."), "",
                   ("Parasites found among the first K answers when the reviewer answers the queue as the widget shows "

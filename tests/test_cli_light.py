@@ -59,6 +59,13 @@ def test_a_usage_error_is_one_line():
     assert len(lines) == 1 and "required" in lines[0] and "supn-anomaly detect --help" in lines[0]
 
 
+def test_the_package_runs_as_a_module_like_the_command():
+    proc = subprocess.run([sys.executable, "-m", "napari_supn_anomaly.cli", "models"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "giemsa-rbc" in proc.stdout and "fluorescence-rbc" in proc.stdout
+
+
 @pytest.mark.parametrize("package", ["supn", "cells", "scoring"])
 def test_every_name_a_package_exports_on_first_use_exists(package):
     import importlib
