@@ -21,6 +21,7 @@ from scipy import ndimage as ndi
 from ..cells import median_cell_diameter, segment_cells
 from ..cells.hull import solidity
 from ..errors import InputError
+from ..supn.stain_saturation import saturation_map as hsv_saturation
 from .datasets import read_image
 
 MALARIANET = "malarianet_giemsa_fields"
@@ -116,9 +117,7 @@ def find_cells(field: StainedField, modality: str = STAINED, cache: Path | None 
 
 def saturation_map(image: np.ndarray) -> np.ndarray:
     """HSV saturation of an RGB image [3, H, W] (the hand-made stain map)."""
-    rgb = np.asarray(image, np.float32)[:3]
-    mx, mn = rgb.max(0), rgb.min(0)
-    return np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0).astype(np.float32)
+    return hsv_saturation(np.asarray(image, np.float32))
 
 
 def cell_maxima(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, percentile: float | None = None) -> np.ndarray:

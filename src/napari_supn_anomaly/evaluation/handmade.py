@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..supn.stain_saturation import saturation_map
+
 
 def bright_spot_map(image: np.ndarray, small: float = 1.0, large: float = 4.0) -> np.ndarray:
     """gaussian(x, small) - gaussian(x, large) of a [Y, X] image: bright spots stand out."""
@@ -46,9 +48,7 @@ def stain_saturation(images: list[np.ndarray], percentile: float = 99.5) -> np.n
     """99.5th percentile of HSV saturation in the central 2/3 of an RGB crop (Giemsa stain)."""
     out = []
     for img in images:
-        rgb = np.asarray(img, np.float64)[:3]
-        mx, mn = rgb.max(0), rgb.min(0)
-        sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-9), 0.0)
+        sat = saturation_map(np.asarray(img, np.float64))
         h, w = sat.shape
         centre = sat[h // 6:h - h // 6, w // 6:w - w // 6]
         out.append(np.percentile(centre, percentile))

@@ -90,7 +90,6 @@ def calibrate(scorer: "Scorer", healthy_crops: np.ndarray, healthy_masks: np.nda
             scales[name] = MemberScale.from_healthy_scores(scores).to_dict()
         kwargs["members"] = scales
     elif scorer.name == SUPN_SATURATION:
-        stain_saturation.require_rgb(scorer.model.channels)
         supn = scorer.member("supn").score(healthy_crops, healthy_masks, batch_size=batch_size).scores
         saturation = stain_saturation.cell_saturation(healthy_crops, healthy_masks)
         kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(),

@@ -45,6 +45,9 @@ def resolve(model: AnomalyModel, name: str | None = None, network: TrainedSegmen
     if name is None:
         name = network_scorer(network) if network is not None else default_scorer_name(model)
     info = scorer_info(name)
+    if info.rgb_only and model.channels != 3:
+        raise ScorerUnavailable(f"the scorer {name!r} reads a stain's colour and needs a model of stained (RGB) "
+                                f"cells; the model {model.name!r} has {model.channels} channel(s)")
     if info.likelihood:
         if name not in model.scorers:
             raise _unavailable(model, name)

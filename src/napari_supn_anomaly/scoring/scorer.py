@@ -168,7 +168,6 @@ class Scorer:
 
     def _supn_saturation(self, crops: np.ndarray, masks: np.ndarray, batch_size: int
                          ) -> Iterator[tuple[int, CropScores]]:
-        stain_saturation.require_rgb(self.model.channels)
         scales = {n: MemberScale.from_dict(v) for n, v in self._normalisation("members").items()}
         for start, part in self.member("supn").iter_batches(crops, masks, batch_size):
             m = np.asarray(masks[start:start + len(part.scores)], bool)

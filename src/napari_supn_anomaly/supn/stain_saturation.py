@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ScorerUnavailable
 from .ensemble import MemberScale
 
 SATURATION_WEIGHT = 0.25      # chosen on MalariaNet tuning slides (benchmarks/supn_saturation.py, generalisation.md)
@@ -23,18 +22,17 @@ SATURATION_PERCENTILE = 99.5  # a cell's saturation: this percentile of its pixe
 LOG_FLOOR = 1e-3              # SUPN map values below this (healthy or paler than expected) count as this
 
 
-def require_rgb(channels: int) -> None:
-    if channels != 3:
-        raise ScorerUnavailable("the scorer 'supn+saturation' needs a model of stained (RGB) cells; "
-                                f"this one has {channels} channel(s)")
+def saturation_map(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation of RGB images [..., C >= 3, H, W] (the first three channels), in their dtype: the
+    stain's colour strength, the one-line hand-made detector's map (0 where a pixel is black)."""
+    rgb = rgb[..., :3, :, :]
+    brightest, darkest = rgb.max(-3), rgb.min(-3)
+    return np.divide(brightest - darkest, brightest, out=np.zeros_like(brightest), where=brightest > 0)
 
 
 def cell_saturation(crops: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """[N] the ``SATURATION_PERCENTILE`` of HSV saturation over each cell's mask, from RGB crops [N, 3, S, S]."""
-    crops = np.asarray(crops, np.float32)
-    require_rgb(crops.shape[1] if crops.ndim == 4 else 0)
-    brightest, darkest = crops.max(1), crops.min(1)
-    saturation = np.where(brightest > 0, (brightest - darkest) / np.maximum(brightest, 1e-6), 0.0)
+    saturation = saturation_map(np.asarray(crops, np.float32))
     masks = np.asarray(masks, bool)
     out = np.empty(len(crops))
     for i, (values, mask) in enumerate(zip(saturation, masks)):
