@@ -73,6 +73,25 @@ def test_infected_cells_that_overlap_the_healthy_scores_do_not_widen_the_fit():
     assert 0.5 * 0.05 < np.mean(rates) < 1.4 * 0.05
 
 
+@pytest.mark.parametrize("parasitemia", (0.0, 0.2))
+def test_scores_that_are_already_logarithms_are_fitted_as_they_are(parasitemia):
+    # a standardised log score (supn+saturation) that another stain shifted above 0: read from the scores
+    # it would be fitted on the log of a logarithm, whose compressed tail flagged 0.05-0.3 healthy cells in
+    # 100 on MalariaNet slides where 1 was asked; the scorer says to fit it as it is
+    rng = np.random.default_rng(2)
+    fpr = 0.01
+    rates, naive = [], []
+    for _ in range(40):
+        logs = np.log(_slide(rng, 400, parasitemia, spread=0.75))
+        rates.append(_true_rate(np.exp(choose_threshold(logs, fpr, scale="linear").threshold), spread=0.75))
+        naive.append(_true_rate(np.exp(choose_threshold(logs, fpr).threshold), spread=0.75))
+    assert 0.7 * fpr < np.mean(rates) < 1.4 * fpr
+    assert np.mean(naive) < 0.5 * fpr
+    assert fit_healthy(np.log(_slide(rng, 400, parasitemia)), scale="linear").scale == "linear"
+    with pytest.raises(ValueError, match="unknown score scale"):
+        fit_healthy(np.ones(10) + rng.random(10), scale="cubic")
+
+
 @pytest.mark.parametrize("parasitemia", PARASITEMIA)
 def test_the_healthy_cells_are_counted(parasitemia):
     rng = np.random.default_rng(2)

@@ -8,7 +8,7 @@ from _tiny_models import tiny_model
 from napari_supn_anomaly.cells import standardise_crops
 from napari_supn_anomaly.errors import ScorerUnavailable
 from napari_supn_anomaly.evaluation.metrics import auroc
-from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
+from napari_supn_anomaly.pipeline.stacks import DetectSettings, choose_run_threshold, detect
 from napari_supn_anomaly.scoring import available_scorers, calibrate, resolve
 from napari_supn_anomaly.supn import stain_saturation
 from napari_supn_anomaly.supn.ensemble import MemberScale
@@ -79,6 +79,11 @@ def test_calibrated_on_healthy_cells_it_detects_on_a_stained_field():
     infected = np.array([(field.parasites[result.cells == c] > 0).any() for c in table["cell_id"]])
     assert 0 < infected.sum() < len(infected)
     assert auroc(infected.astype(int), table["score"].to_numpy()) > 0.8
+    # its score is a sum of log scores: a slide's calibration fits it as it is (ScorerInfo.score_scale),
+    # also when another stain moved every score above 0
+    shifted = 5.0 + np.random.default_rng(0).standard_normal(200)
+    choice = choose_run_threshold(resolve(model, NAME), DetectSettings(), shifted)
+    assert choice.method == "slide" and choice.fit["scale"] == "linear"
 
 
 def test_a_fluorescence_model_says_it_cannot_use_the_stains_saturation():

@@ -77,16 +77,17 @@ class DetectionResult:
 
     def recalibrated(self, fpr: float, calibration: str | None = None,
                      model_threshold: Callable[[float], float] | None = None,
-                     model_healthy=None) -> DetectionResult:
+                     model_healthy=None, scale: str | None = None) -> DetectionResult:
         """The result cut at the threshold for another share ``fpr`` of healthy cells, calibrated as
         before (or as ``calibration`` says) on its own cell scores; ``model_threshold``: the model's
-        stored calibration, fpr -> threshold; ``model_healthy``: its stored healthy scores. No model is
-        run. Raises ValueError when neither calibration can be used."""
+        stored calibration, fpr -> threshold; ``model_healthy``: its stored healthy scores; ``scale``: the
+        scorer's fitting scale (``ScorerInfo.score_scale``). No model is run. Raises ValueError when
+        neither calibration can be used."""
         before = self.calibration
         if calibration is None:
             calibration = before.requested if before is not None and before.requested in ("slide", "model") else "model"
         choice = choose_threshold(self.cell_table["score"].to_numpy(), fpr, calibration,
-                                  model_threshold=model_threshold, model_healthy=model_healthy)
+                                  model_threshold=model_threshold, model_healthy=model_healthy, scale=scale)
         return self.with_choice(choice)
 
     def candidate_mask(self) -> np.ndarray:

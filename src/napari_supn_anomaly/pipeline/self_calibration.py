@@ -110,8 +110,12 @@ class HealthyFit:
 PROBABILITY_CLIP = 1e-6
 
 
+SCALES = ("logit", "log", "linear")
+
+
 def score_scale(scores: np.ndarray) -> str:
-    """"logit", "log" or "linear": the scale a slide's finite ``scores`` are fitted on."""
+    """"logit", "log" or "linear": the scale a slide's finite ``scores`` are fitted on, when the scorer
+    does not say (``ScorerInfo.score_scale``)."""
     if scores.min() >= 0 and scores.max() <= 1:
         return "logit"
     return "log" if (scores > 0).sum() > 0.9 * len(scores) else "linear"
@@ -133,9 +137,10 @@ def from_scale(value: float, scale: str) -> float:
     return float(np.exp(value)) if scale == "log" else float(value)
 
 
-def fit_healthy(scores, healthy_share: float | None = None) -> HealthyFit:
+def fit_healthy(scores, healthy_share: float | None = None, scale: str | None = None) -> HealthyFit:
     """Estimate the healthy score distribution of one slide from all its cell scores; ``healthy_share``:
-    the share of healthy cells when it is known (1 for a model's held-back healthy cells), else estimated.
+    the share of healthy cells when it is known (1 for a model's held-back healthy cells), else estimated;
+    ``scale``: the scale to fit on (one of ``SCALES``), else read from the scores (``score_scale``).
 
     Raises ValueError when the scores cannot be fitted (fewer than 3 finite scores, or no spread).
     """
@@ -143,7 +148,12 @@ def fit_healthy(scores, healthy_share: float | None = None) -> HealthyFit:
     s = s[np.isfinite(s)]
     if len(s) < 3:
         raise ValueError(f"{len(s)} cell scores are too few to calibrate on")
-    scale = score_scale(s)
+    if scale is None:
+        scale = score_scale(s)
+    elif scale not in SCALES:
+        raise ValueError(f"unknown score scale {scale!r}; choose one of {', '.join(SCALES)}")
+    if scale == "log" and not (s > 0).any():
+        raise ValueError("the cell scores have no spread to calibrate on")
     y = np.sort(to_scale(s, scale, floor=s[s > 0].min() if scale == "log" else None))
     healthy_p = np.linspace(LOW, HIGH, FIT_POINTS)
     z = HEALTHY_SHAPE.ppf(healthy_p)
@@ -249,13 +259,14 @@ class ThresholdChoice:
 
 def choose_threshold(scores, fpr: float, calibration: str = DEFAULT_CALIBRATION, *,
                      model_threshold: Callable[[float], float] | None = None,
-                     model_healthy=None, min_cells: int = MIN_CELLS) -> ThresholdChoice:
+                     model_healthy=None, min_cells: int = MIN_CELLS, scale: str | None = None) -> ThresholdChoice:
     """The threshold flagging a share ``fpr`` of healthy cells, from the cell ``scores`` of one slide.
 
     ``calibration`` "slide" self-calibrates when there are at least ``min_cells`` cells and falls
     back to ``model_threshold(fpr)`` (the model's stored calibration) otherwise; with the model's
     stored healthy scores (``model_healthy``) it uses the model's calibration also when the slide's
-    healthy cells score like them (:func:`scores_like_model`). "model" uses it always. Raises
+    healthy cells score like them (:func:`scores_like_model`). "model" uses it always. ``scale``:
+    the scorer's fitting scale (``ScorerInfo.score_scale``; None: read from the scores). Raises
     ValueError when neither can be used.
     """
     if calibration not in CALIBRATIONS:
@@ -267,11 +278,11 @@ def choose_threshold(scores, fpr: float, calibration: str = DEFAULT_CALIBRATION,
     if calibration == "slide":
         if n >= min_cells:
             try:
-                fit = fit_healthy(s)
+                fit = fit_healthy(s, scale=scale)
             except ValueError as exc:
                 reason = str(exc)
             else:
-                model = _model_fit(model_healthy) if model_threshold is not None else None
+                model = _model_fit(model_healthy, scale) if model_threshold is not None else None
                 if model is not None and scores_like_model(fit, model):
                     return ThresholdChoice(recentred(float(model_threshold(fpr)), fit, model), float(fpr), "model",
                                            calibration, n, fit.n_healthy, LIKE_MODEL, asdict(fit),
@@ -290,12 +301,12 @@ def choose_threshold(scores, fpr: float, calibration: str = DEFAULT_CALIBRATION,
                            model_cells=None if model_healthy is None else len(model_healthy))
 
 
-def _model_fit(model_healthy) -> HealthyFit | None:
+def _model_fit(model_healthy, scale: str | None = None) -> HealthyFit | None:
     """The slide fit on the model's stored healthy scores (None: too few or constant, nothing to compare with)."""
     if model_healthy is None or len(model_healthy) < MIN_CELLS:
         return None
     try:
-        return fit_healthy(model_healthy, healthy_share=1.0)
+        return fit_healthy(model_healthy, healthy_share=1.0, scale=scale)
     except ValueError:
         return None
 
@@ -368,9 +379,9 @@ def outlying_fields(tables: Iterable[pd.DataFrame], threshold: float, column: st
 
 def calibrate_pooled(tables: Iterable[pd.DataFrame], fpr: float, calibration: str = DEFAULT_CALIBRATION, *,
                      model_threshold: Callable[[float], float] | None = None,
-                     model_healthy=None, min_cells: int = MIN_CELLS) -> ThresholdChoice:
+                     model_healthy=None, min_cells: int = MIN_CELLS, scale: str | None = None) -> ThresholdChoice:
     """One threshold for several fields of one slide, from their cell tables (a ``score`` column
     each, e.g. ``DetectionResult.cell_table`` or tables gathered after a distributed map).
     Apply it to each field's result with ``DetectionResult.with_choice``."""
     return choose_threshold(pooled_scores(tables), fpr, calibration, model_threshold=model_threshold,
-                            model_healthy=model_healthy, min_cells=min_cells)
+                            model_healthy=model_healthy, min_cells=min_cells, scale=scale)

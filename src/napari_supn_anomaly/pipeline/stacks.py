@@ -122,7 +122,8 @@ def choose_run_threshold(scorer: Scorer, settings: DetectSettings, scores) -> Th
         return user_threshold(settings.threshold, len(scores), fpr)
     try:
         return choose_threshold(scores, target_fpr(scorer, settings), settings.calibration,
-                                model_threshold=model_threshold_of(scorer), model_healthy=model_healthy_of(scorer))
+                                model_threshold=model_threshold_of(scorer), model_healthy=model_healthy_of(scorer),
+                                scale=scorer.info.score_scale)
     except ValueError as exc:
         raise InputError(f"{exc}; give a threshold instead") from exc
 

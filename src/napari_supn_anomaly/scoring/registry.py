@@ -42,6 +42,9 @@ class ScorerInfo:
     # pairs so that the registry loads without torch (the command line's --help lists its names)
     network_options: tuple[tuple[str, object], ...] | None = None
     rgb_only: bool = False  # reads the stain's colour: models of stained (RGB) cells only
+    # the scale the slide's self-calibration fits its scores on (pipeline.self_calibration.score_scale);
+    # None: read from the scores. A score that is already a sum of log scores is fitted as it is
+    score_scale: str | None = None
 
     @property
     def likelihood(self) -> bool:
@@ -88,7 +91,7 @@ REGISTRY: dict[str, ScorerInfo] = {s.name: s for s in [
                "on healthy cells", needs_calibration=True),
     ScorerInfo(SUPN_SATURATION, INSTANT, "ensemble", "supn plus the stain's HSV saturation (the hand-made "
                "detector), each on the log scale of healthy cells (stained smears, RGB)", needs_calibration=True,
-               rgb_only=True),
+               rgb_only=True, score_scale="linear"),
 ]}
 
 

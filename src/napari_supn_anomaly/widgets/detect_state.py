@@ -161,7 +161,8 @@ class DetectState:
         try:
             self.result = base.recalibrated(self.fpr, self.calibration,
                                             model_threshold_of(scorer) if scorer is not None else None,
-                                            model_healthy_of(scorer) if scorer is not None else None)
+                                            model_healthy_of(scorer) if scorer is not None else None,
+                                            scorer.info.score_scale if scorer is not None else None)
         except ValueError:
             return None
         return self.result
