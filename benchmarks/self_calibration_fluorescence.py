@@ -32,7 +32,7 @@ from napari_supn_anomaly.evaluation.builtin_splits import fluorescence_split, mo
 from napari_supn_anomaly.evaluation.datasets import load_fl_cells  # noqa: E402
 from napari_supn_anomaly.models import load_model  # noqa: E402
 from napari_supn_anomaly.pipeline.self_calibration import HEALTHY_DOF, choose_threshold, fit_healthy  # noqa: E402
-from napari_supn_anomaly.pipeline.stacks import model_healthy_of, model_threshold_of  # noqa: E402
+from napari_supn_anomaly.pipeline.stacks import calibration_inputs  # noqa: E402
 from napari_supn_anomaly.scoring import resolve  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,8 +75,7 @@ def main(argv=None) -> int:
             for _ in range(draws):
                 pick = rng.choice(len(infected), size=min(k, len(infected)), replace=False)
                 slide = np.r_[healthy, infected[pick]]
-                choice = choose_threshold(slide, fpr, model_threshold=model_threshold_of(scorer),
-                                          model_healthy=model_healthy_of(scorer))
+                choice = choose_threshold(slide, fpr, **calibration_inputs(scorer))
                 methods.append(choice.method)
                 for name, thr in (("as detection chooses", choice.threshold),
                                   ("slide fit only", fit_healthy(slide).threshold(fpr))):

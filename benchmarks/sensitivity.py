@@ -27,7 +27,7 @@ from scipy import ndimage as ndi
 from napari_supn_anomaly.evaluation.builtin_splits import fluorescence_split, giemsa_held_back, validation_cells
 from napari_supn_anomaly.models import load_model
 from napari_supn_anomaly.pipeline.sensitivity import DEFAULT_FPR, STAINED_DEFAULT_FPR, default_fpr
-from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect, model_healthy_of, model_threshold_of
+from napari_supn_anomaly.pipeline.stacks import DetectSettings, calibration_inputs, detect
 from napari_supn_anomaly.sample_data import load_sample
 from napari_supn_anomaly.scoring import resolve
 from napari_supn_anomaly.synthetic import match_parasites
@@ -82,8 +82,7 @@ def sample_rows(model) -> tuple[list[str], str, str]:
     for fpr in FPRS:
         # as the Detect widget's slider cuts it: calibrated as detection chose (the slide's own
         # cells, or the model's calibration when they score like its healthy cells)
-        result = base.recalibrated(fpr, model_threshold=model_threshold_of(scorer),
-                                   model_healthy=model_healthy_of(scorer))
+        result = base.recalibrated(fpr, **calibration_inputs(scorer))
         regions = result.candidate_mask()
         m = None
         for flat in range(result.n_planes):

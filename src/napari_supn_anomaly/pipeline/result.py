@@ -81,8 +81,8 @@ class DetectionResult:
         """The result cut at the threshold for another share ``fpr`` of healthy cells, calibrated as
         before (or as ``calibration`` says) on its own cell scores; ``model_threshold``: the model's
         stored calibration, fpr -> threshold; ``model_healthy``: its stored healthy scores; ``scale``: the
-        scorer's fitting scale (``ScorerInfo.score_scale``). No model is run. Raises ValueError when
-        neither calibration can be used."""
+        scorer's fitting scale (all three from ``stacks.calibration_inputs(scorer)``). No model is run.
+        Raises ValueError when neither calibration can be used."""
         before = self.calibration
         if calibration is None:
             calibration = before.requested if before is not None and before.requested in ("slide", "model") else "model"

@@ -153,7 +153,7 @@ def fit_healthy(scores, healthy_share: float | None = None, scale: str | None = 
     elif scale not in SCALES:
         raise ValueError(f"unknown score scale {scale!r}; choose one of {', '.join(SCALES)}")
     if scale == "log" and not (s > 0).any():
-        raise ValueError("the cell scores have no spread to calibrate on")
+        raise ValueError("no cell score is above 0, so none can be calibrated on a log scale")
     y = np.sort(to_scale(s, scale, floor=s[s > 0].min() if scale == "log" else None))
     healthy_p = np.linspace(LOW, HIGH, FIT_POINTS)
     z = HEALTHY_SHAPE.ppf(healthy_p)

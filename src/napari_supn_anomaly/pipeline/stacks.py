@@ -104,14 +104,13 @@ def resolve_threshold(scorer: Scorer, settings: DetectSettings) -> tuple[float, 
         raise InputError(f"{exc}; give a threshold instead") from exc
 
 
-def model_threshold_of(scorer: Scorer) -> Callable[[float], float] | None:
-    """The model's stored calibration as fpr -> threshold; None when the scorer has none."""
-    return scorer.threshold_for_fpr if scorer.calibrated else None
-
-
-def model_healthy_of(scorer: Scorer) -> list[float] | None:
-    """The model's stored healthy-cell scores (the self-calibration compares the slide with them)."""
-    return scorer.calibration.healthy_scores if scorer.calibrated else None
+def calibration_inputs(scorer: Scorer) -> dict:
+    """What a scorer brings to a slide's calibration (``choose_threshold``'s keywords): the model's stored
+    calibration as fpr -> threshold and its held-back healthy scores (None when it has none), and the
+    scale its scores are fitted on. Every run and every re-cut takes them from here, so none is left out."""
+    return {"model_threshold": scorer.threshold_for_fpr if scorer.calibrated else None,
+            "model_healthy": scorer.calibration.healthy_scores if scorer.calibrated else None,
+            "scale": scorer.info.score_scale}
 
 
 def choose_run_threshold(scorer: Scorer, settings: DetectSettings, scores) -> ThresholdChoice:
@@ -122,8 +121,7 @@ def choose_run_threshold(scorer: Scorer, settings: DetectSettings, scores) -> Th
         return user_threshold(settings.threshold, len(scores), fpr)
     try:
         return choose_threshold(scores, target_fpr(scorer, settings), settings.calibration,
-                                model_threshold=model_threshold_of(scorer), model_healthy=model_healthy_of(scorer),
-                                scale=scorer.info.score_scale)
+                                **calibration_inputs(scorer))
     except ValueError as exc:
         raise InputError(f"{exc}; give a threshold instead") from exc
 

@@ -14,7 +14,7 @@ from ..models import AnomalyModel, builtin_model_names, load_model
 from ..pipeline.result import DetectionResult
 from ..pipeline.self_calibration import DEFAULT_CALIBRATION
 from ..pipeline.sensitivity import DEFAULT_FPR, default_fpr, describe_fpr
-from ..pipeline.stacks import model_healthy_of, model_threshold_of
+from ..pipeline.stacks import calibration_inputs
 from ..scoring import REGISTRY as SCORERS
 from ..scoring import (Scorer, ScorerNetworks, available_scorers, default_scorer_name, describe_cost, resolve,
                        scorer_info)
@@ -160,9 +160,7 @@ class DetectState:
         base = dataclasses.replace(self.result, min_area=int(self.min_area))
         try:
             self.result = base.recalibrated(self.fpr, self.calibration,
-                                            model_threshold_of(scorer) if scorer is not None else None,
-                                            model_healthy_of(scorer) if scorer is not None else None,
-                                            scorer.info.score_scale if scorer is not None else None)
+                                            **(calibration_inputs(scorer) if scorer is not None else {}))
         except ValueError:
             return None
         return self.result
