@@ -15,6 +15,11 @@ selection slides, the test slides, and 40 uninfected Chula fields (every candida
 Numbers: false candidates per 100 healthy cells, and the share of parasites (connected components of
 the masks) on a candidate cell; mean +- sd over the model files.
 
+A second block, "Fields with few cells", cuts every field down to a random 10, 20, 30 or 45 of its
+cells (``FEW_DRAWS`` draws each), too few for a slide fit, and compares, at the default rate, the
+model's stored calibration as it is with the pipeline's (``choose_run_threshold``: that calibration
+moved to the field's own healthy centre).
+
 Files for --models: ``benchmarks/build/giemsa_model.py --arch fast --seed N --out-dir DIR`` then
 ``benchmarks/build/stain_reference.py --model FILE`` (the shipped file is seed 1).
 """
@@ -46,6 +51,9 @@ SOURCES = {"train": "MalariaNet Trip_038/062/083", "selection": "MalariaNet sele
            "test": "MalariaNet test slides (left out of every choice)", "chula": "Chula, 40 fields (uninfected)"}
 DETECTED_AT = 0.05
 START, END = "<!-- default-sensitivity -->", "<!-- /default-sensitivity -->"
+FEW_START, FEW_END = "<!-- few-cells -->", "<!-- /few-cells -->"
+FEW_SIZES = (10, 20, 30, 45)
+FEW_DRAWS = 10
 _FIELDS: dict[str, list] = {}  # source -> [(field, found cells)], loaded before the workers fork
 
 
@@ -79,6 +87,48 @@ def cut(scorer, fields: list[dict], rate: float) -> dict:
         parasites += len(f["touched"])
     return {"false_per_100": 100.0 * false / max(healthy, 1),
             "parasites": hit / parasites if parasites else float("nan")}
+
+
+def few_cells(scorer, fields: list[dict], size: int, rate: float) -> dict:
+    """Every field cut down to ``size`` random cells: false candidates per 100 healthy cells and parasites
+    on a candidate, with the model's stored threshold as it is ("unmoved") and as the pipeline moves it."""
+    rng = np.random.default_rng(size)
+    unmoved = scorer.threshold_for_fpr(rate)
+    counts = {k: np.zeros(4) for k in ("unmoved", "moved")}  # false, healthy, parasites hit, parasites
+    for f in fields:
+        for _ in range(FEW_DRAWS):
+            keep = rng.choice(len(f["scores"]), min(size, len(f["scores"])), replace=False)
+            scores, ids = f["scores"][keep], f["ids"][keep]
+            choice = choose_run_threshold(scorer, DetectSettings(fpr=rate), scores)
+            if choice.method != "model":
+                raise RuntimeError(f"{len(keep)} cells were calibrated on the slide")
+            touched = [t for t in f["touched"] if np.isin(t, ids).any()]
+            for key, threshold in (("unmoved", unmoved), ("moved", choice.threshold)):
+                flagged = scores >= threshold
+                counts[key] += [int((flagged & f["healthy"][keep]).sum()), int(f["healthy"][keep].sum()),
+                                sum(bool(np.isin(t, ids[flagged]).any()) for t in touched), len(touched)]
+    return {k: {"false_per_100": 100.0 * c[0] / max(c[1], 1), "parasites": c[2] / c[3] if c[3] else float("nan")}
+            for k, c in counts.items()}
+
+
+def few_block(results: dict, models: list[str], rate: float, header: str) -> str:
+    lines = [FEW_START, "## Fields with few cells", "", header, "",
+             f"Every field cut down to a random n of its cells ({FEW_DRAWS} draws per field and n), fewer than a slide "
+             f"fit needs, at the default {100 * rate:g}%: the model's stored calibration as it is (before), and moved "
+             "to the field's own healthy centre (the pipeline's). False candidates per 100 healthy cells; parasites "
+             f"on a candidate cell. Mean +- sd over {len(models)} model files.", "",
+             "| cells | calibration | " + " | ".join(SOURCES.values()) + " |", "| ---: | --- |" + " --- |" * len(SOURCES)]
+    for size in FEW_SIZES:
+        for key, name in (("unmoved", "model's, as it is"), ("moved", "model's, moved (shipped)")):
+            cells = []
+            for source in SOURCES:
+                got = [results[(m, source, size)][key] for m in models]
+                text = f"{_mean_sd([g['false_per_100'] for g in got], 1, 1)} false"
+                if np.isfinite(got[0]["parasites"]):
+                    text += f"; {_mean_sd([g['parasites'] for g in got], 100, 0)}%"
+                cells.append(text)
+            lines.append(f"| {size} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [FEW_END])
 
 
 def _mean_sd(values: list[float], scale: float, digits: int) -> str:
@@ -130,21 +180,26 @@ def main(argv=None) -> int:
     jobs = [(m, s, i) for m in args.models for s in SOURCES for i in range(len(_FIELDS[s]))]
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
         scored = [f for f in pool.imap(scored_field, jobs, chunksize=2) if f is not None]
-    results = {}
+    results, few = {}, {}
+    default = default_fpr("brightfield-stained")
     for m in args.models:
         scorer = resolve(gen._load(m))
         for s in SOURCES:
             fields = [f for f in scored if f["model"] == m and f["source"] == s]
             for rate in rates:
                 results[(m, s, rate)] = cut(scorer, fields, rate)
+            for size in FEW_SIZES:
+                few[(m, s, size)] = few_cells(scorer, fields, size, default)
     header = (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.machine()}, {os.cpu_count()}-core CPU, "
               f"no GPU; load average {os.getloadavg()[0]:.1f} at the end; {(time.perf_counter() - started) / 60:.0f} "
               "min. Command: `python benchmarks/default_sensitivity.py "
               + " ".join(argv if argv is not None else sys.argv[1:]) + "`.")
     text = block(results, args.models, rates, header)
-    print(text)
+    few_text = few_block(few, args.models, default, header)
+    print(text + "\n\n" + few_text)
     if args.write:
         replace_block(args.write, START, END, text)
+        replace_block(args.write, FEW_START, FEW_END, few_text)
     return 0
 
 

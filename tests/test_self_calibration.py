@@ -380,6 +380,25 @@ def test_the_inputs_of_one_run_share_one_threshold_unless_told(tmp_path, infecte
     assert [a["n_cells"], b["n_cells"]] == n_cells
 
 
+@pytest.mark.parametrize("parasitemia", [0.0, 0.2])
+def test_few_cells_of_another_lab_move_the_models_calibration_to_their_centre(parasitemia):
+    # the model's healthy cells centre on 3.0; this lab's stain moves every score up by 0.8 (3 model spreads)
+    rng = np.random.default_rng(5)
+    model_healthy = _slide(rng, 400, 0.0)
+    model = lambda fpr: float(np.quantile(model_healthy, 1 - fpr))  # noqa: E731
+    rates = []
+    for _ in range(40):
+        few = _slide(rng, 30, parasitemia, centre=3.8)
+        choice = choose_threshold(few, 0.01, model_threshold=model, model_healthy=model_healthy)
+        assert choice.method == "model" and "too few" in choice.reason and "moved" in choice.describe()
+        rates.append(_true_rate(choice.threshold, centre=3.8))
+    assert _true_rate(model(0.01), centre=3.8) > 0.3  # unmoved, a third of this lab's healthy cells are flagged
+    assert np.median(rates) < 0.03
+    # the model's own cells are not moved away from it
+    here = choose_threshold(_slide(rng, 30, parasitemia), 0.01, model_threshold=model, model_healthy=model_healthy)
+    assert _true_rate(here.threshold) < 0.05
+
+
 def test_a_model_calibrated_on_a_handful_of_cells_says_so_when_the_rate_is_beyond_them():
     healthy = np.exp(np.random.default_rng(0).normal(2.0, 0.3, 9))
     model = lambda fpr: float(np.quantile(healthy, 1 - fpr))  # noqa: E731

@@ -28,8 +28,9 @@ infected cells that overlap the healthy scores cannot widen it (on the demo, syn
 the model's training data, the slide fit alone found 17 of 45 parasites at 5% and the model's 37).
 
 With fewer than ``MIN_CELLS`` cells the estimate is too loose and the model's stored calibration
-is used instead; :class:`ThresholdChoice` says which one was used and how many false candidates to
-expect. docs/benchmarks/self_calibration.md measures it.
+is used instead, moved by as much as the slide's healthy centre (fitted with the model's spread,
+which needs far fewer cells than a spread) lies from the model's; :class:`ThresholdChoice` says
+which one was used and how many false candidates to expect. docs/benchmarks/self_calibration.md measures it.
 
 Everything here is a pure function of per-cell scores, so it works on a stack (all planes of one
 slide pooled), on several fields of one slide (:func:`calibrate_pooled`) and on score tables that
@@ -137,10 +138,12 @@ def from_scale(value: float, scale: str) -> float:
     return float(np.exp(value)) if scale == "log" else float(value)
 
 
-def fit_healthy(scores, healthy_share: float | None = None, scale: str | None = None) -> HealthyFit:
+def fit_healthy(scores, healthy_share: float | None = None, scale: str | None = None,
+                spread: float | None = None) -> HealthyFit:
     """Estimate the healthy score distribution of one slide from all its cell scores; ``healthy_share``:
     the share of healthy cells when it is known (1 for a model's held-back healthy cells), else estimated;
-    ``scale``: the scale to fit on (one of ``SCALES``), else read from the scores (``score_scale``).
+    ``scale``: the scale to fit on (one of ``SCALES``), else read from the scores (``score_scale``);
+    ``spread``: the spread when it is known, and then only the centre is fitted.
 
     Raises ValueError when the scores cannot be fitted (fewer than 3 finite scores, or no spread).
     """
@@ -160,9 +163,10 @@ def fit_healthy(scores, healthy_share: float | None = None, scale: str | None = 
     inside = float(HEALTHY_SHAPE.cdf(CUT))
     # from the lowest healthy share up: the first fixed point keeps the anomalous tail out of the fit
     share = MIN_HEALTHY if healthy_share is None else float(healthy_share)
+    known_spread = spread
     for _ in range(200):
         observed = np.quantile(y, share * healthy_p)
-        spread = float(np.sum((z - z.mean()) * (observed - observed.mean())) / np.sum((z - z.mean()) ** 2))
+        spread = known_spread or float(np.sum((z - z.mean()) * (observed - observed.mean())) / np.sum((z - z.mean()) ** 2))
         if not spread > 0:
             raise ValueError("the cell scores have no spread to calibrate on")
         centre = float(observed.mean() - spread * z.mean())
@@ -263,9 +267,10 @@ def choose_threshold(scores, fpr: float, calibration: str = DEFAULT_CALIBRATION,
     """The threshold flagging a share ``fpr`` of healthy cells, from the cell ``scores`` of one slide.
 
     ``calibration`` "slide" self-calibrates when there are at least ``min_cells`` cells and falls
-    back to ``model_threshold(fpr)`` (the model's stored calibration) otherwise; with the model's
-    stored healthy scores (``model_healthy``) it uses the model's calibration also when the slide's
-    healthy cells score like them (:func:`scores_like_model`). "model" uses it always. ``scale``:
+    back to ``model_threshold(fpr)`` (the model's stored calibration) otherwise, moved to the slide's
+    healthy centre when the model's stored healthy scores (``model_healthy``) are given; with them it
+    uses the model's calibration also when the slide's healthy cells score like them
+    (:func:`scores_like_model`). "model" uses it always. ``scale``:
     the scorer's fitting scale (``ScorerInfo.score_scale``; None: read from the scores). Raises
     ValueError when neither can be used.
     """
@@ -297,8 +302,29 @@ def choose_threshold(scores, fpr: float, calibration: str = DEFAULT_CALIBRATION,
         threshold = float(model_threshold(fpr))
     except ValueError as exc:
         raise ValueError(f"{reason}, and {exc}" if reason else str(exc)) from exc
-    return ThresholdChoice(threshold, float(fpr), "model", calibration, n, float(n), reason,
-                           model_cells=None if model_healthy is None else len(model_healthy))
+    model_cells = None if model_healthy is None else len(model_healthy)
+    if calibration == "slide" and n < min_cells:
+        moved = _moved_to_slide(threshold, s, _model_fit(model_healthy, scale))
+        if moved is not None:
+            threshold, fit = moved
+            return ThresholdChoice(threshold, float(fpr), "model", calibration, n, fit.n_healthy,
+                                   f"{reason}; moved to where this slide's cells score", asdict(fit), model_cells)
+    return ThresholdChoice(threshold, float(fpr), "model", calibration, n, float(n), reason, model_cells=model_cells)
+
+
+def _moved_to_slide(model_threshold: float, scores: np.ndarray, model: HealthyFit | None) -> tuple[float, HealthyFit] | None:
+    """The model's threshold recentred on a slide too small to fit a spread on: only the slide's healthy
+    centre is fitted, with the model's spread (None: the model stores too few healthy scores, or the slide
+    has fewer than 3 cells). Unmoved, another lab's stain made the model's 1% flag 63-73 of 100 healthy
+    cells on MalariaNet fields cut down to 10-45 cells, and 16 on Chula's; moved, 0.2-1.2 and 3.5-3.6
+    (docs/benchmarks/generalisation.md, "Fields with few cells")."""
+    if model is None or len(scores) < 3:
+        return None
+    try:
+        fit = fit_healthy(scores, scale=model.scale, spread=model.spread)
+    except ValueError:
+        return None
+    return recentred(model_threshold, fit, model), fit
 
 
 def _model_fit(model_healthy, scale: str | None = None) -> HealthyFit | None:
