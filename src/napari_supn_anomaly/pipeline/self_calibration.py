@@ -315,9 +315,9 @@ def choose_threshold(scores, fpr: float, calibration: str = DEFAULT_CALIBRATION,
 def _moved_to_slide(model_threshold: float, scores: np.ndarray, model: HealthyFit | None) -> tuple[float, HealthyFit] | None:
     """The model's threshold recentred on a slide too small to fit a spread on: only the slide's healthy
     centre is fitted, with the model's spread (None: the model stores too few healthy scores, or the slide
-    has fewer than 3 cells). Unmoved, another lab's stain made the model's 1% flag 63-73 of 100 healthy
-    cells on MalariaNet fields cut down to 10-45 cells, and 16 on Chula's; moved, 0.2-1.2 and 3.5-3.6
-    (docs/benchmarks/generalisation.md, "Fields with few cells")."""
+    has fewer than 3 cells). Unmoved, another lab's stain made the model's 1% flag 63-88 of 100 healthy
+    cells on MalariaNet fields cut down to 10-45 cells (SUPN, supn+saturation), and 16-43 on Chula's;
+    moved, 0.2-2.1 and 3.5-3.7 (docs/benchmarks/generalisation.md, "Fields with few cells")."""
     if model is None or len(scores) < 3:
         return None
     try:
