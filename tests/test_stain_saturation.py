@@ -45,7 +45,7 @@ def test_the_cells_score_is_the_maximum_of_its_map_and_rises_with_its_saturation
     assert np.array_equal(np.argsort(combined[0], axis=None), np.argsort(maps[0], axis=None))
 
 
-def _healthy_crops(model):
+def _healthy_cells():
     healthy = make_field((192, 192), "brightfield-stained", cell_diameter=30, infected_fraction=0.0, seed=4)
     images, masks = [], []
     for i in [i for i in np.unique(healthy.cells) if i]:
@@ -53,6 +53,11 @@ def _healthy_crops(model):
         y0, y1, x0, x1 = max(0, ys.min() - 8), ys.max() + 9, max(0, xs.min() - 8), xs.max() + 9
         images.append(np.moveaxis(healthy.image[y0:y1, x0:x1], -1, 0).astype(np.float32))
         masks.append(healthy.cells[y0:y1, x0:x1] == i)
+    return images, masks
+
+
+def _healthy_crops(model):
+    images, masks = _healthy_cells()
     crops, crop_masks, _ = standardise_crops(images, masks, model.geometry, scale=model.cell_diameter_px / 30)
     return crops, crop_masks
 
@@ -106,3 +111,20 @@ def test_it_is_the_default_only_once_calibrated_and_recalibration_keeps_it():
     table = calibrate_model(model, crops, masks)
     assert set(table) == set(model.scorers) | {NAME}
     assert default_scorer_name(model) == NAME and resolve(model).name == NAME
+
+
+def test_a_model_fine_tuned_from_one_whose_default_it_is_keeps_it_calibrated():
+    from napari_supn_anomaly.models import AnomalyModel
+    from napari_supn_anomaly.training import TrainConfig, fit_anomaly_model
+    from napari_supn_anomaly.training.fit import calibrate as calibrate_model
+
+    base = tiny_model("brightfield-stained").copy()
+    base.metadata["default_scorer"] = NAME
+    calibrate_model(base, *_healthy_crops(base))
+    images, masks = _healthy_cells()
+    tuned = [e for e in fit_anomaly_model(images, masks, name="tuned", modality="brightfield-stained", init=base,
+                                          cfg=TrainConfig(seed=0, batch_size=8, stage1_iters=3, stage2_iters=2),
+                                          cell_diameter_px=30, holdout_fraction=0.3)
+             if isinstance(e, AnomalyModel)][0]
+    assert tuned.metadata["default_scorer"] == NAME and NAME in tuned.metadata["calibration"]
+    assert resolve(tuned).name == NAME

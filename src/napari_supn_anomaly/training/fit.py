@@ -156,7 +156,8 @@ def _metadata(name: str, description: str, geometry: CropGeometry, channel_names
         "cell_diameter_px": float(geometry.cell_diameter_px),
         "intensity": stats.to_dict(),
         "score_rules": score_rules,
-        "default_scorer": "supn",
+        # a fine-tuned model keeps its base's default (calibrate() calibrates it when it combines scorers)
+        "default_scorer": (init.metadata.get("default_scorer") if init is not None else None) or "supn",
         "training": training,
         "package_version": __version__,
     }
