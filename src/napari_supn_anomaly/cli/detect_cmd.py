@@ -50,8 +50,8 @@ def add_parser(sub, name):
     p.add_argument("--calibration", choices=("slide", "model"), default="slide",
                    help="whose healthy cells set the threshold: slide (default: the cells of all the inputs "
                         "together, taken as fields of one slide, a stack's planes together, so another lab's "
-                        "stain does not flag every cell; too few cells: the model's, moved to where their cells score) or model (the healthy cells "
-                        "the model was trained on)")
+                        "stain does not flag every cell; too few cells: the model's, moved to where their cells "
+                        "score) or model (the healthy cells the model was trained on)")
     p.add_argument("--calibrate-per-input", action="store_true",
                    help="with --calibration slide: calibrate each input on its own cells instead of pooling the "
                         "inputs (use it when the inputs come from different slides)")

@@ -166,7 +166,8 @@ def fit_healthy(scores, healthy_share: float | None = None, scale: str | None = 
     known_spread = spread
     for _ in range(200):
         observed = np.quantile(y, share * healthy_p)
-        spread = known_spread or float(np.sum((z - z.mean()) * (observed - observed.mean())) / np.sum((z - z.mean()) ** 2))
+        if known_spread is None:
+            spread = float(np.sum((z - z.mean()) * (observed - observed.mean())) / np.sum((z - z.mean()) ** 2))
         if not spread > 0:
             raise ValueError("the cell scores have no spread to calibrate on")
         centre = float(observed.mean() - spread * z.mean())

@@ -65,8 +65,8 @@ class DetectForm:
                                     tooltip="slide: set the threshold on this image's own cells (most cells of a "
                                             "smear are healthy), so another lab's stain or camera does not flag "
                                             "every cell; a stack counts as one slide. model: on the healthy cells "
-                                            "the model was trained on. With too few cells the model's is used, moved to "
-                                            "where this image's cells score.")
+                                            "the model was trained on. With too few cells the model's is used, "
+                                            "moved to where this image's cells score.")
         self.min_area = SpinBox(label="smallest region (px)", value=1, min=1, max=100000,
                                 tooltip="Candidate regions smaller than this are dropped (re-cut without "
                                         "running the model).")
