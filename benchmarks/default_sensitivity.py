@@ -122,13 +122,17 @@ def few_block(results: dict, models: list[str], rate: float, header: str) -> str
         for key, name in (("unmoved", "model's, as it is"), ("moved", "model's, moved (shipped)")):
             cells = []
             for source in SOURCES:
-                got = [results[(m, source, size)][key] for m in models]
-                text = f"{_mean_sd([g['false_per_100'] for g in got], 1, 1)} false"
-                if np.isfinite(got[0]["parasites"]):
-                    text += f"; {_mean_sd([g['parasites'] for g in got], 100, 0)}%"
-                cells.append(text)
+                cells.append(_false_and_parasites([results[(m, source, size)][key] for m in models], "%"))
             lines.append(f"| {size} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [FEW_END])
+
+
+def _false_and_parasites(got: list[dict], parasites_unit: str) -> str:
+    """One table cell over the model files: false per 100, and the parasites' share where there are any."""
+    text = f"{_mean_sd([g['false_per_100'] for g in got], 1, 1)} false"
+    if np.isfinite(got[0]["parasites"]):
+        text += f"; {_mean_sd([g['parasites'] for g in got], 100, 0)}{parasites_unit}"
+    return text
 
 
 def _mean_sd(values: list[float], scale: float, digits: int) -> str:
@@ -144,11 +148,7 @@ def block(results: dict, models: list[str], rates: list[float], header: str) -> 
     for rate in rates:
         cells = []
         for source in SOURCES:
-            got = [results[(m, source, rate)] for m in models]
-            text = f"{_mean_sd([g['false_per_100'] for g in got], 1, 1)} false"
-            if np.isfinite(got[0]["parasites"]):
-                text += f"; {_mean_sd([g['parasites'] for g in got], 100, 0)}% of parasites"
-            cells.append(text)
+            cells.append(_false_and_parasites([results[(m, source, rate)] for m in models], "% of parasites"))
         star = " (default)" if rate == default_fpr("brightfield-stained") else ""
         lines.append(f"| {100 * rate:g}%{star} | " + " | ".join(cells) + " |")
     lines += ["", "Per file (false per 100 / parasites on a candidate):", ""]
