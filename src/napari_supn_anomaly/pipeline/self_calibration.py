@@ -319,7 +319,7 @@ def _moved_to_slide(model_threshold: float, scores: np.ndarray, model: HealthyFi
     has fewer than 3 cells). Unmoved, another lab's stain made the model's 1% flag 63-88 of 100 healthy
     cells on MalariaNet fields cut down to 10-45 cells (SUPN, supn+saturation), and 16-43 on Chula's;
     moved, 0.2-2.1 and 3.5-3.7 (docs/benchmarks/generalisation.md, "Fields with few cells")."""
-    if model is None or len(scores) < 3:
+    if model is None:
         return None
     try:
         fit = fit_healthy(scores, scale=model.scale, spread=model.spread)
