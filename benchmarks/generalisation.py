@@ -67,7 +67,7 @@ from napari_supn_anomaly.evaluation.metrics import auprc, auroc
 from napari_supn_anomaly.models import AnomalyModel, load_model
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, choose_run_threshold
 from napari_supn_anomaly.scoring import calibrate as calibrate_scorer
-from napari_supn_anomaly.scoring import resolve
+from napari_supn_anomaly.scoring import REGISTRY, resolve
 from page_block import replace_block
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ DATA = REPO.parent / "shared" / "data"
 WORK = REPO / "runs" / "generalisation"
 PAGE = REPO / "docs" / "benchmarks" / "generalisation.md"
 FL_RULES = ("spot", "bright", "paper")
-FL_OTHER_SCORERS = ("ensemble", "ssl-ppii")
+FL_OTHER_SCORERS = ("ensemble", "supn+spots", "ssl-ppii")
 N_CHULA = 40
 
 
@@ -192,7 +192,7 @@ def select(args) -> int:
 def fl_options(model: AnomalyModel, crops, masks, data_root: Path) -> dict:
     """{scorer|rule: (scores of the validation crops, scores of the model's held-back healthy cells)}.
 
-    The ensemble is calibrated here (on a copy, with the held-back cells, as
+    The combined scorers (ensemble, supn+spots) are calibrated here (on a copy, with the held-back cells, as
     benchmarks/build/scorer_calibrations.py does for the shipped model) when the file has no calibration
     of it; ssl-ppii is the shipped network, which does not depend on the VAE but only fits a model with the
     shipped model's intensity statistics (a model trained with another seed holds back other cells and has
@@ -205,8 +205,8 @@ def fl_options(model: AnomalyModel, crops, masks, data_root: Path) -> dict:
             m = with_rule(model, scorer, rule)
             options[f"{scorer}|{rule}"] = (m.score_crops(crops, masks, scorer=scorer).scores,
                                            m.score_crops(held_crops, held_masks, scorer=scorer).scores)
-    for name in FL_OTHER_SCORERS:  # the calibrated ensemble and a self-supervised scorer, as shipped
-        if name == "ensemble" and "ensemble" not in model.metadata.get("calibration", {}):
+    for name in FL_OTHER_SCORERS:  # the combined scorers, calibrated, and a self-supervised scorer, as shipped
+        if REGISTRY[name].needs_calibration and name not in model.metadata.get("calibration", {}):
             copy = model.copy()
             calibrate_scorer(resolve(copy, name, require_calibration=False), held_crops, held_masks)
             sc = resolve(copy, name)

@@ -10,7 +10,7 @@ from napari_supn_anomaly.supn import ArchConfig
 from napari_supn_anomaly.errors import Cancelled
 from napari_supn_anomaly.progress import Progress
 from napari_supn_anomaly.training import TrainConfig, fit_anomaly_model
-from napari_supn_anomaly.scoring import DEFAULT_SCORE_RULES
+from napari_supn_anomaly.scoring import DEFAULT_SCORE_RULES, FINETUNED_DEFAULT_SCORERS, resolve
 from napari_supn_anomaly.training.finetune import FinetuneSettings, finetune, finetuned_name, mirrored_rule
 from napari_supn_anomaly.training.regions import TrainingCells
 
@@ -113,6 +113,9 @@ def test_dark_cells_on_a_bright_field_base_invert_the_intensities(base_model):
     # the bright-field rule (parasites brighter than predicted), mirrored: the base's rule is a
     # fluorescence one
     assert model.score_rule("supn") == mirrored_rule(DEFAULT_SCORE_RULES["brightfield"]) == "dark"
+    # and that modality's default scorer, calibrated on the held-back cells (the base's is a fluorescence one)
+    assert model.metadata["default_scorer"] == FINETUNED_DEFAULT_SCORERS["brightfield"] == "supn+spots"
+    assert resolve(model).name == "supn+spots"
     # a dark cell on light comes out as the base model's bright cell on dark
     x, _ = disc_crops(1, bright_cells=False, size=32)
     norm = model.normalise(np.stack(x))[0, 0]

@@ -18,7 +18,7 @@ def setup():
     healthy, hmask = disk_cells(24, seed=2)
     blob, bmask = disk_cells(12, seed=3, blob=True)
     clean, cmask = disk_cells(12, seed=4)
-    for name in ("combi", "combi-add", "ensemble"):
+    for name in ("combi", "combi-add", "ensemble", "supn+spots"):
         R.calibrate(R.resolve(model, name, require_calibration=False), healthy, hmask)
     crops = np.concatenate([clean, blob])
     masks = np.concatenate([cmask, bmask])
@@ -39,7 +39,8 @@ def test_each_scorer_gives_finite_maps_of_the_right_shape(setup, name):
     np.testing.assert_allclose(out.scores, [m[k].max() for m, k in zip(out.maps, masks[:5])], rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["recon", "grad-rec", "grad-elbo", "combi", "combi-add", "projection", "ensemble", "l2"])
+@pytest.mark.parametrize("name", ["recon", "grad-rec", "grad-elbo", "combi", "combi-add", "projection", "ensemble", "l2",
+                                  "supn+spots"])
 def test_reconstruction_type_scorers_rank_a_bright_blob_above_clean_cells(setup, name):
     model, crops, masks, labels = setup
     out = R.resolve(model, name, require_calibration=False, steps=10).score(crops, masks)

@@ -6,31 +6,15 @@ import pytest
 import tifffile
 import torch
 
+from _field_cells import CELL_DIAMETER as FIELD_CELL_DIAMETER
+from _field_cells import field_cell_crops
 from _tiny_models import tiny_model
 from napari_supn_anomaly import scoring as S
-from napari_supn_anomaly.cells import standardise_crops
 from napari_supn_anomaly.cli import main
 from napari_supn_anomaly.errors import ModelFileError, ScorerUnavailable
 from napari_supn_anomaly.models import builtin_model_names, load_model, read_metadata
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
 from napari_supn_anomaly.synthetic import make_field
-
-FIELD_CELL_DIAMETER = 30
-
-
-def field_cell_crops(model, seed: int, infected_fraction: float = 0.0):
-    """Crops of every cell of a synthetic field, at the model's scale as detection makes them."""
-    field = make_field((192, 192), "fluorescence", cell_diameter=FIELD_CELL_DIAMETER,
-                       infected_fraction=infected_fraction, seed=seed)
-    images, masks = [], []
-    for i in [i for i in np.unique(field.cells) if i]:
-        ys, xs = np.nonzero(field.cells == i)
-        y0, y1, x0, x1 = max(0, ys.min() - 8), ys.max() + 9, max(0, xs.min() - 8), xs.max() + 9
-        images.append(field.image[None, y0:y1, x0:x1].astype(np.float32))
-        masks.append(field.cells[y0:y1, x0:x1] == i)
-    crops, crop_masks, _ = standardise_crops(images, masks, model.geometry, scale=model.cell_diameter_px / FIELD_CELL_DIAMETER)
-    return crops, crop_masks
-
 
 @pytest.fixture(scope="module")
 def trained():

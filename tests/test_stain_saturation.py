@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _field_cells import field_cell_crops, field_cells
 from _tiny_models import tiny_model
-from napari_supn_anomaly.cells import standardise_crops
 from napari_supn_anomaly.errors import ScorerUnavailable
 from napari_supn_anomaly.evaluation.metrics import auroc
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, choose_run_threshold, detect
@@ -46,20 +46,11 @@ def test_the_cells_score_is_the_maximum_of_its_map_and_rises_with_its_saturation
 
 
 def _healthy_cells():
-    healthy = make_field((192, 192), "brightfield-stained", cell_diameter=30, infected_fraction=0.0, seed=4)
-    images, masks = [], []
-    for i in [i for i in np.unique(healthy.cells) if i]:
-        ys, xs = np.nonzero(healthy.cells == i)
-        y0, y1, x0, x1 = max(0, ys.min() - 8), ys.max() + 9, max(0, xs.min() - 8), xs.max() + 9
-        images.append(np.moveaxis(healthy.image[y0:y1, x0:x1], -1, 0).astype(np.float32))
-        masks.append(healthy.cells[y0:y1, x0:x1] == i)
-    return images, masks
+    return field_cells("brightfield-stained", seed=4)
 
 
 def _healthy_crops(model):
-    images, masks = _healthy_cells()
-    crops, crop_masks, _ = standardise_crops(images, masks, model.geometry, scale=model.cell_diameter_px / 30)
-    return crops, crop_masks
+    return field_cell_crops(model, seed=4)
 
 
 def test_calibrated_on_healthy_cells_it_detects_on_a_stained_field():

@@ -49,8 +49,9 @@ def _names(text: str) -> list[str]:
 
 
 def runnable_on(model, names: list[str]) -> list[str]:
-    """``names`` without the scorers that read a stain's colour when the model's cells are not RGB."""
-    return [n for n in names if model.channels == 3 or not REGISTRY[n].rgb_only]
+    """``names`` without the scorers not made for the model's cells (a stain's colour on cells that are not RGB,
+    bright spots on stained cells)."""
+    return [n for n in names if REGISTRY[n].made_for(model.channels, model.modality)]
 
 
 def _fields(all_fields: list[str], test: str | None) -> tuple[list[str], list[str]]:

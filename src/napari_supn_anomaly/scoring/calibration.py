@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..supn import stain_saturation
+from ..supn import bright_spots, stain_saturation
 from ..supn.ensemble import MemberScale
-from .registry import ENSEMBLE_MEMBERS, SUPN_SATURATION
+from .registry import ENSEMBLE_MEMBERS, SUPN_SATURATION, SUPN_SPOTS
 
 if TYPE_CHECKING:
     from .scorer import Scorer
@@ -94,6 +94,11 @@ def calibrate(scorer: "Scorer", healthy_crops: np.ndarray, healthy_masks: np.nda
         saturation = stain_saturation.cell_saturation(healthy_crops, healthy_masks)
         kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(),
                              "saturation": stain_saturation.log_scale(saturation).to_dict()}
+    elif scorer.name == SUPN_SPOTS:
+        supn = scorer.member("supn").score(healthy_crops, healthy_masks, batch_size=batch_size).scores
+        spots = bright_spots.cell_spots(healthy_crops, healthy_masks, scorer.model.geometry.cell_diameter_px)
+        kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(),
+                             "spots": bright_spots.spot_scale(spots).to_dict()}
     if kwargs:  # the maps of a combined scorer need their normalisation before they can be scored
         table[scorer.name] = Calibration([], **kwargs).to_dict()
     scores = scorer.score(healthy_crops, healthy_masks, batch_size=batch_size).scores

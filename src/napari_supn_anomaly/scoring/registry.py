@@ -28,6 +28,12 @@ COST_WORDS = {INSTANT: "instant: one pass of the network per batch of cells",
 DEFAULT_SCORE_RULES = dict(zip(MODALITIES, ("spot", "bright", "dark-channel")))
 ENSEMBLE_MEMBERS = ("supn", "diag", "recon", "grad-elbo")
 SUPN_SATURATION = "supn+saturation"
+SUPN_SPOTS = "supn+spots"
+# The default scorer of a model fine-tuned onto another modality than its base's (the base's own
+# default otherwise). Unstained bright-field: fine-tunes of fluorescence-rbc on Remoscope ranked
+# cells of other fields at AUROC 0.909 +- 0.064 with supn, 0.947 +- 0.011 with supn+spots (9 runs,
+# docs/benchmarks/finetune.md; the only unstained source, so chosen on the fields it is measured on).
+FINETUNED_DEFAULT_SCORERS = {"brightfield": SUPN_SPOTS}
 LIKELIHOOD_FAMILY = "SUPN-VAE"
 
 
@@ -42,9 +48,15 @@ class ScorerInfo:
     # pairs so that the registry loads without torch (the command line's --help lists its names)
     network_options: tuple[tuple[str, object], ...] | None = None
     rgb_only: bool = False  # reads the stain's colour: models of stained (RGB) cells only
+    modalities: tuple[str, ...] | None = None  # the modalities whose parasites it is made for (None: any)
     # the scale the slide's self-calibration fits its scores on (pipeline.self_calibration.score_scale);
     # None: read from the scores. A score that is already a sum of log scores is fitted as it is
     score_scale: str | None = None
+
+    def made_for(self, channels: int, modality: str) -> bool:
+        """Whether it reads what a model of these cells sees (a stain's colour needs RGB cells)."""
+        return ((channels == 3 or not self.rgb_only)
+                and (self.modalities is None or modality in self.modalities))
 
     @property
     def likelihood(self) -> bool:
@@ -92,6 +104,10 @@ REGISTRY: dict[str, ScorerInfo] = {s.name: s for s in [
     ScorerInfo(SUPN_SATURATION, INSTANT, "ensemble", "supn plus the stain's HSV saturation (the hand-made "
                "detector), each on the log scale of healthy cells (stained smears, RGB)", needs_calibration=True,
                rgb_only=True, score_scale="linear"),
+    ScorerInfo(SUPN_SPOTS, INSTANT, "ensemble", "supn plus the cell's brightest small spot (the hand-made "
+               "detector's difference of Gaussians), each on the scale of healthy cells (unstained bright-field "
+               "and fluorescence)", needs_calibration=True, modalities=("fluorescence", "brightfield"),
+               score_scale="linear"),
 ]}
 
 

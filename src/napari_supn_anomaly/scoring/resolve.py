@@ -48,6 +48,9 @@ def resolve(model: AnomalyModel, name: str | None = None, network: TrainedSegmen
     if info.rgb_only and model.channels != 3:
         raise ScorerUnavailable(f"the scorer {name!r} reads a stain's colour and needs a model of stained (RGB) "
                                 f"cells; the model {model.name!r} has {model.channels} channel(s)")
+    if info.modalities is not None and model.modality not in info.modalities:
+        raise ScorerUnavailable(f"the scorer {name!r} is made for {' and '.join(info.modalities)} images; the model "
+                                f"{model.name!r} is a {model.modality} model")
     if info.likelihood:
         if name not in model.scorers:
             raise _unavailable(model, name)

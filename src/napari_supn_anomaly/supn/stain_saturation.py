@@ -49,7 +49,12 @@ def combine(supn_maps: np.ndarray, saturation: np.ndarray, supn_scale: MemberSca
             saturation_scale: MemberScale) -> np.ndarray:
     """Maps [N, S, S]: SUPN's map on its healthy log scale plus each cell's weighted saturation term."""
     term = SATURATION_WEIGHT * saturation_scale.apply(_log(saturation))
-    return (supn_scale.apply(_log(supn_maps)) + term[:, None, None]).astype(np.float32)
+    return (on_log_scale(supn_maps, supn_scale) + term[:, None, None]).astype(np.float32)
+
+
+def on_log_scale(supn_maps: np.ndarray, supn_scale: MemberScale) -> np.ndarray:
+    """SUPN's maps in healthy spreads above a typical healthy cell, on the log scale."""
+    return supn_scale.apply(_log(supn_maps))
 
 
 def _log(values) -> np.ndarray:

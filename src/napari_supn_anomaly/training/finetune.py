@@ -32,7 +32,7 @@ from ..models import AnomalyModel
 from ..models.data_range import FIELD_TOLERANCE, DataRange, apply_match, field_range, plan_match
 from ..errors import Cancelled
 from ..progress import Progress
-from ..scoring import DEFAULT_SCORE_RULES
+from ..scoring import DEFAULT_SCORE_RULES, FINETUNED_DEFAULT_SCORERS
 from ..supn import IntensityStats
 from ..supn.devices import release_memory, resolve_device
 from .augment import ColourAugment
@@ -60,6 +60,13 @@ def finetuned_score_rules(base: AnomalyModel, modality: str, invert: bool) -> di
     if modality != base.modality:
         rules = {k: DEFAULT_SCORE_RULES.get(modality, "paper") for k in rules}
     return {k: mirrored_rule(v) for k, v in rules.items()} if invert else rules
+
+
+def finetuned_default_scorer(base: AnomalyModel, modality: str) -> str | None:
+    """The default scorer of a model fine-tuned from ``base`` on ``modality`` images: the base's on its
+    own modality; on another, that modality's (``FINETUNED_DEFAULT_SCORERS``) where it names one."""
+    own = base.metadata.get("default_scorer")
+    return own if modality == base.modality else FINETUNED_DEFAULT_SCORERS.get(modality, own)
 
 
 def finetuned_rotations(base: AnomalyModel, modality: str) -> int:
@@ -252,6 +259,7 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     model.metadata["data_range"] = seen.to_dict()
     model.metadata["score_rules"] = finetuned_score_rules(base, modality, invert)
     model.metadata["rotations"] = finetuned_rotations(base, modality)
+    model.metadata["default_scorer"] = finetuned_default_scorer(base, modality)
     model.metadata["modality"] = modality
     few = (" (few: thresholds for small false-positive rates are rough; mark more cells for a "
            "sharper threshold)" if len(hold) < 20 else "")
