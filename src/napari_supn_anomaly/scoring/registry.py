@@ -54,7 +54,8 @@ class ScorerInfo:
     score_scale: str | None = None
 
     def made_for(self, channels: int, modality: str) -> bool:
-        """Whether it reads what a model of these cells sees (a stain's colour needs RGB cells)."""
+        """Whether it is made for a model of these cells: a stain's colour needs RGB cells, bright spots
+        fluorescence or unstained bright-field (``modalities``)."""
         return ((channels == 3 or not self.rgb_only)
                 and (self.modalities is None or modality in self.modalities))
 

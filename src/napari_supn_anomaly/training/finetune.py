@@ -62,10 +62,11 @@ def finetuned_score_rules(base: AnomalyModel, modality: str, invert: bool) -> di
     return {k: mirrored_rule(v) for k, v in rules.items()} if invert else rules
 
 
-def finetuned_default_scorer(base: AnomalyModel, modality: str) -> str | None:
-    """The default scorer of a model fine-tuned from ``base`` on ``modality`` images: the base's on its
-    own modality; on another, that modality's (``FINETUNED_DEFAULT_SCORERS``) where it names one."""
-    own = base.metadata.get("default_scorer")
+def finetuned_default_scorer(base: AnomalyModel, tuned: AnomalyModel, modality: str) -> str | None:
+    """The default scorer of ``tuned``, fine-tuned from ``base`` on ``modality`` images: the one training
+    gave it (the base's) on the base's own modality; on another, that modality's
+    (``FINETUNED_DEFAULT_SCORERS``) where it names one."""
+    own = tuned.metadata.get("default_scorer")
     return own if modality == base.modality else FINETUNED_DEFAULT_SCORERS.get(modality, own)
 
 
@@ -259,7 +260,7 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
     model.metadata["data_range"] = seen.to_dict()
     model.metadata["score_rules"] = finetuned_score_rules(base, modality, invert)
     model.metadata["rotations"] = finetuned_rotations(base, modality)
-    model.metadata["default_scorer"] = finetuned_default_scorer(base, modality)
+    model.metadata["default_scorer"] = finetuned_default_scorer(base, model, modality)
     model.metadata["modality"] = modality
     few = (" (few: thresholds for small false-positive rates are rough; mark more cells for a "
            "sharper threshold)" if len(hold) < 20 else "")
