@@ -89,16 +89,15 @@ def calibrate(scorer: "Scorer", healthy_crops: np.ndarray, healthy_masks: np.nda
             scores = member.score(healthy_crops, healthy_masks, batch_size=batch_size).scores
             scales[name] = MemberScale.from_healthy_scores(scores).to_dict()
         kwargs["members"] = scales
-    elif scorer.name == SUPN_SATURATION:
+    elif scorer.name in (SUPN_SATURATION, SUPN_SPOTS):  # supn plus one term per cell
         supn = scorer.member("supn").score(healthy_crops, healthy_masks, batch_size=batch_size).scores
-        saturation = stain_saturation.cell_saturation(healthy_crops, healthy_masks)
-        kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(),
-                             "saturation": stain_saturation.log_scale(saturation).to_dict()}
-    elif scorer.name == SUPN_SPOTS:
-        supn = scorer.member("supn").score(healthy_crops, healthy_masks, batch_size=batch_size).scores
-        spots = bright_spots.cell_spots(healthy_crops, healthy_masks, scorer.model.geometry.cell_diameter_px)
-        kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(),
-                             "spots": bright_spots.spot_scale(spots).to_dict()}
+        if scorer.name == SUPN_SATURATION:
+            saturation = stain_saturation.cell_saturation(healthy_crops, healthy_masks)
+            term = {"saturation": stain_saturation.log_scale(saturation).to_dict()}
+        else:
+            spots = bright_spots.cell_spots(healthy_crops, healthy_masks, scorer.model.geometry.cell_diameter_px)
+            term = {"spots": bright_spots.spot_scale(spots).to_dict()}
+        kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(), **term}
     if kwargs:  # the maps of a combined scorer need their normalisation before they can be scored
         table[scorer.name] = Calibration([], **kwargs).to_dict()
     scores = scorer.score(healthy_crops, healthy_masks, batch_size=batch_size).scores

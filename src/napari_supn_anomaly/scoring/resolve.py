@@ -45,10 +45,10 @@ def resolve(model: AnomalyModel, name: str | None = None, network: TrainedSegmen
     if name is None:
         name = network_scorer(network) if network is not None else default_scorer_name(model)
     info = scorer_info(name)
-    if info.rgb_only and model.channels != 3:
-        raise ScorerUnavailable(f"the scorer {name!r} reads a stain's colour and needs a model of stained (RGB) "
-                                f"cells; the model {model.name!r} has {model.channels} channel(s)")
-    if info.modalities is not None and model.modality not in info.modalities:
+    if not info.made_for(model.channels, model.modality):
+        if info.rgb_only and model.channels != 3:
+            raise ScorerUnavailable(f"the scorer {name!r} reads a stain's colour and needs a model of stained (RGB) "
+                                    f"cells; the model {model.name!r} has {model.channels} channel(s)")
         raise ScorerUnavailable(f"the scorer {name!r} is made for {' and '.join(info.modalities)} images; the model "
                                 f"{model.name!r} is a {model.modality} model")
     if info.likelihood:
