@@ -406,7 +406,9 @@ def table_block(rows: dict) -> str:
     lines = [TABLE_START, "## Giemsa (`giemsa-rbc`): one table", "",
              f"{run.get('date', '')}, {run.get('machine', '')}, {run.get('minutes', 0):.0f} min. "
              f"Command: `{run.get('command', '')}`.", "",
-             ("Each cell: per-cell AUROC and AP (infected against healthy found cells), parasites on a candidate "
+             ("Each cell: per-cell AUROC and AP (infected against healthy found cells; on MalariaNet since "
+              "2026-12-03 a parasite's cell is the found cell holding most of its mask, and a neighbour the "
+              "mask only touches is left out), parasites on a candidate "
               "cell and false candidates per 100 healthy cells at the default setting (what `detect` does with "
               "no options: the model's default, 1% for a stained-smear model since 2026-12-02 (5% before), the "
               "slide's self-calibration, stain matching), parasites on a candidate at the "

@@ -57,3 +57,18 @@ def test_found_cells_mark_infected_and_healthy_cells_and_saturation_is_a_stain_m
     assert cells.infected.sum() == 1 and not (cells.infected & cells.healthy).any()
     sat = saturation_map(rgb)
     assert sat[parasites].min() > sat[~parasites].max() - 1e-6
+
+
+def test_a_parasite_belongs_to_the_cell_holding_most_of_its_mask():
+    """A generous mask reaching 12 px into the neighbour makes that neighbour neither infected nor
+    healthy; a piece of mask under INFECTED_MIN_PX makes no cell infected."""
+    from napari_supn_anomaly.evaluation.field_sets import INFECTED_MIN_PX, parasites_cells
+
+    labels = np.zeros((20, 40), np.int32)
+    labels[:, :20], labels[:, 20:] = 1, 2
+    parasites = np.zeros((20, 40), bool)
+    parasites[2:8, 10:22] = True              # 60 px in cell 1, 12 in cell 2
+    parasites[15, 30:30 + INFECTED_MIN_PX - 1] = True  # too small for any cell
+    np.testing.assert_array_equal(parasites_cells(parasites, labels), [False, True, False])
+    assert not parasites_cells(np.zeros_like(parasites), labels).any()
+

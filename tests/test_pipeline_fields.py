@@ -82,11 +82,64 @@ def _old_rescale_plane(plane, labels, scale):
                                     anti_aliasing=False).astype(labels.dtype)
 
 
-def _old_resize_back(heatmap, shape, anti_aliasing, accumulate=None):
-    from skimage import transform
+def _loop_resize_within_labels(image, labels_in, labels_out):
+    """Reference for resize_within_labels, one output pixel at a time: skimage's linear sample
+    positions (scipy zoom, grid_mode), input pixels reflected at the edge, only those of the
+    output pixel's own label weighted; its cell's lowest value where none is."""
+    (h, w), (oh, ow) = image.shape, labels_out.shape
 
-    return transform.resize(heatmap, shape, order=1, preserve_range=True,
-                            anti_aliasing=anti_aliasing).astype(np.float32)
+    def taps(n_in, n_out, i):
+        pos = (i + 0.5) * n_in / n_out - 0.5
+        start = int(np.floor(pos))
+        frac = pos - start
+        reflect = [abs(k) if k < n_in else 2 * (n_in - 1) - k for k in (start, start + 1)]
+        return [(0 if n_in == 1 else reflect[0], 1 - frac), (0 if n_in == 1 else reflect[1], frac)]
+
+    out = np.zeros((oh, ow), np.float32)
+    for y in range(oh):
+        for x in range(ow):
+            own = labels_out[y, x]
+            if own == 0:
+                continue
+            num = den = 0.0
+            for r, wy in taps(h, oh, y):
+                for c, wx in taps(w, ow, x):
+                    if labels_in[r, c] == own:
+                        num += wy * wx * image[r, c]
+                        den += wy * wx
+            out[y, x] = num / den if den > 0 else (image[labels_in == own].min() if (labels_in == own).any() else 0)
+    return out
+
+
+@pytest.mark.parametrize("shapes", [((23, 31), (41, 37)), ((41, 37), (23, 31)), ((1, 9), (3, 20))])
+def test_maps_are_resized_within_each_cell(shapes):
+    from napari_supn_anomaly.cells.resize import resize_nearest, resize_within_labels
+
+    rng = np.random.default_rng(7)
+    (h, w), out_shape = shapes
+    labels_in = rng.integers(0, 4, (h, w)).astype(np.int32)
+    image = rng.normal(size=(h, w)).astype(np.float32)
+    labels_out = resize_nearest(labels_in, out_shape)
+    labels_out[0, 0] = 9  # a cell the input lacks: 0
+    got = resize_within_labels(image, labels_in, labels_out)
+    np.testing.assert_allclose(got, _loop_resize_within_labels(image, labels_in, labels_out), atol=1e-5)
+    # no cell's values leave the range of its own input values
+    for cid in np.intersect1d(np.unique(labels_in[labels_in > 0]), labels_out):
+        own = image[labels_in == cid]
+        assert own.min() - 1e-5 <= got[labels_out == cid].min() and got[labels_out == cid].max() <= own.max() + 1e-5
+
+
+def test_a_cell_takes_no_score_from_its_neighbours_map():
+    """A signed map: one cell +5 throughout, the touching one -1. Interpolated plainly, the low
+    cell's border took values up to about 3 from its neighbour."""
+    from napari_supn_anomaly.cells.resize import resize_nearest, resize_within_labels
+
+    labels = np.zeros((40, 80), np.int32)
+    labels[5:35, 5:40], labels[5:35, 40:75] = 1, 2
+    image = np.select([labels == 1, labels == 2], [5.0, -1.0]).astype(np.float32)
+    big = resize_nearest(labels, (100, 200))
+    got = resize_within_labels(image, labels, big)
+    assert (got[big == 2] == -1).all() and (got[big == 1] == 5).all() and (got[big == 0] == 0).all()
 
 
 def _run(steps):
@@ -108,10 +161,28 @@ def test_field_scores_equal_the_skimage_resize_path(factor, monkeypatch):
     scorer = resolve(model, "supn")
     new = _run(iter_score_field(plane, f.cells, scorer, diameter, batch_size=8))
     monkeypatch.setattr(fields, "rescale_plane", _old_rescale_plane)
-    monkeypatch.setattr(fields, "resize_linear", _old_resize_back)
+    monkeypatch.setattr(fields, "resize_within_labels", _loop_resize_within_labels)
     old = _run(iter_score_field(plane, f.cells, scorer, diameter, batch_size=8))
     np.testing.assert_array_equal(new.cell_ids, old.cell_ids)
     assert len(new.cell_ids) > 5
     tolerance = 1e-4 * np.maximum(1.0, np.abs(old.model_scores))
     assert (np.abs(new.model_scores - old.model_scores) <= tolerance).all()
     np.testing.assert_allclose(new.heatmap, old.heatmap, rtol=0, atol=1e-4 * max(1.0, np.abs(old.heatmap).max()))
+
+
+def test_unscored_pixels_take_their_cells_lowest_value_not_zero():
+    """A cell's pixels outside its crop's mask (the margin along the field's edge) are not scored;
+    with a signed map, 0 there would be the cell's highest value."""
+    from napari_supn_anomaly.cells.field_crops import fill_unscored
+
+    labels = np.zeros((10, 12), np.int32)
+    labels[:, :5], labels[2:8, 6:11] = 1, 2
+    heat = np.full(labels.shape, -np.inf, np.float32)
+    heat[labels == 1] = -2.0
+    heat[labels == 2] = 3.0
+    heat[:, 0] = -np.inf  # cell 1's margin along the edge
+    heat[2:8, 6] = -np.inf
+    heat[3, 8] = 1.0
+    fill_unscored(heat, labels)
+    assert (heat[labels == 1] == -2).all() and (heat[labels == 0] == 0).all()
+    assert heat[2, 6] == 1.0 and heat[labels == 2].max() == 3.0

@@ -144,3 +144,19 @@ def paste_maps(heatmap: np.ndarray, labels: np.ndarray, ids: np.ndarray, centres
         inside = labels[sy0:sy1, sx0:sx1] == cid
         piece = m[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0]
         window[inside] = np.maximum(window[inside], piece[inside])
+
+
+def fill_unscored(heatmap: np.ndarray, labels: np.ndarray) -> None:
+    """Give the pixels ``paste_maps`` left unset (-inf) their cell's lowest map value, and 0 outside
+    cells. A cell's pixels outside its crop's mask (the margin along a cut by the field's edge, an
+    annotation mark) are not scored; with a signed map, 0 there could be the cell's highest value."""
+    unset = ~np.isfinite(heatmap)
+    heatmap[unset & (labels == 0)] = 0.0
+    holes = unset & (labels > 0)
+    if not holes.any():
+        return
+    ids = np.unique(labels[holes])
+    scored = np.where(np.isfinite(heatmap), labels, 0)
+    lowest = np.asarray(ndi.minimum(heatmap, scored, index=ids), np.float32)
+    lowest[~np.isfinite(lowest)] = 0.0  # a cell with no scored pixel
+    heatmap[holes] = lowest[np.searchsorted(ids, labels[holes])]

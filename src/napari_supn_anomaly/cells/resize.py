@@ -158,3 +158,58 @@ def resize_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
     # scipy rounds half up (floor(x + 0.5)); positions never fall more than half a pixel outside
     return _mirror(np.floor(_sample_positions(n_in, n_out) + 0.5).astype(np.intp), n_in)
+
+
+def resize_within_labels(image: np.ndarray, labels_in: np.ndarray, labels_out: np.ndarray) -> np.ndarray:
+    """A per-cell map [h, w] with labels ``labels_in`` resized to the shape of ``labels_out``
+    (linear, no anti-aliasing, as ``resize_linear``), each output pixel interpolated only from input
+    pixels of its own label; 0 outside labels.
+
+    Plain interpolation mixes two touching cells' values along their border (and a cell's values
+    with the 0 around it), so a cell could take a score from its neighbour's map. An output pixel
+    none of whose input pixels carries its label takes its cell's lowest value, which cannot raise
+    the cell's score.
+    """
+    (h, w), shape = image.shape, labels_out.shape
+    out = resize_linear(image, shape, anti_aliasing=False, accumulate=np.float32)
+    (r0, wy0), (r1, wy1) = _linear_taps(h, shape[0])
+    (c0, wx0), (c1, wx1) = _linear_taps(w, shape[1])
+    # an output pixel is interpolated within one label when its 2 x 2 input pixels share the label
+    below = labels_in[np.minimum(np.arange(h) + 1, h - 1)]
+    right = np.minimum(np.arange(w) + 1, w - 1)
+    uniform = (labels_in == below) & (labels_in == labels_in[:, right]) & (labels_in == below[:, right])
+    top, left = np.minimum(r0, r1), np.minimum(c0, c1)
+    inside = labels_out > 0
+    mixed = inside & ~(uniform[top][:, left] & (labels_in[r0][:, c0] == labels_out))
+    out[~inside] = 0.0
+    yy, xx = np.nonzero(mixed)
+    own = labels_out[yy, xx]
+    num = np.zeros(len(yy), np.float32)
+    den = np.zeros(len(yy), np.float32)
+    for rows, wy in ((r0[yy], wy0[yy]), (r1[yy], wy1[yy])):
+        for cols, wx in ((c0[xx], wx0[xx]), (c1[xx], wx1[xx])):
+            weight = np.where(labels_in[rows, cols] == own, wy * wx, 0.0).astype(np.float32)
+            num += weight * image[rows, cols]
+            den += weight
+    value = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    lacking = den <= 0
+    if lacking.any():
+        from scipy import ndimage as ndi
+
+        ids = np.unique(own[lacking])
+        present = np.isin(ids, labels_in)
+        lowest = np.zeros(len(ids), np.float32)
+        if present.any():
+            lowest[present] = ndi.minimum(image, labels_in, index=ids[present])
+        value[lacking] = lowest[np.searchsorted(ids, own[lacking])]
+    out[yy, xx] = value
+    return out
+
+
+def _linear_taps(n_in: int, n_out: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The two input indices and weights of each output pixel along one axis (``_interpolation_axis``)."""
+    pos = _sample_positions(n_in, n_out)
+    start = np.floor(pos)
+    frac = pos - start
+    start = start.astype(np.intp)
+    return [(_mirror(start, n_in), 1.0 - frac), (_mirror(start + 1, n_in), frac)]

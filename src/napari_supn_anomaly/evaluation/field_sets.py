@@ -1,8 +1,11 @@
 """Whole stained fields from other labs, with their cells found by the package's own segmenter.
 
 * ``malarianet_giemsa_fields``: 9 slides of another lab, a mask of every parasite. A found cell
-  is infected when the parasite mask covers at least ``INFECTED_MIN_PX`` of its pixels; it is
-  healthy when no parasite pixel lies within ``HEALTHY_MARGIN_PX`` of it.
+  is infected when it holds more of a parasite's mask than any other cell does, at least
+  ``INFECTED_MIN_PX`` pixels (the parasite's cell); it is healthy when no parasite pixel lies within
+  ``HEALTHY_MARGIN_PX`` of it. A neighbour that a mask only touches is neither: the masks are drawn
+  generously, and until 2026-12-03 such a neighbour (a third of the "infected" cells on
+  Trip_038/062/083) counted as infected, which rewarded a map that spilled from cell to cell.
 * ``chula_rbc_fields``: uninfected smears of a third lab: every found cell is healthy.
 
 Cells are found exactly as detection finds them by default (``cells.segment_cells`` with the
@@ -44,7 +47,7 @@ class FoundCells:
     labels: np.ndarray       # [H, W] int32, 0 = background
     diameter_px: float
     ids: np.ndarray          # ids of the cells
-    infected: np.ndarray     # [n] bool: the parasite mask covers >= INFECTED_MIN_PX of the cell
+    infected: np.ndarray     # [n] bool: the cell holds the most of some parasite's mask (>= INFECTED_MIN_PX)
     healthy: np.ndarray      # [n] bool: no parasite pixel within HEALTHY_MARGIN_PX of the cell
 
 
@@ -109,10 +112,25 @@ def find_cells(field: StainedField, modality: str = STAINED, cache: Path | None 
     if field.parasites is None:
         return FoundCells(labels, diameter, ids, np.zeros(len(ids), bool), np.ones(len(ids), bool))
     n_max = int(labels.max()) + 1
-    covered = np.bincount(labels[field.parasites], minlength=n_max)
     near = ndi.binary_dilation(field.parasites, iterations=HEALTHY_MARGIN_PX)
     touched = np.bincount(labels[near], minlength=n_max)
-    return FoundCells(labels, diameter, ids, covered[ids] >= INFECTED_MIN_PX, touched[ids] == 0)
+    return FoundCells(labels, diameter, ids, parasites_cells(field.parasites, labels)[ids], touched[ids] == 0)
+
+
+def parasites_cells(parasites: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[max label + 1] bool: the cell holding the most of each parasite's mask (a connected part),
+    when that is at least ``INFECTED_MIN_PX`` pixels."""
+    n_max = int(labels.max()) + 1
+    comps, n = ndi.label(parasites)
+    out = np.zeros(n_max, bool)
+    inside = (comps > 0) & (labels > 0)
+    if n == 0 or not inside.any():
+        return out
+    held = np.bincount(comps[inside].astype(np.int64) * n_max + labels[inside], minlength=(n + 1) * n_max)
+    held = held.reshape(n + 1, n_max)[1:]
+    best = held.argmax(1)
+    out[best[held[np.arange(n), best] >= INFECTED_MIN_PX]] = True
+    return out
 
 
 def saturation_map(image: np.ndarray) -> np.ndarray:

@@ -22,10 +22,10 @@ from ..cells import (
     paste_maps,
     rescale_plane,
 )
-from ..cells.field_crops import cut_margin_px
+from ..cells.field_crops import cut_margin_px, fill_unscored
 from ..cells.modality import MIRRORED_BEYOND_EDGE
 from ..cells.overlay_marks import fill_marks, mark_mask
-from ..cells.resize import resize_linear, resize_nearest
+from ..cells.resize import resize_nearest, resize_within_labels
 from ..progress import Progress
 from ..supn.batch_threads import batch_threads
 from .memory import check_rescale_fits
@@ -83,19 +83,16 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
             sl = slice(start, start + len(scored.scores))
             # along a cut by the field's edge the map is the model's guess of the missing half: not shown
             batch_masks = masks[offset:offset + len(scored.scores)]
-            paste_maps(heatmap_s, labels_s, ids[sl], centres[sl], np.where(batch_masks, scored.maps, 0.0))
+            paste_maps(heatmap_s, labels_s, ids[sl], centres[sl], np.where(batch_masks, scored.maps, -np.inf))
             model_scores[sl] = scored.scores
             t_paste += time.perf_counter() - t2
             yield Progress("scoring", sl.stop, len(ids))
         t_score += time.perf_counter() - t1
     t_score -= t_paste
     t3 = time.perf_counter()
-    heatmap_s[~np.isfinite(heatmap_s)] = 0.0
-    if heatmap_s.shape != labels.shape:
-        heatmap = resize_linear(heatmap_s, labels.shape, anti_aliasing=False, accumulate=np.float32)
-        heatmap[labels == 0] = 0.0
-    else:
-        heatmap = heatmap_s
+    fill_unscored(heatmap_s, labels_s)
+    # each cell's map resized within the cell: a cell's score never comes from its neighbour's map
+    heatmap = resize_within_labels(heatmap_s, labels_s, labels) if heatmap_s.shape != labels.shape else heatmap_s
     t_paste += time.perf_counter() - t3
     timings.update(score_s=t_score, paste_s=t_paste)
     return FieldScores(heatmap, ids, model_scores, scale, timings)
