@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..supn import bright_spots, stain_saturation
+from ..supn import stain_saturation
 from ..supn.ensemble import MemberScale
-from .registry import ENSEMBLE_MEMBERS, SUPN_SATURATION, SUPN_SPOTS
+from .cell_terms import CELL_TERMS
+from .registry import ENSEMBLE_MEMBERS
 
 if TYPE_CHECKING:
     from .scorer import Scorer
@@ -89,15 +90,12 @@ def calibrate(scorer: "Scorer", healthy_crops: np.ndarray, healthy_masks: np.nda
             scores = member.score(healthy_crops, healthy_masks, batch_size=batch_size).scores
             scales[name] = MemberScale.from_healthy_scores(scores).to_dict()
         kwargs["members"] = scales
-    elif scorer.name in (SUPN_SATURATION, SUPN_SPOTS):  # supn plus one term per cell
+    elif scorer.name in CELL_TERMS:  # supn plus one term per cell
+        term = CELL_TERMS[scorer.name]
         supn = scorer.member("supn").score(healthy_crops, healthy_masks, batch_size=batch_size).scores
-        if scorer.name == SUPN_SATURATION:
-            saturation = stain_saturation.cell_saturation(healthy_crops, healthy_masks)
-            term = {"saturation": stain_saturation.log_scale(saturation).to_dict()}
-        else:
-            spots = bright_spots.cell_spots(healthy_crops, healthy_masks, scorer.model.geometry.cell_diameter_px)
-            term = {"spots": bright_spots.spot_scale(spots).to_dict()}
-        kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(), **term}
+        values = term.measure(healthy_crops, healthy_masks, scorer.model.geometry.cell_diameter_px)
+        kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(),
+                             term.member: term.scale(values).to_dict()}
     if kwargs:  # the maps of a combined scorer need their normalisation before they can be scored
         table[scorer.name] = Calibration([], **kwargs).to_dict()
     scores = scorer.score(healthy_crops, healthy_masks, batch_size=batch_size).scores

@@ -14,13 +14,14 @@ import torch
 from ..cells import loss_weight
 from ..errors import Cancelled, InputError, ModelFileError, ScorerUnavailable
 from ..models import AnomalyModel, CropScores
-from ..supn import SCORE_RULES, bright_spots, cell_scores, stain_saturation
+from ..supn import SCORE_RULES, cell_scores
 from ..supn.devices import exact_float32
 from ..supn.ensemble import MemberScale, combine_calibrated
 from ..supn.self_supervised import TrainedSegmenter
 from ..supn.vae_scorers import gradient_map, projection_map, reconstruction_error_map
 from .calibration import Calibration
-from .registry import SUPN_SATURATION, SUPN_SPOTS, ScorerInfo, scorer_info
+from .cell_terms import CELL_TERMS, CellTerm
+from .registry import ScorerInfo, scorer_info
 
 
 class Scorer:
@@ -45,12 +46,8 @@ class Scorer:
     @property
     def units(self) -> str:
         """What a value of this scorer's maps is, in words (the heatmap's units)."""
-        if self.name == SUPN_SATURATION:
-            return ("supn's map plus the cell's stain saturation, each in healthy spreads above a typical "
-                    "healthy cell (log scale)")
-        if self.name == SUPN_SPOTS:
-            return ("supn's map (log scale) plus the cell's brightest small spot, each in healthy spreads above a "
-                    "typical healthy cell")
+        if self.name in CELL_TERMS:
+            return CELL_TERMS[self.name].units
         if self.score_rule is None:
             return f"{self.name} score (its own scale; the threshold is set on healthy cells)"
         units = SCORE_RULES[self.score_rule].units
@@ -106,8 +103,8 @@ class Scorer:
         if self.name == "ensemble":
             yield 0, self._ensemble(crops, masks, batch_size)
             return
-        if self.name in (SUPN_SATURATION, SUPN_SPOTS):
-            yield from self._supn_with_cell_term(crops, masks, batch_size)
+        if self.name in CELL_TERMS:
+            yield from self._supn_with_cell_term(CELL_TERMS[self.name], crops, masks, batch_size)
             return
         model.check_crops(crops)
         for start in range(0, len(crops), batch_size):
@@ -169,19 +166,15 @@ class Scorer:
         scores = cell_scores(torch.from_numpy(combined), torch.from_numpy(np.asarray(masks, bool))).numpy()
         return CropScores(combined, scores)
 
-    def _supn_with_cell_term(self, crops: np.ndarray, masks: np.ndarray, batch_size: int
+    def _supn_with_cell_term(self, term: CellTerm, crops: np.ndarray, masks: np.ndarray, batch_size: int
                              ) -> Iterator[tuple[int, CropScores]]:
-        """supn's maps plus one term per cell: the stain's saturation, or the brightest small spot."""
+        """supn's maps plus one term per cell (``cell_terms``: the stain's saturation, or the brightest small spot)."""
         scales = {n: MemberScale.from_dict(v) for n, v in self._normalisation("members").items()}
         for start, part in self.member("supn").iter_batches(crops, masks, batch_size):
             c = crops[start:start + len(part.scores)]
             m = np.asarray(masks[start:start + len(part.scores)], bool)
-            if self.name == SUPN_SATURATION:
-                maps = stain_saturation.combine(part.maps, stain_saturation.cell_saturation(c, m), scales["supn"],
-                                                scales["saturation"])
-            else:
-                spots = bright_spots.cell_spots(c, m, self.model.geometry.cell_diameter_px)
-                maps = bright_spots.combine(part.maps, spots, scales["supn"], scales["spots"])
+            values = term.measure(c, m, self.model.geometry.cell_diameter_px)
+            maps = term.combine(part.maps, values, scales["supn"], scales[term.member])
             yield start, CropScores(maps, cell_scores(torch.from_numpy(maps), torch.from_numpy(m)).numpy())
 
 

@@ -1,0 +1,35 @@
+"""The scorers that add one term per cell to supn's map, decided once: which term, how it is
+measured on a cell, put on the scale of healthy cells, and added to the map."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..supn import bright_spots, stain_saturation
+from ..supn.ensemble import MemberScale
+from .registry import SUPN_SATURATION, SUPN_SPOTS
+
+
+@dataclass(frozen=True)
+class CellTerm:
+    member: str   # its key in the scorer's calibration, beside "supn"
+    units: str    # what a value of the scorer's maps is, in words
+    measure: Callable[[np.ndarray, np.ndarray, float], np.ndarray]  # (crops, masks, cell diameter px) -> [N]
+    scale: Callable[[np.ndarray], MemberScale]                        # healthy cells' values -> their scale
+    combine: Callable[[np.ndarray, np.ndarray, MemberScale, MemberScale], np.ndarray]
+
+
+CELL_TERMS = {
+    SUPN_SATURATION: CellTerm(
+        "saturation",
+        "supn's map plus the cell's stain saturation, each in healthy spreads above a typical healthy cell (log scale)",
+        lambda crops, masks, _diameter: stain_saturation.cell_saturation(crops, masks),
+        stain_saturation.log_scale, stain_saturation.combine),
+    SUPN_SPOTS: CellTerm(
+        "spots",
+        "supn's map (log scale) plus the cell's brightest small spot, each in healthy spreads above a typical "
+        "healthy cell",
+        bright_spots.cell_spots, bright_spots.spot_scale, bright_spots.combine),
+}
