@@ -119,3 +119,55 @@ def test_a_model_fine_tuned_from_one_whose_default_it_is_keeps_it_calibrated():
              if isinstance(e, AnomalyModel)][0]
     assert tuned.metadata["default_scorer"] == NAME and NAME in tuned.metadata["calibration"]
     assert resolve(tuned).name == NAME
+
+
+def test_on_a_field_a_cells_saturation_is_read_at_the_fields_resolution():
+    plane = np.empty((3, 64, 64), np.float32)
+    plane[:] = np.array([200.0, 170.0, 175.0], np.float32)[:, None, None]
+    labels = np.zeros((64, 64), np.int32)
+    labels[4:24, 4:24] = 1       # a cell of 20 px with a ring's dot of 2 x 2 px
+    labels[46:62, 46:62] = 2     # a plain cell
+    labels[0:2, 60:64] = 3       # a sliver that lies under an annotation mark
+    plane[:, 13:15, 13:15] = np.array([120.0, 40.0, 150.0])[:, None, None]
+    hidden = labels == 3
+    values = stain_saturation.field_cell_saturation(plane, labels, np.array([1, 2, 3, 4]), hidden)
+    saturation = stain_saturation.saturation_map(plane)
+    for i, cell in enumerate((1, 2)):
+        assert values[i] == pytest.approx(np.percentile(saturation[labels == cell], stain_saturation.SATURATION_PERCENTILE))
+    assert values[0] > 3 * values[1]
+    assert np.isnan(values[2]) and np.isnan(values[3])  # all hidden; not in the labels
+    # the same dot in a crop resampled to a quarter of the size is averaged into its cell
+    blurred = plane.reshape(3, 16, 4, 16, 4).mean((2, 4))
+    assert stain_saturation.cell_saturation(blurred[None], (labels[::4, ::4] == 1)[None])[0] < values[0] / 2
+
+
+def test_a_field_is_scored_with_the_saturation_of_the_field_as_recorded():
+    """The model's crops come from the plane (stain-matched); the cell term from the field as recorded."""
+    from napari_supn_anomaly.pipeline.fields import iter_score_field
+
+    model = tiny_model("brightfield-stained").copy()
+    calibrate(resolve(model, NAME, require_calibration=False), *_healthy_crops(model))
+    scorer = resolve(model, NAME)
+    field = make_field((160, 160), "brightfield-stained", cell_diameter=30, infected_fraction=0.0, seed=5)
+    plane = np.moveaxis(field.image, -1, 0).astype(np.float32)
+    labels = field.cells.astype(np.int32)
+
+    def run(recorded=None):
+        steps = iter_score_field(plane, labels, scorer, 30.0, recorded=recorded)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    plain = run()
+    ids = plain.cell_ids
+    target = ids[len(ids) // 2]
+    ys, xs = np.nonzero(labels == target)
+    recorded = plane.copy()
+    cy, cx = int(np.median(ys)), int(np.median(xs))
+    recorded[:, cy - 1:cy + 2, cx - 1:cx + 2] = np.array([90.0, 20.0, 140.0])[:, None, None]  # a ring's dot
+    dotted = run(recorded)
+    changed = ids == target
+    assert dotted.model_scores[changed][0] > plain.model_scores[changed][0] + 0.1
+    np.testing.assert_allclose(dotted.model_scores[~changed], plain.model_scores[~changed], rtol=1e-6)

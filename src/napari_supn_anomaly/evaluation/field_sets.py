@@ -138,13 +138,6 @@ def saturation_map(image: np.ndarray) -> np.ndarray:
     return hsv_saturation(np.asarray(image, np.float32))
 
 
-def cell_maxima(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, percentile: float | None = None) -> np.ndarray:
-    """Per-cell max (or a percentile) of a map over each cell's pixels."""
-    if percentile is None:
-        return np.asarray(ndi.maximum(values, labels, ids), np.float64).reshape(len(ids))
-    return np.asarray([np.percentile(values[labels == i], percentile) for i in ids], np.float64)
-
-
 def healthy_cell_crops(field: StainedField, cells: FoundCells, target_diameter: float,
                        size_range: tuple[float, float] = (0.75, 1.3), min_solidity: float = 0.9,
                        context: float = 1.6) -> list[tuple[np.ndarray, np.ndarray]]:

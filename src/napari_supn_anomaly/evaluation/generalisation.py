@@ -16,12 +16,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import PlaneTooLarge
-from .field_sets import FoundCells, StainedField, cell_maxima, saturation_map
+from ..supn.stain_saturation import field_cell_saturation
+from .field_sets import FoundCells, StainedField, saturation_map
 from .metrics import auprc, auroc
 
 PIXEL_STRIDE = 2       # pixel AP on every 2nd pixel in each axis: a quarter of the pixels, same AP to ~1e-3
 ORACLE_FALSE_RATE = 0.02
-SATURATION_PERCENTILE = 99.5
 
 
 @dataclass
@@ -68,7 +68,7 @@ def detect_field(scorer, f: StainedField, cells: FoundCells, settings=None, retr
 def saturation_field(f: StainedField, cells: FoundCells) -> ScoredField:
     """The hand-made detector on the same cells: HSV saturation map, per cell its 99.5th percentile."""
     sat = saturation_map(f.image)
-    scores = cell_maxima(sat, cells.labels, cells.ids, SATURATION_PERCENTILE) if len(cells.ids) else np.zeros(0)
+    scores = field_cell_saturation(f.image, cells.labels, cells.ids)
     return ScoredField(f.name, f.slide, sat, cells.labels, cells.ids, scores, np.zeros(len(cells.ids), bool),
                        cells.infected, cells.healthy, f.parasites)
 

@@ -142,7 +142,7 @@ def detect_block(window: np.ndarray, block: Block, scorer: Scorer, plan: BlockPl
     import time
 
     t0 = time.perf_counter()
-    window = apply_match(window, plan.match)
+    recorded, window = window, apply_match(window, plan.match)
     tile = block.as_tile()
     if labels is not None:
         own = cells_of_core(np.asarray(labels, np.int32), tile)
@@ -156,7 +156,7 @@ def detect_block(window: np.ndarray, block: Block, scorer: Scorer, plan: BlockPl
         empty = cell_table(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int32))
         return BlockResult(block, (oy, ox), np.zeros((0, 0), np.int32), np.zeros((0, 0), np.float32), empty,
                            timings)
-    scoring = iter_score_field(window, own, scorer, plan.diameter, plan.batch_size)
+    scoring = iter_score_field(window, own, scorer, plan.diameter, plan.batch_size, recorded)
     while True:
         try:
             next(scoring)

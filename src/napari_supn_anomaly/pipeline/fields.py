@@ -44,8 +44,11 @@ class FieldScores:
 
 
 def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, field_cell_diameter: float,
-                     batch_size: int = 32) -> Iterator[Progress]:
+                     batch_size: int = 32, recorded: np.ndarray | None = None) -> Iterator[Progress]:
     """Score every cell of one plane [C, Y, X] with labels [Y, X]; returns FieldScores.
+
+    ``recorded``: the plane as the microscope recorded it, before its intensities were matched to the
+    model's (default: ``plane``); a scorer's per-cell term (``CellTerm.measure_field``) is measured on it.
 
     Yields a "scoring" :class:`Progress` (cells done of the plane's cells) after each batch.
     Close the generator to stop.
@@ -62,6 +65,9 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     plane_s, labels_s = rescale_plane(plane, labels, scale)
     hidden = resize_nearest(marks, labels_s.shape) if marks.any() else None
     ids = cell_ids(labels_s)
+    term = scorer.cell_term
+    cell_values = None if term is None or term.measure_field is None else \
+        term.measure_field(plane if recorded is None else recorded, labels, ids, marks if marks.any() else None)
     centres = cell_centres(labels_s, ids)
     fill = None if scorer.model.modality in MIRRORED_BEYOND_EDGE else background_fill(plane_s, labels_s)
     heatmap_s = np.full(labels_s.shape, -np.inf, np.float32)
@@ -77,7 +83,8 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
         part = slice(chunk, chunk + step)
         crops, masks = cut_crops(plane_s, labels_s, ids[part], centres[part], geometry.crop_size, fill, margin,
                                  hidden)
-        for offset, scored in scorer.iter_batches(crops, masks, batch_size=batch_size):
+        values = None if cell_values is None else cell_values[part]
+        for offset, scored in scorer.iter_batches(crops, masks, batch_size=batch_size, cell_values=values):
             t2 = time.perf_counter()
             start = chunk + offset
             sl = slice(start, start + len(scored.scores))

@@ -160,7 +160,7 @@ def _iter_whole_plane(plane: np.ndarray, plane_labels: np.ndarray | None, scorer
     window = model.crop_size / field_scale(model.geometry, diameter)  # a crop's width in this plane's pixels
     match = plan_match(plane, plane_labels, model.data_range, window, settings.intensity)
     scores = yield from iter_score_field(apply_match(plane, match), plane_labels, scorer, diameter,
-                                         settings.batch_size)
+                                         settings.batch_size, recorded=plane)
     return PlaneOutcome(scores.heatmap, plane_labels, float(diameter), scores.scale, match,
                         dict(scores.timings, segmentation_s=seg_s))
 

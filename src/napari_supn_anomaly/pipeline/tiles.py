@@ -146,7 +146,8 @@ def iter_plane_in_tiles(plane: np.ndarray, scorer: Scorer, *, labels: np.ndarray
     yield _tile_progress(0, len(tiles), 0)
     for k, tile in enumerate(tiles):
         t1 = time.perf_counter()
-        window_plane = apply_match(plane[(slice(None),) + tile.outer], match)
+        recorded = plane[(slice(None),) + tile.outer]
+        window_plane = apply_match(recorded, match)
         if labels is not None:
             tile_labels = cells_of_core(labels[tile.outer].astype(np.int32), tile)
         else:
@@ -154,7 +155,7 @@ def iter_plane_in_tiles(plane: np.ndarray, scorer: Scorer, *, labels: np.ndarray
             tile_labels = np.zeros(window_plane.shape[1:], np.int32) if found is None else cells_of_core(found, tile)
         timings["segmentation_s"] += time.perf_counter() - t1
         if tile_labels.any():
-            scoring = iter_score_field(window_plane, tile_labels, scorer, diameter, batch_size)
+            scoring = iter_score_field(window_plane, tile_labels, scorer, diameter, batch_size, recorded)
             while True:
                 try:
                     step = next(scoring)

@@ -19,6 +19,9 @@ class CellTerm:
     measure: Callable[[np.ndarray, np.ndarray, float], np.ndarray]  # (crops, masks, cell diameter px) -> [N]
     scale: Callable[[np.ndarray], MemberScale]                        # healthy cells' values -> their scale
     combine: Callable[[np.ndarray, np.ndarray, MemberScale, MemberScale], np.ndarray]
+    # (field plane [C, Y, X] as recorded, labels [Y, X], ids, hidden pixels or None) -> [N], NaN where it cannot
+    # be measured: the term measured on a whole field at its own resolution instead of on the crops
+    measure_field: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], np.ndarray] | None = None
 
 
 CELL_TERMS = {
@@ -26,7 +29,7 @@ CELL_TERMS = {
         "saturation",
         "supn's map plus the cell's stain saturation, each in healthy spreads above a typical healthy cell (log scale)",
         lambda crops, masks, _diameter: stain_saturation.cell_saturation(crops, masks),
-        stain_saturation.log_scale, stain_saturation.combine),
+        stain_saturation.log_scale, stain_saturation.combine, stain_saturation.field_cell_saturation),
     SUPN_SPOTS: CellTerm(
         "spots",
         "supn's map (log scale) plus the cell's brightest small spot, each in healthy spreads above a typical "

@@ -46,8 +46,8 @@ class Scorer:
     @property
     def units(self) -> str:
         """What a value of this scorer's maps is, in words (the heatmap's units)."""
-        if self.name in CELL_TERMS:
-            return CELL_TERMS[self.name].units
+        if self.cell_term is not None:
+            return self.cell_term.units
         if self.score_rule is None:
             return f"{self.name} score (its own scale; the threshold is set on healthy cells)"
         units = SCORE_RULES[self.score_rule].units
@@ -83,19 +83,27 @@ class Scorer:
         return value
 
     # -- scoring ---------------------------------------------------------------------------
-    def iter_batches(self, crops: np.ndarray, masks: np.ndarray, batch_size: int = 32
-                     ) -> Iterator[tuple[int, CropScores]]:
-        """Yield (start index, scores of the batch), so callers can report progress and stop between batches."""
+    @property
+    def cell_term(self) -> CellTerm | None:
+        """The term this scorer adds per cell to supn's map (None: it adds none)."""
+        return CELL_TERMS.get(self.name)
+
+    def iter_batches(self, crops: np.ndarray, masks: np.ndarray, batch_size: int = 32,
+                     cell_values: np.ndarray | None = None) -> Iterator[tuple[int, CropScores]]:
+        """Yield (start index, scores of the batch), so callers can report progress and stop between batches.
+        ``cell_values``: the cell term of each crop measured on its field (``CellTerm.measure_field``);
+        where absent or NaN it is measured on the crop."""
         if not np.isfinite(np.asarray(crops, np.float32)).all():
             raise InputError("the crops contain NaN or infinite values; fill or remove them first")
-        for start, part in self._iter_batches(crops, masks, batch_size):
+        for start, part in self._iter_batches(crops, masks, batch_size, cell_values):
             if np.isnan(part.scores).any() or np.isnan(part.maps).any():
                 raise ModelFileError(f"the model {self.model.name!r} gives scores that are not numbers (NaN) with "
                                      f"the scorer {self.name!r}; it is damaged and cannot tell healthy cells from "
                                      "parasites: retrain it or use another model")
             yield start, part
 
-    def _iter_batches(self, crops: np.ndarray, masks: np.ndarray, batch_size: int) -> Iterator[tuple[int, CropScores]]:
+    def _iter_batches(self, crops: np.ndarray, masks: np.ndarray, batch_size: int,
+                      cell_values: np.ndarray | None = None) -> Iterator[tuple[int, CropScores]]:
         model = self.model
         if self.info.likelihood:
             yield from model.iter_score_batches(crops, masks, scorer=self.name, batch_size=batch_size)
@@ -103,8 +111,8 @@ class Scorer:
         if self.name == "ensemble":
             yield 0, self._ensemble(crops, masks, batch_size)
             return
-        if self.name in CELL_TERMS:
-            yield from self._supn_with_cell_term(CELL_TERMS[self.name], crops, masks, batch_size)
+        if self.cell_term is not None:
+            yield from self._supn_with_cell_term(self.cell_term, crops, masks, batch_size, cell_values)
             return
         model.check_crops(crops)
         for start in range(0, len(crops), batch_size):
@@ -166,14 +174,17 @@ class Scorer:
         scores = cell_scores(torch.from_numpy(combined), torch.from_numpy(np.asarray(masks, bool))).numpy()
         return CropScores(combined, scores)
 
-    def _supn_with_cell_term(self, term: CellTerm, crops: np.ndarray, masks: np.ndarray, batch_size: int
-                             ) -> Iterator[tuple[int, CropScores]]:
+    def _supn_with_cell_term(self, term: CellTerm, crops: np.ndarray, masks: np.ndarray, batch_size: int,
+                             cell_values: np.ndarray | None = None) -> Iterator[tuple[int, CropScores]]:
         """supn's maps plus one term per cell (``cell_terms``: the stain's saturation, or the brightest small spot)."""
         scales = {n: MemberScale.from_dict(v) for n, v in self._normalisation("members").items()}
         for start, part in self.member("supn").iter_batches(crops, masks, batch_size):
-            c = crops[start:start + len(part.scores)]
-            m = np.asarray(masks[start:start + len(part.scores)], bool)
-            values = term.measure(c, m, self.model.geometry.cell_diameter_px)
+            batch = slice(start, start + len(part.scores))
+            c, m = crops[batch], np.asarray(masks[batch], bool)
+            values = np.full(len(c), np.nan) if cell_values is None else np.asarray(cell_values[batch], np.float64)
+            on_crop = ~np.isfinite(values)
+            if on_crop.any():
+                values[on_crop] = term.measure(c[on_crop], m[on_crop], self.model.geometry.cell_diameter_px)
             maps = term.combine(part.maps, values, scales["supn"], scales[term.member])
             yield start, CropScores(maps, cell_scores(torch.from_numpy(maps), torch.from_numpy(m)).numpy())
 
