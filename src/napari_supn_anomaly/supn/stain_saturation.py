@@ -14,7 +14,7 @@ On a field, a cell's saturation is measured on the field as the microscope recor
 still fills a few pixels, and before the colour matching that brings the field to the model's
 stain. The crops the model scores are resampled to its cell size (a MalariaNet cell of 124 px
 becomes 36 px), which averages a dot into its cell. Measured on the crops, `supn+saturation`
-ranked MalariaNet's test-slide cells at AUROC 0.949; on the field, 0.976
+ranked MalariaNet's test-slide cells at AUROC 0.948 +- 0.002 over three builds; on the field, 0.971 +- 0.005
 (docs/benchmarks/generalisation.md, "The saturation term at the field's resolution"). The pixel map is SUPN's map on
 the same log scale plus the cell's saturation term, so its maximum inside a cell is the cell's
 score and a candidate threshold means the same for cells and for regions.
@@ -33,8 +33,9 @@ LOG_FLOOR = 1e-3              # SUPN map values below this (healthy or paler tha
 def saturation_map(rgb: np.ndarray) -> np.ndarray:
     """HSV saturation of RGB images [..., C >= 3, H, W] (the first three channels), in their dtype: the
     stain's colour strength, the one-line hand-made detector's map (0 where a pixel is black)."""
-    rgb = rgb[..., :3, :, :]
-    brightest, darkest = rgb.max(-3), rgb.min(-3)
+    red, green, blue = rgb[..., 0, :, :], rgb[..., 1, :, :], rgb[..., 2, :, :]
+    # channel by channel: 5x faster than a reduction over the channel axis
+    brightest, darkest = np.maximum(np.maximum(red, green), blue), np.minimum(np.minimum(red, green), blue)
     return np.divide(brightest - darkest, brightest, out=np.zeros_like(brightest), where=brightest > 0)
 
 
@@ -53,19 +54,24 @@ def field_cell_saturation(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray
     """[N] the ``SATURATION_PERCENTILE`` of HSV saturation over each cell ``ids`` of ``labels`` [Y, X],
     from a field ``plane`` [C >= 3, Y, X] at its own resolution; pixels under ``hidden`` (annotation
     marks) left out. NaN for a cell with no pixel left."""
-    saturation = saturation_map(np.asarray(plane, np.float32)).ravel()
     flat = np.asarray(labels).ravel()
     keep = flat > 0
     if hidden is not None:
         keep &= ~np.asarray(hidden, bool).ravel()
-    flat, saturation = flat[keep], saturation[keep]
-    order = np.lexsort((saturation, flat))  # by cell, then by saturation within the cell
-    flat, saturation = flat[order], saturation[order]
-    starts, ends = np.searchsorted(flat, ids, "left"), np.searchsorted(flat, ids, "right")
+    pixels = np.asarray(plane).reshape(plane.shape[0], -1)[:3, keep].astype(np.float32)
+    saturation = saturation_map(pixels[:, None, :])[0]
+    cells = flat[keep]
+    order = np.argsort(cells, kind="stable")  # grouped by cell (a radix sort of the integer labels)
+    cells, saturation = cells[order], saturation[order]
+    starts, ends = np.searchsorted(cells, ids, "left"), np.searchsorted(cells, ids, "right")
     out = np.full(len(ids), np.nan)
     for i, (a, b) in enumerate(zip(starts, ends)):
-        if b > a:
-            out[i] = np.percentile(saturation[a:b], SATURATION_PERCENTILE)
+        if b > a:  # numpy's linear percentile, from the two values around it
+            position = (b - a - 1) * SATURATION_PERCENTILE / 100.0
+            low = int(position)
+            high = min(low + 1, b - a - 1)
+            part = np.partition(saturation[a:b], (low, high))
+            out[i] = part[low] + (position - low) * (part[high] - part[low])
     return out
 
 
