@@ -171,3 +171,27 @@ def test_a_field_is_scored_with_the_saturation_of_the_field_as_recorded():
     changed = ids == target
     assert dotted.model_scores[changed][0] > plain.model_scores[changed][0] + 0.1
     np.testing.assert_allclose(dotted.model_scores[~changed], plain.model_scores[~changed], rtol=1e-6)
+
+
+def test_a_tiled_plane_reads_each_cells_saturation_on_the_recorded_pixels(monkeypatch):
+    from napari_supn_anomaly.pipeline import tiles
+
+    model = tiny_model("brightfield-stained").copy()
+    calibrate(resolve(model, NAME, require_calibration=False), *_healthy_crops(model))
+    members = {k: MemberScale.from_dict(v) for k, v in model.metadata["calibration"][NAME]["members"].items()}
+    # cells at the model's size (no resampling), the stain always matched, and the plane cut in tiles
+    diameter = model.cell_diameter_px
+    field = make_field((256, 224), "brightfield-stained", cell_diameter=diameter, infected_fraction=0.3, seed=8)
+    settings = DetectSettings(cell_diameter=diameter, fpr=0.1, intensity="match")
+    monkeypatch.setattr(tiles, "AUTO_TILE_PIXELS", 160 * 160)
+    monkeypatch.setattr(tiles, "CORE_PX", 96)
+    combined = detect(field.image, "YXS", resolve(model, NAME), labels=field.cells, settings=settings)
+    supn = detect(field.image, "YXS", resolve(model, "supn"), labels=field.cells, settings=settings)
+    assert combined.provenance["tiles"] > 1 and combined.provenance["intensity_matching"]["applied"]
+    ids = combined.cell_table["cell_id"].to_numpy()
+    assert supn.cell_table["cell_id"].tolist() == ids.tolist()
+    term = combined.cell_table["score"].to_numpy() - stain_saturation.on_log_scale(
+        supn.cell_table["score"].to_numpy(), members["supn"])
+    recorded = stain_saturation.field_cell_saturation(np.moveaxis(field.image, -1, 0), field.cells, ids)
+    expected = stain_saturation.SATURATION_WEIGHT * members["saturation"].apply(np.log(recorded))
+    np.testing.assert_allclose(term, expected, rtol=1e-3, atol=1e-3)
