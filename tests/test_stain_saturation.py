@@ -195,3 +195,43 @@ def test_a_tiled_plane_reads_each_cells_saturation_on_the_recorded_pixels(monkey
     recorded = stain_saturation.field_cell_saturation(np.moveaxis(field.image, -1, 0), field.cells, ids)
     expected = stain_saturation.SATURATION_WEIGHT * members["saturation"].apply(np.log(recorded))
     np.testing.assert_allclose(term, expected, rtol=1e-3, atol=1e-3)
+
+
+def test_a_fine_tune_calibrates_the_saturation_as_detection_reads_it_on_its_fields():
+    """Held-back cells marked on fields of larger cells: their saturation is read on the raw cell, as
+    detection reads it on the field, not on the model's smaller crop."""
+    from scipy import ndimage as ndi
+
+    from napari_supn_anomaly.cells import standardise_crops
+    from napari_supn_anomaly.progress import Progress
+    from napari_supn_anomaly.training.finetune import FinetuneSettings, finetune
+    from napari_supn_anomaly.training.fit import calibrate as calibrate_model
+    from napari_supn_anomaly.training.fit import held_back_cell_values, split_holdout
+    from napari_supn_anomaly.training.regions import TrainingCells
+
+    base = tiny_model("brightfield-stained").copy()
+    base.metadata["default_scorer"] = NAME
+    calibrate_model(base, *_healthy_crops(base))
+    images, masks = _healthy_cells()
+    # cells imaged at 3x the magnification, each with a small purple dot that resampling averages away
+    images = [ndi.zoom(img, (1, 3, 3), order=1) for img in images]
+    masks = [ndi.zoom(m.astype(np.uint8), 3, order=0).astype(bool) for m in masks]
+    for img, m in zip(images, masks):
+        ys, xs = np.nonzero(m)
+        cy, cx = int(np.median(ys)), int(np.median(xs))
+        img[:, cy:cy + 3, cx:cx + 3] = np.array([120.0, 40.0, 150.0])[:, None, None]
+    cells = TrainingCells(images, masks, [{"image": "f.png", "y": 40.0 * i, "x": 5.0, "how": "region"}
+                                          for i in range(len(images))], [])
+    settings = FinetuneSettings(seed=2, modality="brightfield-stained", minutes=5.0, mean_iters=2, precision_iters=2,
+                                batch_size=8, device="cpu", holdout_fraction=0.3)
+    tuned = [e for e in finetune(base, cells, settings, compare=False) if not isinstance(e, Progress)][0]
+    assert tuned.metadata["default_scorer"] == NAME
+    _, hold = split_holdout(len(cells), settings.holdout_fraction, settings.seed)
+    on_field = held_back_cell_values(NAME, [images[i] for i in hold], [masks[i] for i in hold])
+    stored = tuned.metadata["calibration"][NAME]["members"]["saturation"]
+    expected = stain_saturation.log_scale(on_field)
+    assert stored["centre"] == pytest.approx(expected.centre) and stored["spread"] == pytest.approx(expected.spread)
+    # on the model's crops the dots fade: another scale, which detection (reading the field) would not match
+    crops, crop_masks, _ = standardise_crops([images[i] for i in hold], [masks[i] for i in hold], tuned.geometry)
+    on_crops = stain_saturation.log_scale(stain_saturation.cell_saturation(crops, crop_masks))
+    assert on_crops.centre < expected.centre - 0.02 and on_crops.spread < expected.spread / 2

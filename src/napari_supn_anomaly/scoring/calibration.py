@@ -62,8 +62,11 @@ class Calibration:
 
 
 def calibrate(scorer: "Scorer", healthy_crops: np.ndarray, healthy_masks: np.ndarray, *, batch_size: int = 32,
-              members: tuple[str, ...] = ENSEMBLE_MEMBERS) -> Calibration:
+              members: tuple[str, ...] = ENSEMBLE_MEMBERS, cell_values: np.ndarray | None = None) -> Calibration:
     """Measure ``scorer`` on healthy cells and store the result in its model's metadata.
+
+    ``cell_values``: a supn-plus-a-cell-term scorer's term of each cell as detection measures it on
+    its field (``CellTerm.measure_field``); where absent or NaN it is measured on the crop.
 
     Combined scorers first store their map normalisation (combi: min and 99.9th percentile of
     each map over healthy cell pixels; ensemble: each member's healthy median and spread).
@@ -93,12 +96,16 @@ def calibrate(scorer: "Scorer", healthy_crops: np.ndarray, healthy_masks: np.nda
     elif scorer.name in CELL_TERMS:  # supn plus one term per cell
         term = CELL_TERMS[scorer.name]
         supn = scorer.member("supn").score(healthy_crops, healthy_masks, batch_size=batch_size).scores
-        values = term.measure(healthy_crops, healthy_masks, scorer.model.geometry.cell_diameter_px)
+        values = np.full(len(healthy_crops), np.nan) if cell_values is None else np.array(cell_values, np.float64)
+        on_crop = ~np.isfinite(values)
+        if on_crop.any():
+            values[on_crop] = term.measure(healthy_crops[on_crop], healthy_masks[on_crop],
+                                           scorer.model.geometry.cell_diameter_px)
         kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(),
                              term.member: term.scale(values).to_dict()}
     if kwargs:  # the maps of a combined scorer need their normalisation before they can be scored
         table[scorer.name] = Calibration([], **kwargs).to_dict()
-    scores = scorer.score(healthy_crops, healthy_masks, batch_size=batch_size).scores
+    scores = scorer.score(healthy_crops, healthy_masks, batch_size=batch_size, cell_values=cell_values).scores
     result = Calibration.from_scores(scores, **kwargs)
     table[scorer.name] = result.to_dict()
     return result

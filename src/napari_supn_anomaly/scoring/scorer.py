@@ -125,14 +125,16 @@ class Scorer:
 
     def score(self, crops: np.ndarray, masks: np.ndarray, *, batch_size: int = 32,
               should_stop: Callable[[], bool] | None = None,
-              on_progress: Callable[[int, int], None] | None = None) -> CropScores:
-        """Maps [N, S, S] and scores [N] of all crops; ``should_stop`` is polled between batches."""
+              on_progress: Callable[[int, int], None] | None = None,
+              cell_values: np.ndarray | None = None) -> CropScores:
+        """Maps [N, S, S] and scores [N] of all crops; ``should_stop`` is polled between batches;
+        ``cell_values`` as for :meth:`iter_batches`."""
         crops = np.asarray(crops, np.float32)
         masks = np.asarray(masks, bool)
         if masks.shape != (len(crops),) + crops.shape[-2:]:
             raise InputError(f"masks must be [N, S, S] matching the crops, got {masks.shape} for crops {crops.shape}")
         parts = []
-        for start, part in self.iter_batches(crops, masks, batch_size):
+        for start, part in self.iter_batches(crops, masks, batch_size, cell_values):
             parts.append(part)
             if on_progress is not None:
                 on_progress(start + len(part.scores), len(crops))

@@ -36,7 +36,7 @@ from ..scoring import DEFAULT_SCORE_RULES, FINETUNED_DEFAULT_SCORERS
 from ..supn import IntensityStats
 from ..supn.devices import release_memory, resolve_device
 from .augment import ColourAugment
-from .fit import calibrate, fit_anomaly_model, split_holdout
+from .fit import calibrate, fit_anomaly_model, held_back_cell_values, split_holdout
 from .guard import compare_with_base
 from .regions import TrainingCells, check_training_cells
 from .trainer import TrainConfig, check_minutes
@@ -268,7 +268,9 @@ def finetune(base: AnomalyModel, cells: TrainingCells, settings: FinetuneSetting
                    message=f"calibrating the healthy-score threshold on {len(hold)} held-back cells{few}")
     scale = model.metadata["training"]["crop_scale"]
     crops, masks, _ = standardise_crops(hold.images, hold.masks, model.geometry, scale=scale)
-    model.metadata["calibration"] = calibrate(model, crops, masks)
+    raw_hold = cells.subset(hold_idx)  # as recorded: detection reads a cell term on the field as recorded
+    model.metadata["calibration"] = calibrate(model, crops, masks, cell_values=held_back_cell_values(
+        model.metadata["default_scorer"], raw_hold.images, raw_hold.masks))
     model.metadata["description"] = (f"{base.name} fine-tuned on {len(cells)} healthy cells of "
                                      f"{len(cells.describe()['images'])} image(s)")
     model.metadata["base_model"] = {"name": base.name, "source": base_source or base.name,

@@ -18,6 +18,7 @@ from ..models.data_range import DataRange, stain_of_crops, stain_sample
 from ..cells import CropGeometry, loss_weight, standardise_crops, stained
 from ..progress import Progress
 from ..scoring import DEFAULT_SCORE_RULES, REGISTRY, calibrate as calibrate_scorer, resolve
+from ..scoring.cell_terms import CELL_TERMS
 from ..supn import ArchConfig, IntensityStats, check_rotations
 from .augment import ColourAugment, normalised_augmenter
 from .trainer import TrainConfig, train_supn_vae
@@ -33,10 +34,12 @@ def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
 
 
-def calibrate(model: AnomalyModel, crops: np.ndarray, masks: np.ndarray, batch_size: int = 64) -> dict:
+def calibrate(model: AnomalyModel, crops: np.ndarray, masks: np.ndarray, batch_size: int = 64,
+              cell_values: np.ndarray | None = None) -> dict:
     """Healthy-score distribution of each of the model's own scorers on held-back healthy cells, and
     of its default scorer when that combines them (e.g. ``supn+saturation``), so that a fine-tuned
-    model keeps its base's default.
+    model keeps its base's default. ``cell_values``: that default's cell term measured as detection
+    measures it (``held_back_cell_values``).
 
     Replaces the model's calibration table; returns it.
     """
@@ -44,8 +47,22 @@ def calibrate(model: AnomalyModel, crops: np.ndarray, masks: np.ndarray, batch_s
     default = model.metadata.get("default_scorer")
     combined = [default] if default in REGISTRY and REGISTRY[default].needs_calibration else []
     for name in list(model.scorers) + combined:
-        calibrate_scorer(resolve(model, name, require_calibration=False), crops, masks, batch_size=batch_size)
+        calibrate_scorer(resolve(model, name, require_calibration=False), crops, masks, batch_size=batch_size,
+                         cell_values=cell_values if name in combined else None)
     return model.metadata["calibration"]
+
+
+def held_back_cell_values(scorer_name: str | None, images: list[np.ndarray], masks: list[np.ndarray | None]
+                          ) -> np.ndarray | None:
+    """The cell term of ``scorer_name`` (``scoring.cell_terms``) of each held-back cell, measured on its
+    raw crop [C, h, w] at its own resolution, as detection measures it on a field; NaN where a cell has
+    no mask. None when the scorer adds no term measured on fields."""
+    term = CELL_TERMS.get(scorer_name)
+    if term is None or term.measure_field is None:
+        return None
+    one = np.array([1])
+    return np.array([term.measure_field(np.asarray(img), np.asarray(m, np.int32), one, None)[0] if m is not None
+                     else np.nan for img, m in zip(images, masks)])
 
 
 def fit_anomaly_model(images: list[np.ndarray], masks: list[np.ndarray | None], *, name: str,
