@@ -8,7 +8,7 @@ from _field_cells import field_cell_crops, field_cells
 from _tiny_models import tiny_model
 from napari_supn_anomaly.errors import ScorerUnavailable
 from napari_supn_anomaly.evaluation.metrics import auroc
-from napari_supn_anomaly.pipeline.stacks import DetectSettings, choose_run_threshold, detect
+from napari_supn_anomaly.pipeline.stacks import DetectSettings, choose_run_threshold, detect, run_to_end
 from napari_supn_anomaly.scoring import available_scorers, calibrate, resolve
 from napari_supn_anomaly.supn import stain_saturation
 from napari_supn_anomaly.supn.ensemble import MemberScale
@@ -153,12 +153,7 @@ def test_a_field_is_scored_with_the_saturation_of_the_field_as_recorded():
     labels = field.cells.astype(np.int32)
 
     def run(recorded=None):
-        steps = iter_score_field(plane, labels, scorer, 30.0, recorded=recorded)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return run_to_end(iter_score_field(plane, labels, scorer, 30.0, recorded=recorded))
 
     plain = run()
     ids = plain.cell_ids

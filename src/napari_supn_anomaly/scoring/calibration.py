@@ -13,7 +13,6 @@ import numpy as np
 
 from ..supn import stain_saturation
 from ..supn.ensemble import MemberScale
-from .cell_terms import CELL_TERMS
 from .registry import ENSEMBLE_MEMBERS
 
 if TYPE_CHECKING:
@@ -93,16 +92,13 @@ def calibrate(scorer: "Scorer", healthy_crops: np.ndarray, healthy_masks: np.nda
             scores = member.score(healthy_crops, healthy_masks, batch_size=batch_size).scores
             scales[name] = MemberScale.from_healthy_scores(scores).to_dict()
         kwargs["members"] = scales
-    elif scorer.name in CELL_TERMS:  # supn plus one term per cell
-        term = CELL_TERMS[scorer.name]
+    elif scorer.cell_term is not None:  # supn plus one term per cell
+        term = scorer.cell_term
         supn = scorer.member("supn").score(healthy_crops, healthy_masks, batch_size=batch_size).scores
-        values = np.full(len(healthy_crops), np.nan) if cell_values is None else np.array(cell_values, np.float64)
-        on_crop = ~np.isfinite(values)
-        if on_crop.any():
-            values[on_crop] = term.measure(healthy_crops[on_crop], healthy_masks[on_crop],
-                                           scorer.model.geometry.cell_diameter_px)
+        # measured once: the scale below and the scores after it use the same values
+        cell_values = term.values(healthy_crops, healthy_masks, scorer.model.geometry.cell_diameter_px, cell_values)
         kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(),
-                             term.member: term.scale(values).to_dict()}
+                             term.member: term.scale(cell_values).to_dict()}
     if kwargs:  # the maps of a combined scorer need their normalisation before they can be scored
         table[scorer.name] = Calibration([], **kwargs).to_dict()
     scores = scorer.score(healthy_crops, healthy_masks, batch_size=batch_size, cell_values=cell_values).scores

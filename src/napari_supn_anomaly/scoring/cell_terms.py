@@ -23,6 +23,18 @@ class CellTerm:
     # be measured: the term measured on a whole field at its own resolution instead of on the crops
     measure_field: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], np.ndarray] | None = None
 
+    def values(self, crops: np.ndarray, masks: np.ndarray, cell_diameter_px: float,
+               on_field: np.ndarray | None = None) -> np.ndarray:
+        """[N] the term of each crop: its value measured on the field (``on_field``) where given and
+        finite, else measured on the crop."""
+        out = np.full(len(crops), np.nan) if on_field is None else np.array(on_field, np.float64)
+        on_crop = ~np.isfinite(out)
+        if on_crop.all():
+            out[:] = self.measure(crops, masks, cell_diameter_px)
+        elif on_crop.any():
+            out[on_crop] = self.measure(np.asarray(crops)[on_crop], np.asarray(masks)[on_crop], cell_diameter_px)
+        return out
+
 
 CELL_TERMS = {
     SUPN_SATURATION: CellTerm(

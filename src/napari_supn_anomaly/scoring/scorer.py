@@ -183,10 +183,8 @@ class Scorer:
         for start, part in self.member("supn").iter_batches(crops, masks, batch_size):
             batch = slice(start, start + len(part.scores))
             c, m = crops[batch], np.asarray(masks[batch], bool)
-            values = np.full(len(c), np.nan) if cell_values is None else np.asarray(cell_values[batch], np.float64)
-            on_crop = ~np.isfinite(values)
-            if on_crop.any():
-                values[on_crop] = term.measure(c[on_crop], m[on_crop], self.model.geometry.cell_diameter_px)
+            values = term.values(c, m, self.model.geometry.cell_diameter_px,
+                                 None if cell_values is None else cell_values[batch])
             maps = term.combine(part.maps, values, scales["supn"], scales[term.member])
             yield start, CropScores(maps, cell_scores(torch.from_numpy(maps), torch.from_numpy(m)).numpy())
 
