@@ -5,8 +5,9 @@
   alone on crops already on the GPU (what the transfers and the host-side work cost);
 * every scorer of each model on CUDA against the same machine's CPU, with TF32 convolutions allowed
   (torch's default) and not;
-* a whole synthetic 2048x2048 field through ``pipeline.detect`` (cell finding included) on CUDA and
-  on the CPU, cell by cell;
+* a whole synthetic 2048x2048 field, and a real MalariaNet field for ``giemsa-rbc``, through
+  ``pipeline.detect`` with the model's default scorer (cell finding included) on CUDA and on the CPU,
+  cell by cell and candidate by candidate;
 * a short fine-tune on CUDA, kept or not by the comparison with its base.
 
 The GPU machine has no ../shared/data, so it runs in two steps:
@@ -53,9 +54,19 @@ def pack(out: Path) -> None:
         crops, masks, what = real_crops(load_model(name), 256)
         arrays[f"{name}/crops"], arrays[f"{name}/masks"] = crops.astype(np.float32), masks
         arrays[f"{name}/what"] = np.array(what)
+    field = real_field()
+    arrays["giemsa-rbc/field"], arrays["giemsa-rbc/field_name"] = field.image, np.array(field.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+def real_field():
+    """The first field of a MalariaNet test slide (another lab's Giemsa smear, [3, Y, X] uint8)."""
+    from napari_supn_anomaly.evaluation.builtin_splits import MALARIANET_TEST_SLIDES
+    from napari_supn_anomaly.evaluation.field_sets import load_malarianet_fields
+
+    return load_malarianet_fields(REPO.parent / "shared" / "data", MALARIANET_TEST_SLIDES[1:2])[0]
 
 
 DEVICE = "cuda"  # --device cpu tries the script on a machine without a GPU
@@ -94,6 +105,7 @@ def _guarded(results: dict, key: str, fn) -> None:
 def crop_rates(name: str, crops: np.ndarray, masks: np.ndarray, batch_sizes, n: int, repeats: int) -> dict:
     from napari_supn_anomaly.models import load_model
     from napari_supn_anomaly.scoring import resolve
+    from napari_supn_anomaly.scoring.cell_terms import CELL_TERMS
     from napari_supn_anomaly.supn import SCORE_RULES
     from napari_supn_anomaly.supn.devices import exact_float32
     from napari_supn_anomaly.supn.scoring import anomaly_maps
@@ -110,16 +122,19 @@ def crop_rates(name: str, crops: np.ndarray, masks: np.ndarray, batch_sizes, n: 
         out["end_to_end"][bs] = {"median_s": statistics.median(walls), "best_s": min(walls),
                                  "cells_per_s_median": n / statistics.median(walls), "cells_per_s_best": n / min(walls)}
     # the network and the rule alone, the crops already normalised on the GPU: in full float32 as the
-    # package scores, and in TF32 (torch's default for convolutions) to show what exactness costs
+    # package scores, and in TF32 (torch's default for convolutions) to show what exactness costs. A
+    # scorer with a cell term (supn+saturation) runs the SUPN head there; its term is measured on the host
+    head = "supn" if scorer.name in CELL_TERMS else scorer.name
+    out["network_head"] = head
     x = torch.from_numpy(model.normalise(big_c)).to(DEVICE)
-    rule = SCORE_RULES[model.score_rule(scorer.name)]
+    rule = SCORE_RULES[model.score_rule(head)]
     for key, precision in (("on_gpu", exact_float32), ("on_gpu_tf32", contextlib.nullcontext)):
         out[key] = {}
         with torch.inference_mode(), precision():
             for bs in batch_sizes:
                 def run(b=bs):
                     for s in range(0, n, b):
-                        anomaly_maps(model.net, x[s:s + b], scorer.name, rule, 0, None)
+                        anomaly_maps(model.net, x[s:s + b], head, rule, 0, None)
                 run()
                 walls = [_timed(run)[1] for _ in range(repeats)]
                 out[key][bs] = {"median_s": statistics.median(walls),
@@ -137,7 +152,8 @@ def scorer_agreement(name: str, crops: np.ndarray, masks: np.ndarray) -> dict:
 
     out = {}
     cpu_model, gpu_model = load_model(name), load_model(name).to(DEVICE)
-    for scorer_name in cpu_model.scorers + [s for s in ("ensemble", "ssl-ppii") if s not in cpu_model.scorers]:
+    names = [*cpu_model.scorers, resolve(cpu_model).name, "ensemble", "ssl-ppii"]  # the default included
+    for scorer_name in dict.fromkeys(names):
         try:
             ref = resolve(cpu_model, scorer_name).score(crops, masks, batch_size=64)
         except Exception as exc:  # noqa: BLE001 - not every model has every scorer
@@ -150,30 +166,39 @@ def scorer_agreement(name: str, crops: np.ndarray, masks: np.ndarray) -> dict:
     return out
 
 
-def whole_field(name: str) -> dict:
-    from napari_supn_anomaly.models import load_model
-    from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
-    from napari_supn_anomaly.scoring import resolve
+def synthetic_field(name: str) -> tuple[np.ndarray, str]:
     from napari_supn_anomaly.synthetic import make_field
 
     modality, diameter, n_cells = FIELDS[name]
     field = make_field((2048, 2048), modality, cell_diameter=diameter, n_cells=n_cells, infected_fraction=0.15,
                        seed=2048)
-    axes = "YX" if field.image.ndim == 2 else "YXS"
-    out = {}
+    return field.image, "YX" if field.image.ndim == 2 else "YXS"
+
+
+def whole_field(name: str, image: np.ndarray, axes: str) -> dict:
+    """``pipeline.detect`` with the model's default settings on the GPU and on the CPU, twice each."""
+    from napari_supn_anomaly.models import load_model
+    from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
+    from napari_supn_anomaly.scoring import resolve
+
+    out, tables = {}, {}
     for run_on, device in (("gpu", DEVICE), ("cpu", "cpu")):
         for repeat in range(2):  # the first CUDA run includes cuDNN's kernel choice
             scorer = resolve(load_model(name))
             result, wall = _timed(lambda s=scorer, d=device: detect(
-                field.image, axes, s, settings=DetectSettings(device=d, batch_size=128)))
+                image, axes, s, settings=DetectSettings(device=d, batch_size=128)))
             out[f"{run_on}_{repeat}"] = {"wall_s": wall, "n_cells": len(result.cell_table),
                                          "timings": result.provenance.get("timings_s", {}),
                                          "device": result.provenance.get("device")}
-            out[f"{run_on}_scores"] = result.cell_table["score"].to_numpy()
-    a, b = out.pop("gpu_scores"), out.pop("cpu_scores")
+            tables[run_on] = result.cell_table
+    a, b = tables["gpu"], tables["cpu"]
+    out["scorer"] = scorer.name
     out["same_cells"] = bool(len(a) == len(b))
-    if len(a) == len(b):
-        out["max_rel_score_diff"] = float((np.abs(a - b) / np.maximum(1.0, np.abs(b))).max())
+    if out["same_cells"]:
+        sa, sb = a["score"].to_numpy(), b["score"].to_numpy()
+        out["max_rel_score_diff"] = float((np.abs(sa - sb) / np.maximum(1.0, np.abs(sb))).max())
+        out["candidates"] = [int(a["candidate"].sum()), int(b["candidate"].sum())]
+        out["same_candidates"] = bool((a["candidate"].to_numpy() == b["candidate"].to_numpy()).all())
     return out
 
 
@@ -226,7 +251,10 @@ def run(args) -> dict:
         _guarded(results, f"{name}/rates", lambda n=name, c=crops, m=masks: crop_rates(
             n, c, m, args.batch_sizes, args.n, args.repeats))
         _guarded(results, f"{name}/agreement", lambda n=name, c=crops, m=masks: scorer_agreement(n, c, m))
-        _guarded(results, f"{name}/field", lambda n=name: whole_field(n))
+        _guarded(results, f"{name}/field", lambda n=name: whole_field(n, *synthetic_field(n)))
+    if "giemsa-rbc/field" in data:
+        results["real_field_name"] = str(data["giemsa-rbc/field_name"])
+        _guarded(results, "giemsa-rbc/real_field", lambda: whole_field("giemsa-rbc", data["giemsa-rbc/field"], "CYX"))
     _guarded(results, "finetune", finetune_on_cuda)
     return results
 
@@ -249,11 +277,14 @@ def write(results: dict, out: Path | None) -> str:
             lines += ["Crop rates failed:", "", "```", rates["error"], "```", ""]
         else:
             exact = "on_gpu_tf32" in rates  # runs before supn.devices.exact_float32 scored in TF32 throughout
-            lines += [(f"Default scorer `{rates['scorer']}` (rule `{rates['rule']}`), {rates['crop_size']} px crops, "
+            rule = f" (rule `{rates['rule']}`)" if rates["rule"] else ""
+            lines += [(f"Default scorer `{rates['scorer']}`{rule}, {rates['crop_size']} px crops, "
                        f"{rates['channels']} channel(s). Cells per second, median of {results['repeats']} runs "
                        "(best in brackets). End to end: `Scorer.score`, numpy crops in and numpy maps and scores out "
                        "(normalising on the CPU, copies both ways included). On the GPU alone: the network and the "
-                       "score rule on crops already normalised on the GPU. "
+                       "score rule on crops already normalised on the GPU"
+                       + (f" (the `{rates['network_head']}` head; the cell term is measured on the host)"
+                          if rates.get("network_head", rates["scorer"]) != rates["scorer"] else "") + ". "
                        + ("End to end and the first GPU-alone column in full float32, as the package scores; the last "
                           "column in TF32 (torch's default for convolutions)." if exact else
                           "This run predates `exact_float32`: every column is in TF32, torch's default for "
@@ -291,22 +322,11 @@ def write(results: dict, out: Path | None) -> str:
                              f"{d['max_rel_score']:.1e} / {d['max_abs_map']:.1e}")
             lines.append(f"| {scorer} | " + " | ".join(cells) + " |")
         lines.append("")
-        field = results.get(f"{name}/field", {})
-        if "error" in field:
-            lines += ["Whole field failed:", "", "```", field["error"], "```", ""]
-        else:
-            lines += [(f"A synthetic 2048x2048 field ({FIELDS[name][0]}, seed 2048) through `pipeline.detect` "
-                       "(cells found, then scored; batch 128), seconds:"), "",
-                      "| run | whole | finding cells | rescale | cut + score | paste back | cells |",
-                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-            for key in [k for k in field if k.endswith(("_0", "_1"))]:
-                r, t = field[key], field[key]["timings"]
-                lines.append(f"| {r['device']}, {'first' if key.endswith('_0') else 'second'} | {r['wall_s']:.2f} | "
-                             f"{t.get('segmentation_s', float('nan')):.2f} | {t.get('rescale_s', float('nan')):.2f} | "
-                             f"{t.get('score_s', float('nan')):.2f} | {t.get('paste_s', float('nan')):.2f} | "
-                             f"{r['n_cells']} |")
-            lines += ["", (f"Same cells on both: {field['same_cells']}; max relative score difference "
-                           f"{field.get('max_rel_score_diff', float('nan')):.1e}."), ""]
+        lines += field_lines(results.get(f"{name}/field", {}),
+                             f"A synthetic 2048x2048 field ({FIELDS[name][0]}, seed 2048)")
+        if name == "giemsa-rbc" and "giemsa-rbc/real_field" in results:
+            lines += field_lines(results["giemsa-rbc/real_field"],
+                                 f"A real field of another lab (MalariaNet `{results['real_field_name']}`, 1382x1030)")
     ft = results.get("finetune", {})
     lines += ["## Fine-tuning on CUDA", ""]
     if "error" in ft:
@@ -324,6 +344,27 @@ def write(results: dict, out: Path | None) -> str:
     if out:
         out.write_text(text)
     return text
+
+
+def field_lines(field: dict, what: str) -> list[str]:
+    """The table of one whole field detected on the GPU and on the CPU."""
+    if "error" in field:
+        return [f"{what}: detection failed:", "", "```", field["error"], "```", ""]
+    lines = [f"{what} through `pipeline.detect` with the model's default scorer (`{field.get('scorer', '?')}`; "
+             "cells found, then scored; batch 128), seconds:", "",
+             "| run | whole | finding cells | rescale | cut + score | paste back | cells |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for key in [k for k in field if k.endswith(("_0", "_1"))]:
+        r, t = field[key], field[key]["timings"]
+        lines.append(f"| {r['device']}, {'first' if key.endswith('_0') else 'second'} | {r['wall_s']:.2f} | "
+                     f"{t.get('segmentation_s', float('nan')):.2f} | {t.get('rescale_s', float('nan')):.2f} | "
+                     f"{t.get('score_s', float('nan')):.2f} | {t.get('paste_s', float('nan')):.2f} | {r['n_cells']} |")
+    same = (f"Same cells on both: {field['same_cells']}; max relative score difference "
+            f"{field.get('max_rel_score_diff', float('nan')):.1e}")
+    if "candidates" in field:
+        same += (f"; candidates at the default setting {field['candidates'][0]} on the GPU, {field['candidates'][1]} "
+                 f"on the CPU, the same cells: {field['same_candidates']}")
+    return lines + ["", same + ".", ""]
 
 
 def main(argv=None) -> int:

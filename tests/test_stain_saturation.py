@@ -34,6 +34,20 @@ def test_a_cells_saturation_counts_its_own_pixels_only():
     assert saturation[2] == pytest.approx(saturation[0])
 
 
+def test_a_crops_saturation_is_numpys_percentile_of_its_masked_pixels_or_of_the_crop_when_empty():
+    rng = np.random.default_rng(3)
+    crops = rng.uniform(0, 255, (40, 3, 24, 24)).astype(np.float32)
+    masks = rng.random((40, 24, 24)) < rng.random((40, 1, 1))
+    masks[0] = False
+    masks[1] = False
+    masks[1, 5, 5] = True
+    saturation = stain_saturation.saturation_map(crops)
+    expected = [np.percentile(s[m] if m.any() else s, stain_saturation.SATURATION_PERCENTILE)
+                for s, m in zip(saturation, masks)]
+    np.testing.assert_allclose(stain_saturation.cell_saturation(crops, masks), expected, rtol=0, atol=1e-6)
+    assert stain_saturation.cell_saturation(crops[:0], masks[:0]).shape == (0,)
+
+
 def test_the_cells_score_is_the_maximum_of_its_map_and_rises_with_its_saturation():
     rng = np.random.default_rng(0)
     maps = rng.gamma(2.0, 10.0, size=(2, 16, 16)).astype(np.float32)

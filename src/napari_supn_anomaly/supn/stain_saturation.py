@@ -40,13 +40,27 @@ def saturation_map(rgb: np.ndarray) -> np.ndarray:
 
 
 def cell_saturation(crops: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """[N] the ``SATURATION_PERCENTILE`` of HSV saturation over each cell's mask, from RGB crops [N, 3, S, S]."""
-    saturation = saturation_map(np.asarray(crops, np.float32))
-    masks = np.asarray(masks, bool)
-    out = np.empty(len(crops))
-    for i, (values, mask) in enumerate(zip(saturation, masks)):
-        out[i] = np.percentile(values[mask] if mask.any() else values, SATURATION_PERCENTILE)
-    return out
+    """[N] the ``SATURATION_PERCENTILE`` of HSV saturation over each cell's mask (the whole crop where
+    the mask is empty), from RGB crops [N, 3, S, S]; numpy's linear percentile, every crop at once."""
+    n = len(crops)
+    if n == 0:
+        return np.empty(0)
+    saturation = saturation_map(np.asarray(crops, np.float32)).reshape(n, -1)
+    masks = np.array(masks, bool).reshape(n, -1)
+    masks[~masks.any(1)] = True
+    values = np.where(masks, saturation, np.float32(-1.0))  # left out: below every saturation (>= 0)
+    counts = masks.sum(1)
+    position = (counts - 1) * SATURATION_PERCENTILE / 100.0
+    low = position.astype(np.int64)
+    high = np.minimum(low + 1, counts - 1)
+    # the percentile lies among each cell's ``top`` largest values (numpy's float32 sort is vectorised; a
+    # partition is slower on rows full of the left-out value)
+    top = int((counts - low).max())
+    largest = np.sort(values, axis=1)[:, -top:]
+    rows = np.arange(n)
+    below = largest[rows, top - counts + low].astype(np.float64)
+    above = largest[rows, top - counts + high].astype(np.float64)
+    return below + (position - low) * (above - below)
 
 
 def field_cell_saturation(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray,
