@@ -10,7 +10,7 @@ fluorescence, the energy projection; for giemsa-rbc, supn+saturation) with a cal
 The weights are not touched.
 
     python benchmarks/build/scorer_calibrations.py [--data-root ../shared/data] [--models fluorescence-rbc,giemsa-rbc]
-        [--no-projection]
+        [--no-projection] [--scorers supn+saturation]
 """
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default="fluorescence-rbc,giemsa-rbc")
     p.add_argument("--no-projection", action="store_true", help="skip the slow energy projection (fluorescence)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--scorers", default="", help="only these scorers (comma-separated), e.g. after one's settings changed")
     p.add_argument("--cell-cache", type=Path, default=Path(__file__).resolve().parents[2] / "runs" / "h4" / "cells",
                    help="found cells of the MalariaNet fields (giemsa-rbc learns some MalariaNet slides)")
     args = p.parse_args(argv)
@@ -70,7 +71,8 @@ def main(argv=None) -> int:
                 n for n in ("ssl-ppii",) if shipped_network_path(model, n) is not None)
         else:
             raise SystemExit(f"no held-back split known for {name!r}")
-        calibrate(model, crops, masks, names)
+        only = [n.strip() for n in args.scorers.split(",") if n.strip()]
+        calibrate(model, crops, masks, [n for n in names if n in only] if only else names)
         model.save(builtin_model_path(name))
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import PlaneTooLarge
-from ..supn.stain_saturation import field_cell_saturation
+from ..supn.stain_saturation import HAND_MADE_PERCENTILE, field_cell_saturation
 from .field_sets import FoundCells, StainedField, saturation_map
 from .metrics import auprc, auroc
 
@@ -68,7 +68,7 @@ def detect_field(scorer, f: StainedField, cells: FoundCells, settings=None, retr
 def saturation_field(f: StainedField, cells: FoundCells) -> ScoredField:
     """The hand-made detector on the same cells: HSV saturation map, per cell its 99.5th percentile."""
     sat = saturation_map(f.image)
-    scores = field_cell_saturation(f.image, cells.labels, cells.ids)
+    scores = field_cell_saturation(f.image, cells.labels, cells.ids, percentile=HAND_MADE_PERCENTILE)
     return ScoredField(f.name, f.slide, sat, cells.labels, cells.ids, scores, np.zeros(len(cells.ids), bool),
                        cells.infected, cells.healthy, f.parasites)
 

@@ -66,8 +66,8 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     hidden = resize_nearest(marks, labels_s.shape) if marks.any() else None
     ids = cell_ids(labels_s)
     term = scorer.cell_term
-    cell_values = None if term is None or term.measure_field is None else \
-        term.measure_field(plane if recorded is None else recorded, labels, ids, marks if marks.any() else None)
+    cell_values = None if term is None else \
+        term.field_values(plane if recorded is None else recorded, labels, ids, marks if marks.any() else None)
     centres = cell_centres(labels_s, ids)
     fill = None if scorer.model.modality in MIRRORED_BEYOND_EDGE else background_fill(plane_s, labels_s)
     heatmap_s = np.full(labels_s.shape, -np.inf, np.float32)

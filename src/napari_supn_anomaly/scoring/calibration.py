@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..supn import stain_saturation
+from .cell_terms import CELL_TERMS, SETTINGS_KEY
 from ..supn.ensemble import MemberScale
 from .registry import ENSEMBLE_MEMBERS
 
@@ -92,13 +93,14 @@ def calibrate(scorer: "Scorer", healthy_crops: np.ndarray, healthy_masks: np.nda
             scores = member.score(healthy_crops, healthy_masks, batch_size=batch_size).scores
             scales[name] = MemberScale.from_healthy_scores(scores).to_dict()
         kwargs["members"] = scales
-    elif scorer.cell_term is not None:  # supn plus one term per cell
-        term = scorer.cell_term
+    elif scorer.name in CELL_TERMS:  # supn plus one term per cell, with today's settings (recorded)
+        term = CELL_TERMS[scorer.name]
         supn = scorer.member("supn").score(healthy_crops, healthy_masks, batch_size=batch_size).scores
         # measured once: the scale below and the scores after it use the same values
         cell_values = term.values(healthy_crops, healthy_masks, scorer.model.geometry.cell_diameter_px, cell_values)
         kwargs["members"] = {"supn": stain_saturation.log_scale(supn).to_dict(),
                              term.member: term.scale(cell_values).to_dict()}
+        kwargs["extra"] = {SETTINGS_KEY: term.current()}
     if kwargs:  # the maps of a combined scorer need their normalisation before they can be scored
         table[scorer.name] = Calibration([], **kwargs).to_dict()
     scores = scorer.score(healthy_crops, healthy_masks, batch_size=batch_size, cell_values=cell_values).scores

@@ -20,7 +20,7 @@ from ..supn.ensemble import MemberScale, combine_calibrated
 from ..supn.self_supervised import TrainedSegmenter
 from ..supn.vae_scorers import gradient_map, projection_map, reconstruction_error_map
 from .calibration import Calibration
-from .cell_terms import CELL_TERMS, CellTerm
+from .cell_terms import CellTerm, term_for
 from .registry import ScorerInfo, scorer_info
 
 
@@ -85,8 +85,9 @@ class Scorer:
     # -- scoring ---------------------------------------------------------------------------
     @property
     def cell_term(self) -> CellTerm | None:
-        """The term this scorer adds per cell to supn's map (None: it adds none)."""
-        return CELL_TERMS.get(self.name)
+        """The term this scorer adds per cell to supn's map, with the settings its calibration was made
+        with (None: it adds none)."""
+        return term_for(self.name, self.model.metadata.get("calibration", {}).get(self.name))
 
     def iter_batches(self, crops: np.ndarray, masks: np.ndarray, batch_size: int = 32,
                      cell_values: np.ndarray | None = None) -> Iterator[tuple[int, CropScores]]:
@@ -185,7 +186,7 @@ class Scorer:
             c, m = crops[batch], np.asarray(masks[batch], bool)
             values = term.values(c, m, self.model.geometry.cell_diameter_px,
                                  None if cell_values is None else cell_values[batch])
-            maps = term.combine(part.maps, values, scales["supn"], scales[term.member])
+            maps = term.add(part.maps, values, scales["supn"], scales[term.member])
             yield start, CropScores(maps, cell_scores(torch.from_numpy(maps), torch.from_numpy(m)).numpy())
 
 

@@ -7,7 +7,9 @@ than either alone (docs/benchmarks/generalisation.md, "SUPN and the stain's satu
 
 Each part is put on the scale of its own healthy cells: c = (log s - centre) / spread, with the
 centre and spread of the model's held-back healthy cells (never of the slide being scored), and
-the cell's score is c_supn + SATURATION_WEIGHT * c_saturation.
+the cell's score is c_supn + w * c_saturation. The weight w and the percentile of a cell's pixels
+that is its saturation are recorded with each calibration (``scoring.cell_terms``); the constants
+below are what a new calibration takes.
 
 On a field, a cell's saturation is measured on the field as the microscope recorded it
 (:func:`field_cell_saturation`): at the field's own resolution, where a ring's chromatin dot
@@ -15,7 +17,9 @@ still fills a few pixels, and before the colour matching that brings the field t
 stain. The crops the model scores are resampled to its cell size (a MalariaNet cell of 124 px
 becomes 36 px), which averages a dot into its cell. Measured on the crops, `supn+saturation`
 ranked MalariaNet's test-slide cells at AUROC 0.948 +- 0.002 over three builds; on the field, 0.971 +- 0.005
-(docs/benchmarks/generalisation.md, "The saturation term at the field's resolution"). The pixel map is SUPN's map on
+(docs/benchmarks/generalisation.md, "The saturation term at the field's resolution"), and 0.982 +- 0.004 with
+the weight and percentile chosen again for the field's resolution ("The weight and the percentile, chosen
+again"). The pixel map is SUPN's map on
 the same log scale plus the cell's saturation term, so its maximum inside a cell is the cell's
 score and a candidate threshold means the same for cells and for regions.
 """
@@ -25,8 +29,11 @@ import numpy as np
 
 from .ensemble import MemberScale
 
-SATURATION_WEIGHT = 0.25      # chosen on MalariaNet tuning slides (benchmarks/supn_saturation.py, generalisation.md)
-SATURATION_PERCENTILE = 99.5  # a cell's saturation: this percentile of its pixels (a parasite is a few pixels)
+# both chosen on MalariaNet tuning slides (benchmarks/supn_saturation.py, generalisation.md); 0.25 and
+# 99.5 until 2026-12-04, when the saturation began to be read at the field's resolution
+SATURATION_WEIGHT = 0.5
+SATURATION_PERCENTILE = 99.8  # a cell's saturation: this percentile of its pixels (a parasite is a few pixels)
+HAND_MADE_PERCENTILE = 99.5   # the one-line hand-made detector's (evaluation), whatever the scorer's
 LOG_FLOOR = 1e-3              # SUPN map values below this (healthy or paler than expected) count as this
 
 
@@ -39,8 +46,8 @@ def saturation_map(rgb: np.ndarray) -> np.ndarray:
     return np.divide(brightest - darkest, brightest, out=np.zeros_like(brightest), where=brightest > 0)
 
 
-def cell_saturation(crops: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """[N] the ``SATURATION_PERCENTILE`` of HSV saturation over each cell's mask (the whole crop where
+def cell_saturation(crops: np.ndarray, masks: np.ndarray, percentile: float = SATURATION_PERCENTILE) -> np.ndarray:
+    """[N] the ``percentile`` of HSV saturation over each cell's mask (the whole crop where
     the mask is empty), from RGB crops [N, 3, S, S]; numpy's linear percentile, every crop at once."""
     n = len(crops)
     if n == 0:
@@ -50,7 +57,7 @@ def cell_saturation(crops: np.ndarray, masks: np.ndarray) -> np.ndarray:
     masks[~masks.any(1)] = True
     values = np.where(masks, saturation, np.float32(-1.0))  # left out: below every saturation (>= 0)
     counts = masks.sum(1)
-    position = (counts - 1) * SATURATION_PERCENTILE / 100.0
+    position = (counts - 1) * percentile / 100.0
     low = position.astype(np.int64)
     high = np.minimum(low + 1, counts - 1)
     # the percentile lies among each cell's ``top`` largest values (numpy's float32 sort is vectorised; a
@@ -64,8 +71,8 @@ def cell_saturation(crops: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def field_cell_saturation(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray,
-                          hidden: np.ndarray | None = None) -> np.ndarray:
-    """[N] the ``SATURATION_PERCENTILE`` of HSV saturation over each cell ``ids`` of ``labels`` [Y, X],
+                          hidden: np.ndarray | None = None, percentile: float = SATURATION_PERCENTILE) -> np.ndarray:
+    """[N] the ``percentile`` of HSV saturation over each cell ``ids`` of ``labels`` [Y, X],
     from a field ``plane`` [C >= 3, Y, X] at its own resolution; pixels under ``hidden`` (annotation
     marks) left out. NaN for a cell with no pixel left."""
     flat = np.asarray(labels).ravel()
@@ -81,7 +88,7 @@ def field_cell_saturation(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray
     out = np.full(len(ids), np.nan)
     for i, (a, b) in enumerate(zip(starts, ends)):
         if b > a:  # numpy's linear percentile, from the two values around it
-            position = (b - a - 1) * SATURATION_PERCENTILE / 100.0
+            position = (b - a - 1) * percentile / 100.0
             low = int(position)
             high = min(low + 1, b - a - 1)
             part = np.partition(saturation[a:b], (low, high))
@@ -95,9 +102,9 @@ def log_scale(scores: np.ndarray) -> MemberScale:
 
 
 def combine(supn_maps: np.ndarray, saturation: np.ndarray, supn_scale: MemberScale,
-            saturation_scale: MemberScale) -> np.ndarray:
-    """Maps [N, S, S]: SUPN's map on its healthy log scale plus each cell's weighted saturation term."""
-    term = SATURATION_WEIGHT * saturation_scale.apply(_log(saturation))
+            saturation_scale: MemberScale, weight: float = SATURATION_WEIGHT) -> np.ndarray:
+    """Maps [N, S, S]: SUPN's map on its healthy log scale plus each cell's saturation term times ``weight``."""
+    term = weight * saturation_scale.apply(_log(saturation))
     return (on_log_scale(supn_maps, supn_scale) + term[:, None, None]).astype(np.float32)
 
 

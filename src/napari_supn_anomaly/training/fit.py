@@ -57,11 +57,11 @@ def held_back_cell_values(scorer_name: str | None, images: list[np.ndarray], mas
     """The cell term of ``scorer_name`` (``scoring.cell_terms``) of each held-back cell, measured on its
     raw crop [C, h, w] at its own resolution, as detection measures it on a field; NaN where a cell has
     no mask. None when the scorer adds no term measured on fields."""
-    term = CELL_TERMS.get(scorer_name)
+    term = CELL_TERMS.get(scorer_name)  # a new calibration's settings: the one these values are for
     if term is None or term.measure_field is None:
         return None
     one = np.array([1])
-    return np.array([term.measure_field(np.asarray(img), np.asarray(m, np.int32), one, None)[0] if m is not None
+    return np.array([term.field_values(np.asarray(img), np.asarray(m, np.int32), one)[0] if m is not None
                      else np.nan for img, m in zip(images, masks)])
 
 
