@@ -6,8 +6,8 @@
 For each model file, each weight w of the saturation term and each percentile of a cell's pixels
 that is its saturation (``supn/stain_saturation.py``; both recorded with the calibration,
 ``scoring/cell_terms.py``): a copy of the model is calibrated for the scorer with them on its own
-held-back healthy cells (``giemsa_held_back``, as the build does), then every field of each source is detected as `detect` does with no options but
-this scorer (cells found by the package's finder, each field one run, the slide's self-calibration,
+held-back healthy cells (``giemsa_held_back``, as the build does), then every field of each source
+is detected as `detect` does with no options but this scorer (cells found by the package's finder, each field one run, the slide's self-calibration,
 stain matching, the model's default rate). Numbers per source as in the generalisation table
 (``generalisation.field_metrics``): per-cell AUROC, parasites on a candidate at the threshold that
 flags 2 of 100 healthy cells, false candidates per 100 healthy cells and parasites on a candidate at
@@ -16,9 +16,9 @@ the default, pixel AP over the whole field; mean +- sd over the model files.
 The setting is chosen on the tuning slides only, MalariaNet selection (Trip_064/065) and
 Trip_038/062/083 pooled: the most parasites on a candidate at 2 false per 100 (the issue's
 operating point), averaged over the model files; settings within half a point of the best count as
-equal and the least change among them is taken: the percentile shipped before if it is among them,
-then the smallest weight (the least change to SUPN's ranking), then the percentile nearest to it. The MalariaNet test
-slides and Chula are never looked at for the choice. w = 0 ranks cells exactly as SUPN alone does.
+equal and the least change among them is taken: the shipped percentile if it is among them, then
+the smallest weight (the least change to SUPN's ranking), then the percentile nearest to the shipped
+one. The MalariaNet test slides and Chula are never looked at for the choice. w = 0 ranks cells exactly as SUPN alone does.
 
 Files for --models: ``benchmarks/build/giemsa_model.py --arch fast --seed N --out-dir DIR`` then
 ``benchmarks/build/stain_reference.py --model FILE`` (the shipped file is seed 1).
@@ -84,8 +84,7 @@ def tuning_share(run: dict) -> float:
 
 def choose(runs: list[dict]) -> tuple[tuple[float, float], dict[tuple[float, float], float]]:
     """The (weight, percentile) with the most tuning parasites at 2 false per 100, averaged over the
-    model files; of those within ``TIE`` of the best, the least change: the shipped percentile if
-    it is among them, then the smallest weight."""
+    model files; of those within ``TIE`` of the best, the least change (the module docstring)."""
     by_setting = {}
     for r in runs:
         by_setting.setdefault((r["weight"], r["percentile"]), []).append(tuning_share(r))

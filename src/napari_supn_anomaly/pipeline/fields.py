@@ -48,7 +48,7 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     """Score every cell of one plane [C, Y, X] with labels [Y, X]; returns FieldScores.
 
     ``recorded``: the plane as the microscope recorded it, before its intensities were matched to the
-    model's (default: ``plane``); a scorer's per-cell term (``CellTerm.measure_field``) is measured on it.
+    model's (default: ``plane``); a scorer's per-cell term (``CellTerm.field_values``) is measured on it.
 
     Yields a "scoring" :class:`Progress` (cells done of the plane's cells) after each batch.
     Close the generator to stop.

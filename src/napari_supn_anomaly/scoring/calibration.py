@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..supn import stain_saturation
-from .cell_terms import CELL_TERMS, SETTINGS_KEY
 from ..supn.ensemble import MemberScale
+from .cell_terms import CELL_TERMS, SETTINGS_KEY
 from .registry import ENSEMBLE_MEMBERS
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def calibrate(scorer: "Scorer", healthy_crops: np.ndarray, healthy_masks: np.nda
     """Measure ``scorer`` on healthy cells and store the result in its model's metadata.
 
     ``cell_values``: a supn-plus-a-cell-term scorer's term of each cell as detection measures it on
-    its field (``CellTerm.measure_field``); where absent or NaN it is measured on the crop.
+    its field (``CellTerm.field_values``); where absent or NaN it is measured on the crop.
 
     Combined scorers first store their map normalisation (combi: min and 99.9th percentile of
     each map over healthy cell pixels; ensemble: each member's healthy median and spread).

@@ -92,7 +92,7 @@ class Scorer:
     def iter_batches(self, crops: np.ndarray, masks: np.ndarray, batch_size: int = 32,
                      cell_values: np.ndarray | None = None) -> Iterator[tuple[int, CropScores]]:
         """Yield (start index, scores of the batch), so callers can report progress and stop between batches.
-        ``cell_values``: the cell term of each crop measured on its field (``CellTerm.measure_field``);
+        ``cell_values``: the cell term of each crop measured on its field (``CellTerm.field_values``);
         where absent or NaN it is measured on the crop."""
         if not np.isfinite(np.asarray(crops, np.float32)).all():
             raise InputError("the crops contain NaN or infinite values; fill or remove them first")
