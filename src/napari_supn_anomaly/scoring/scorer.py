@@ -46,8 +46,9 @@ class Scorer:
     @property
     def units(self) -> str:
         """What a value of this scorer's maps is, in words (the heatmap's units)."""
-        if self.cell_term is not None:
-            return self.cell_term.units
+        term = self.cell_term
+        if term is not None:
+            return term.units
         if self.score_rule is None:
             return f"{self.name} score (its own scale; the threshold is set on healthy cells)"
         units = SCORE_RULES[self.score_rule].units
@@ -112,8 +113,9 @@ class Scorer:
         if self.name == "ensemble":
             yield 0, self._ensemble(crops, masks, batch_size)
             return
-        if self.cell_term is not None:
-            yield from self._supn_with_cell_term(self.cell_term, crops, masks, batch_size, cell_values)
+        term = self.cell_term  # read once: it comes with the settings of the model's calibration
+        if term is not None:
+            yield from self._supn_with_cell_term(term, crops, masks, batch_size, cell_values)
             return
         model.check_crops(crops)
         for start in range(0, len(crops), batch_size):

@@ -46,6 +46,14 @@ def saturation_map(rgb: np.ndarray) -> np.ndarray:
     return np.divide(brightest - darkest, brightest, out=np.zeros_like(brightest), where=brightest > 0)
 
 
+def _percentile_ranks(counts, percentile: float):
+    """(position, low, high) of numpy's linear ``percentile`` among ``counts`` sorted values (ints or
+    arrays): the value is sorted[low] + (position - low) * (sorted[high] - sorted[low])."""
+    position = (np.asarray(counts) - 1) * percentile / 100.0
+    low = position.astype(np.int64)
+    return position, low, np.minimum(low + 1, np.asarray(counts) - 1)
+
+
 def cell_saturation(crops: np.ndarray, masks: np.ndarray, percentile: float = SATURATION_PERCENTILE) -> np.ndarray:
     """[N] the ``percentile`` of HSV saturation over each cell's mask (the whole crop where
     the mask is empty), from RGB crops [N, 3, S, S]; numpy's linear percentile, every crop at once."""
@@ -57,9 +65,7 @@ def cell_saturation(crops: np.ndarray, masks: np.ndarray, percentile: float = SA
     masks[~masks.any(1)] = True
     values = np.where(masks, saturation, np.float32(-1.0))  # left out: below every saturation (>= 0)
     counts = masks.sum(1)
-    position = (counts - 1) * percentile / 100.0
-    low = position.astype(np.int64)
-    high = np.minimum(low + 1, counts - 1)
+    position, low, high = _percentile_ranks(counts, percentile)
     # the percentile lies among each cell's ``top`` largest values (numpy's float32 sort is vectorised; a
     # partition is slower on rows full of the left-out value)
     top = int((counts - low).max())
@@ -88,10 +94,8 @@ def field_cell_saturation(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray
     out = np.full(len(ids), np.nan)
     for i, (a, b) in enumerate(zip(starts, ends)):
         if b > a:  # numpy's linear percentile, from the two values around it
-            position = (b - a - 1) * percentile / 100.0
-            low = int(position)
-            high = min(low + 1, b - a - 1)
-            part = np.partition(saturation[a:b], (low, high))
+            position, low, high = _percentile_ranks(b - a, percentile)
+            part = np.partition(saturation[a:b], (int(low), int(high)))
             out[i] = part[low] + (position - low) * (part[high] - part[low])
     return out
 
