@@ -18,7 +18,7 @@ the masks) on a candidate cell; mean +- sd over the model files.
 A second block, "Fields with few cells", cuts every field down to a random 10, 20, 30 or 45 of its
 cells (``FEW_DRAWS`` draws each), too few for a slide fit, and compares, at the default rate, the
 model's stored calibration as it is with the pipeline's (``choose_run_threshold``: that calibration
-moved to the field's own healthy centre).
+placed on the field's own healthy cells, ``self_calibration._moved_to_slide``).
 
 Files for --models: ``benchmarks/build/giemsa_model.py --arch fast --seed N --out-dir DIR`` then
 ``benchmarks/build/stain_reference.py --model FILE`` (the shipped file is seed 1).
@@ -114,8 +114,9 @@ def few_cells(scorer, fields: list[dict], size: int, rate: float) -> dict:
 def few_block(results: dict, models: list[str], rate: float, header: str) -> str:
     lines = [FEW_START, "## Fields with few cells", "", header, "",
              f"Every field cut down to a random n of its cells ({FEW_DRAWS} draws per field and n), fewer than a slide "
-             f"fit needs, at the default {100 * rate:g}%: the model's stored calibration as it is (before), and moved "
-             "to the field's own healthy centre (the pipeline's). False candidates per 100 healthy cells; parasites "
+             f"fit needs, at the default {100 * rate:g}%: the model's stored calibration as it is (before), and placed "
+             "on the field's own healthy cells (the pipeline's: its healthy centre, with a spread pooled between the "
+             "field's and the model's, `self_calibration.pooled_spread`). False candidates per 100 healthy cells; parasites "
              f"on a candidate cell. Mean +- sd over {len(models)} model files.", "",
              "| cells | calibration | " + " | ".join(SOURCES.values()) + " |", "| ---: | --- |" + " --- |" * len(SOURCES)]
     for size in FEW_SIZES:

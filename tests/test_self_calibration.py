@@ -27,6 +27,7 @@ from napari_supn_anomaly.pipeline.self_calibration import (
     choose_threshold,
     fit_healthy,
     outlying_fields,
+    recentred,
     scores_like_model,
 )
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect
@@ -397,6 +398,28 @@ def test_few_cells_of_another_lab_move_the_models_calibration_to_their_centre(pa
     # the model's own cells are not moved away from it
     here = choose_threshold(_slide(rng, 30, parasitemia), 0.01, model_threshold=model, model_healthy=model_healthy)
     assert _true_rate(here.threshold) < 0.05
+
+
+@pytest.mark.parametrize("parasitemia", [0.0, 0.2])
+@pytest.mark.parametrize("spread", [0.5, 0.125])
+def test_few_cells_whose_spread_differs_from_the_models_pool_it_with_their_own(parasitemia, spread):
+    # another lab whose healthy scores spread twice as wide as the model's (or half as wide): the model's
+    # spread alone flags far too many of its healthy cells (or far too few); pooled with the field's own,
+    # the rate moves toward the 1% asked
+    rng = np.random.default_rng(5)
+    model_healthy = _slide(rng, 400, 0.0)
+    model = lambda fpr: float(np.quantile(model_healthy, 1 - fpr))  # noqa: E731
+    fitted = fit_healthy(model_healthy, healthy_share=1.0)
+    pooled, model_spread = [], []
+    for _ in range(40):
+        few = _slide(rng, 30, parasitemia, centre=3.8, spread=spread)
+        choice = choose_threshold(few, 0.01, model_threshold=model, model_healthy=model_healthy)
+        assert choice.method == "model" and "too few" in choice.reason
+        pooled.append(np.log(_true_rate(choice.threshold, 3.8, spread) / 0.01))
+        alone = recentred(model(0.01), fit_healthy(few, scale=fitted.scale, spread=fitted.spread), fitted)
+        model_spread.append(np.log(_true_rate(alone, 3.8, spread) / 0.01))
+    assert abs(np.median(pooled)) < 0.85 * abs(np.median(model_spread))
+    assert np.sign(np.median(pooled)) == np.sign(np.median(model_spread))  # toward 1%, not beyond it
 
 
 def test_a_model_calibrated_on_a_handful_of_cells_says_so_when_the_rate_is_beyond_them():

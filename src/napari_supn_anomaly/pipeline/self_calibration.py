@@ -28,9 +28,11 @@ infected cells that overlap the healthy scores cannot widen it (on the demo, syn
 the model's training data, the slide fit alone found 17 of 45 parasites at 5% and the model's 37).
 
 With fewer than ``MIN_CELLS`` cells the estimate is too loose and the model's stored calibration
-is used instead, moved by as much as the slide's healthy centre (fitted with the model's spread,
-which needs far fewer cells than a spread) lies from the model's; :class:`ThresholdChoice` says
-which one was used and how many false candidates to expect. docs/benchmarks/self_calibration.md measures it.
+is used instead, placed on the slide's healthy cells: the model's threshold, counted in the model's
+spreads above its healthy centre, is counted as many spreads above the slide's healthy centre. The
+spread there pools the slide's own (noisy with few cells) with the model's (which another lab's
+stain may widen or narrow), each cell of the slide weighing as much as ``1 / SPREAD_PRIOR_CELLS`` of
+the model's; :class:`ThresholdChoice` says which one was used and how many false candidates to expect. docs/benchmarks/self_calibration.md measures it.
 
 Everything here is a pure function of per-cell scores, so it works on a stack (all planes of one
 slide pooled), on several fields of one slide (:func:`calibrate_pooled`) and on score tables that
@@ -71,6 +73,11 @@ HEALTHY_SHAPE = student_t(df=HEALTHY_DOF)
 # slides sit 1.4-2.9 model spreads away
 CENTRE_TOLERANCE = 1.0  # |slide centre - model centre| in units of the model's spread
 SPREAD_FACTOR = 2.5     # the larger spread over the smaller
+# A slide of n cells, too few for a fit of its own, is given the spread exp((n log s_slide + k log s_model) / (n + k)),
+# k this. Chosen 2026-12-04 among 0 (the model's spread alone, before), 40, 60, 80, 120, 160 and 240 on the MalariaNet
+# slides Trip_038/062/083/064/065 (fields cut to 10-45 cells, 1% asked: flagged healthy share nearest 1%);
+# the test slides and Chula held out (docs/benchmarks/generalisation.md, "Fields with few cells").
+SPREAD_PRIOR_CELLS = 80
 LIKE_MODEL = "this slide's healthy cells score like the model's own"
 
 
@@ -314,18 +321,33 @@ def choose_threshold(scores, fpr: float, calibration: str = DEFAULT_CALIBRATION,
 
 
 def _moved_to_slide(model_threshold: float, scores: np.ndarray, model: HealthyFit | None) -> tuple[float, HealthyFit] | None:
-    """The model's threshold recentred on a slide too small to fit a spread on: only the slide's healthy
-    centre is fitted, with the model's spread (None: the model stores too few healthy scores, or the slide
-    has fewer than 3 cells). Unmoved, another lab's stain made the model's 1% flag 63-88 of 100 healthy
-    cells on MalariaNet fields cut down to 10-45 cells (SUPN, supn+saturation), and 16-43 on Chula's;
-    moved, 0.2-2.1 and 3.5-3.7 (docs/benchmarks/generalisation.md, "Fields with few cells")."""
+    """The model's threshold placed on a slide too small for a fit of its own: the slide's healthy centre
+    is fitted with a spread pooled between the slide's and the model's (``pooled_spread``), and the
+    threshold lies as many of those spreads above it as the model's lies above the model's centre (None:
+    the model stores too few healthy scores, or the slide has fewer than 3 cells). Unmoved, another lab's
+    stain made the model's 1% flag 63-88 of 100 healthy cells on MalariaNet fields cut down to 10-45 cells
+    (SUPN, supn+saturation), and 16-43 on Chula's (docs/benchmarks/generalisation.md, "Fields with few
+    cells")."""
     if model is None:
         return None
     try:
-        fit = fit_healthy(scores, scale=model.scale, spread=model.spread)
+        fit = fit_healthy(scores, scale=model.scale, spread=pooled_spread(scores, model))
     except ValueError:
         return None
-    return recentred(model_threshold, fit, model), fit
+    return from_scale(fit.centre + (to_scale(np.float64(model_threshold), model.scale) - model.centre)
+                      * fit.spread / model.spread, model.scale), fit
+
+
+def pooled_spread(scores: np.ndarray, model: HealthyFit) -> float:
+    """The healthy spread of a slide of n cells, too few for a fit of its own: the geometric mean of its
+    own fitted spread and the model's, weighted n to ``SPREAD_PRIOR_CELLS`` (the model's alone when the
+    slide's cannot be fitted)."""
+    try:
+        own = fit_healthy(scores, scale=model.scale).spread
+    except ValueError:
+        return model.spread
+    n = len(scores)
+    return float(np.exp((n * np.log(own) + SPREAD_PRIOR_CELLS * np.log(model.spread)) / (n + SPREAD_PRIOR_CELLS)))
 
 
 def _model_fit(model_healthy, scale: str | None = None) -> HealthyFit | None:
