@@ -334,8 +334,7 @@ def _moved_to_slide(model_threshold: float, scores: np.ndarray, model: HealthyFi
         fit = fit_healthy(scores, scale=model.scale, spread=pooled_spread(scores, model))
     except ValueError:
         return None
-    return from_scale(fit.centre + (to_scale(np.float64(model_threshold), model.scale) - model.centre)
-                      * fit.spread / model.spread, model.scale), fit
+    return recentred(model_threshold, fit, model, stretch=True), fit
 
 
 def pooled_spread(scores: np.ndarray, model: HealthyFit) -> float:
@@ -360,15 +359,17 @@ def _model_fit(model_healthy, scale: str | None = None) -> HealthyFit | None:
         return None
 
 
-def recentred(model_threshold: float, slide: HealthyFit, model: HealthyFit) -> float:
-    """The model's threshold moved by as much as the slide's healthy centre lies from the model's.
+def recentred(model_threshold: float, slide: HealthyFit, model: HealthyFit, stretch: bool = False) -> float:
+    """The model's threshold moved by as much as the slide's healthy centre lies from the model's; with
+    ``stretch``, its distance above the model's centre also scaled by the slide's spread over the model's.
 
     The model's threshold reads the healthy tail from real healthy cells; the slide's centre is
     measured where infected cells barely reach. A slide "like the model" may still sit up to
     ``CENTRE_TOLERANCE`` spreads off, and the model's threshold unmoved flagged 11-29 of 100 healthy
     cells when 5 were asked on the 6 of 40 Chula fields that passed as like it (centres 0.6-0.9
     model spreads above the model's)."""
-    return from_scale(to_scale(np.float64(model_threshold), slide.scale) + slide.centre - model.centre, slide.scale)
+    above = to_scale(np.float64(model_threshold), slide.scale) - model.centre
+    return from_scale(slide.centre + above * (slide.spread / model.spread if stretch else 1.0), slide.scale)
 
 
 def user_threshold(threshold: float, n_cells: int, healthy_fpr: float | None = None) -> ThresholdChoice:
