@@ -49,6 +49,31 @@ def test_saturated_yellow_green_and_orange_marks_are_found_and_stains_are_not():
     assert marks[15, 30] and not (marks & cells).any()
 
 
+def test_a_grey_scale_bar_with_its_label_is_a_mark_and_dark_outlines_and_pigment_are_not():
+    # Chula's microscope burns a grey 2 px "0.00 um" bracket into half its fields: no odd hue, but
+    # straight; a cell's dark rim and a black dot of pigment are dark and grey too, and are neither
+    rgb = stained_field((140, 220), [(70, 60), (70, 150)])
+    yy, xx = np.mgrid[:140, :220]
+    r2 = (yy - 70) ** 2 + (xx - 150) ** 2
+    paint(rgb, (r2 < 18 ** 2) & (r2 >= 16 ** 2), (120, 118, 122))  # a grey rim around the second cell
+    paint(rgb, (yy - 70) ** 2 + (xx - 145) ** 2 < 2 ** 2, (40, 38, 36))  # pigment inside it
+    bar = (yy >= 75) & (yy <= 76) & (xx >= 40) & (xx <= 82)
+    ticks = (yy >= 70) & (yy <= 76) & ((xx == 40) | (xx == 82))
+    glyph = (yy >= 63) & (yy <= 68) & (xx >= 52) & (xx <= 70) & (xx % 6 < 4)  # "0000": 4 x 6 px outlines
+    label = glyph & ((yy == 63) | (yy == 68) | (xx % 6 == 0) | (xx % 6 == 3))
+    for part in (bar, ticks, label):
+        paint(rgb, part, (110, 115, 120))
+    marks = mark_mask(rgb, "brightfield-stained")
+    assert marks[bar].all() and marks[ticks].all() and marks[label].mean() > 0.8
+    assert not marks[(yy - 70) ** 2 + (xx - 150) ** 2 < 20 ** 2].any()
+    seg = segment_cells(rgb, "brightfield-stained", cell_diameter=36)
+    assert seg.n_cells == 2 and not seg.labels[bar].any() and seg.labels[60, 60]
+    # a stroke shorter than a drawn line (a thin fold, a scratch) is no mark
+    short = stained_field((80, 80), [(40, 40)])
+    paint(short, (yy[:80, :80] == 40) & (xx[:80, :80] >= 30) & (xx[:80, :80] < 50), (110, 115, 120))
+    assert not mark_mask(short, "brightfield-stained").any()
+
+
 def test_no_marks_in_fluorescence_grayscale_or_a_tinted_lamp():
     rgb = stained_field((80, 80), [(40, 40)])
     green = rgb.copy()

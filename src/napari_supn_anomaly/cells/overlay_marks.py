@@ -11,7 +11,11 @@ colour on top of the image, so it is
 * saturated (relative to the background's own tint, so a yellowish lamp is not a mark), and
 * either of a hue no blood stain has (yellow, green, cyan: ``MARK_HUES``) while not darker than
   the cells (hemozoin and the colour fringes of dark specks are yellow-brown but dark),
-* or brighter than the lamp in its brightest channel (an orange or red marker).
+* or brighter than the lamp in its brightest channel (an orange or red marker),
+* or, drawn in grey or black (Chula: a 2 px "0.00 um" bracket under its label), a straight
+  horizontal or vertical stroke: thin, grey, darker than the pixels on both sides of it and
+  straight for ``BAR_LENGTH_PX``, which no cell's outline is; the strokes of its ticks and label
+  next to it are part of it (``grey_scale_bars``).
 
 Fluorescence and single-channel images have no marks of this kind: nothing is found there.
 """
@@ -26,6 +30,11 @@ MARK_BRIGHT = 0.75         # a mark of such a hue: its brightest channel this sh
 LAMP_EXCESS = 1.15         # any hue: brighter than the background by this factor in some channel
 MARK_HALO_PX = 3           # JPEG chroma bleed, anti-aliasing and the dark rim of drawn text around a stroke
 MIN_MARK_PX = 6            # fewer connected pixels are noise, not a mark
+STROKE_SIDE = 2            # a grey stroke is darker than the pixels this far to either side (so at most 3 px wide)
+STROKE_DEPTH = 0.1         # by this share of the background's brightness at least
+STROKE_GREY = 0.25         # (max - min) / max of its background-balanced colour at most: grey, not a stain
+BAR_LENGTH_PX = 31         # a stroke straight along a row or column for this long is a drawn line
+BAR_LABEL_PX = 10          # strokes this close to such a line are its ticks and label
 
 
 def _background_colour(rgb: np.ndarray) -> np.ndarray:
@@ -45,6 +54,41 @@ def _hue(rgb: np.ndarray, top: np.ndarray, spread: np.ndarray) -> np.ndarray:
     return 60.0 * hue
 
 
+def _darker_than_both_sides(grey: np.ndarray, axis: int) -> np.ndarray:
+    """Pixels darker by ``STROKE_DEPTH`` than both pixels ``STROKE_SIDE`` away along ``axis``
+    (none within ``STROKE_SIDE`` of the field's edge)."""
+    k = STROKE_SIDE
+    g = np.moveaxis(grey, axis, 0)
+    out = np.zeros(g.shape, bool)
+    out[k:-k] = np.minimum(g[:-2 * k], g[2 * k:]) - g[k:-k] >= STROKE_DEPTH
+    return np.moveaxis(out, 0, axis)
+
+
+def _straight_runs(mask: np.ndarray, length: int) -> np.ndarray:
+    """Pixels of ``mask`` in runs of at least ``length`` along its rows; only rows holding that many
+    pixels are looked at (a linear-time opening)."""
+    runs = np.zeros_like(mask)
+    rows = np.flatnonzero(mask.sum(1) >= length)
+    if len(rows):
+        part = mask[rows]
+        full = ndi.uniform_filter1d(part.astype(np.float32), length, axis=1, mode="constant") > 1.0 - 0.5 / length
+        runs[rows] = ndi.maximum_filter1d(full, length, axis=1) & part
+    return runs
+
+
+def grey_scale_bars(balanced: np.ndarray, grey_colour: np.ndarray) -> np.ndarray:
+    """Pixels [Y, X] of grey or black scale bars, their ticks and labels, in a background-balanced
+    RGB plane [3, Y, X] (1 = the lamp); ``grey_colour``: [Y, X] where the colour is grey
+    (``STROKE_GREY``)."""
+    grey = balanced.mean(0)
+    across = [grey_colour & _darker_than_both_sides(grey, axis) for axis in (0, 1)]
+    lines = _straight_runs(across[0], BAR_LENGTH_PX) | _straight_runs(across[1].T, BAR_LENGTH_PX).T
+    if not lines.any():
+        return lines
+    near = ndi.distance_transform_edt(~lines) <= BAR_LABEL_PX
+    return lines | ((across[0] | across[1]) & near)
+
+
 def mark_mask(plane: np.ndarray, modality: str) -> np.ndarray:
     """Pixels [Y, X] of annotation marks in a bright-field RGB plane [C, Y, X] (with a halo of
     ``MARK_HALO_PX``); all False for fluorescence and for fewer than 3 channels."""
@@ -59,15 +103,14 @@ def mark_mask(plane: np.ndarray, modality: str) -> np.ndarray:
     low = np.minimum(np.minimum(balanced[0], balanced[1]), balanced[2])
     spread = top - low
     saturated = spread >= MARK_SATURATION * np.maximum(top, 1e-6)
-    if not saturated.any():
-        return np.zeros(shape, bool)
-    # the hue only where it matters: saturated pixels are few on a smear
-    where = np.flatnonzero(saturated)
-    top_s = top.ravel()[where]
-    hue = _hue(balanced.reshape(3, -1)[:, where], top_s, spread.ravel()[where])
-    odd_hue = (hue >= MARK_HUES[0]) & (hue <= MARK_HUES[1]) & (top_s >= MARK_BRIGHT)
-    marks = np.zeros(saturated.shape, bool)
-    marks.ravel()[where[odd_hue | (top_s >= LAMP_EXCESS)]] = True
+    marks = grey_scale_bars(balanced, spread <= STROKE_GREY * np.maximum(top, 1e-6))
+    if saturated.any():
+        # the hue only where it matters: saturated pixels are few on a smear
+        where = np.flatnonzero(saturated)
+        top_s = top.ravel()[where]
+        hue = _hue(balanced.reshape(3, -1)[:, where], top_s, spread.ravel()[where])
+        odd_hue = (hue >= MARK_HUES[0]) & (hue <= MARK_HUES[1]) & (top_s >= MARK_BRIGHT)
+        marks.ravel()[where[odd_hue | (top_s >= LAMP_EXCESS)]] = True
     if not marks.any():
         return marks
     parts, n = ndi.label(marks, np.ones((3, 3), bool))
