@@ -85,8 +85,14 @@ def grey_scale_bars(balanced: np.ndarray, grey_colour: np.ndarray) -> np.ndarray
     lines = _straight_runs(across[0], BAR_LENGTH_PX) | _straight_runs(across[1].T, BAR_LENGTH_PX).T
     if not lines.any():
         return lines
-    near = ndi.distance_transform_edt(~lines) <= BAR_LABEL_PX
-    return lines | ((across[0] | across[1]) & near)
+    # the label's strokes near the lines, looked for around the lines only (a block can be huge)
+    ys, xs = np.nonzero(lines)
+    box = (slice(max(0, ys.min() - BAR_LABEL_PX), ys.max() + BAR_LABEL_PX + 1),
+           slice(max(0, xs.min() - BAR_LABEL_PX), xs.max() + BAR_LABEL_PX + 1))
+    near = ndi.distance_transform_edt(~lines[box]) <= BAR_LABEL_PX
+    marks = lines.copy()
+    marks[box] |= (across[0][box] | across[1][box]) & near
+    return marks
 
 
 def mark_mask(plane: np.ndarray, modality: str) -> np.ndarray:
