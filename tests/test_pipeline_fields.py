@@ -186,3 +186,24 @@ def test_unscored_pixels_take_their_cells_lowest_value_not_zero():
     fill_unscored(heat, labels)
     assert (heat[labels == 1] == -2).all() and (heat[labels == 0] == 0).all()
     assert heat[2, 6] == 1.0 and heat[labels == 2].max() == 3.0
+
+
+def test_annotation_marks_are_found_on_the_field_as_recorded_not_after_its_colours_are_matched():
+    """Matching a field's colours to the model's stain can give a parasite's chromatin a mark's hue:
+    the marks that are filled in and left out of the scoring are those of the recorded field."""
+    model = tiny_model("brightfield-stained")
+    f = make_field((160, 160), "brightfield-stained", cell_diameter=2 * model.cell_diameter_px,
+                   infected_fraction=0.0, seed=5)
+    clean = np.moveaxis(f.image, -1, 0).astype(np.float32)
+    marked = clean.copy()
+    marked[:, 78:81, 10:150] = np.array([250.0, 250.0, 5.0])[:, None, None]  # a yellow arrow across the cells
+    assert (f.cells[78:81, 10:150] > 0).any()
+
+    def heatmap(plane, recorded):
+        return _run(iter_score_field(plane, f.cells, resolve(model, "supn"), 2 * model.cell_diameter_px,
+                                     recorded=recorded)).heatmap
+
+    # the arrow on the recorded field is hidden from the scoring, whatever the matching did to it ...
+    np.testing.assert_array_equal(heatmap(clean, marked), heatmap(marked, marked))
+    # ... and a mark's colour that only the matched field shows hides nothing
+    assert not np.array_equal(heatmap(marked, clean), heatmap(marked, marked))

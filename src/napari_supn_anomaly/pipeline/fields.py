@@ -58,8 +58,10 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     geometry = scorer.model.geometry
     scale = field_scale(geometry, field_cell_diameter)
     check_rescale_fits(*labels.shape, plane.shape[0], scale)
-    # annotation marks burned into the image: filled in, and out of the masks like the field's edge
-    marks = mark_mask(plane, scorer.model.modality)
+    # annotation marks burned into the image: filled in, and out of the masks like the field's edge.
+    # Found on the field as recorded, as the cell finder finds them: matching its colours to the
+    # model's stain can give a parasite's chromatin a mark's hue (docs/benchmarks/cells.md)
+    marks = mark_mask(plane if recorded is None else recorded, scorer.model.modality)
     if marks.any():
         plane = fill_marks(plane, marks)
     plane_s, labels_s = rescale_plane(plane, labels, scale)
