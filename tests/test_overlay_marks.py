@@ -74,6 +74,24 @@ def test_a_grey_scale_bar_with_its_label_is_a_mark_and_dark_outlines_and_pigment
     assert not mark_mask(short, "brightfield-stained").any()
 
 
+def test_a_sky_blue_bar_between_its_ticks_is_a_mark_and_a_pale_blue_smear_is_not():
+    # Chula's "50.00" bracket: sky blue (hue 202, past the marks' hue band), its line only 30 px
+    # between the ticks; the ticks crossing it count towards its length. A pale blue patch of the
+    # same colour (a stain's tint) is no line.
+    rgb = stained_field((120, 200), [(40, 150)])
+    yy, xx = np.mgrid[:120, :200]
+    sky, deep_sky = (118, 197, 250), (16, 160, 255)  # Chula field 708's line and ticks
+    bar = (yy >= 90) & (yy <= 91) & (xx >= 40) & (xx <= 71)
+    ticks = (yy >= 84) & (yy <= 91) & ((xx == 40) | (xx == 71))
+    paint(rgb, bar, sky)
+    paint(rgb, ticks, deep_sky)
+    patch = (yy - 40) ** 2 + (xx - 60) ** 2 < 12 ** 2
+    paint(rgb, patch, sky)
+    marks = mark_mask(rgb, "brightfield-stained")
+    assert marks[bar].all() and marks[ticks].all()
+    assert not marks[patch].any()
+
+
 def test_no_marks_in_fluorescence_grayscale_or_a_tinted_lamp():
     rgb = stained_field((80, 80), [(40, 40)])
     green = rgb.copy()

@@ -12,10 +12,11 @@ colour on top of the image, so it is
 * either of a hue no blood stain has (yellow, green, cyan: ``MARK_HUES``) while not darker than
   the cells (hemozoin and the colour fringes of dark specks are yellow-brown but dark),
 * or brighter than the lamp in its brightest channel (an orange or red marker),
-* or, drawn in grey or black (Chula: a 2 px "0.00 um" bracket under its label), a straight
-  horizontal or vertical stroke: thin, grey, darker than the pixels on both sides of it and
-  straight for ``BAR_LENGTH_PX``, which no cell's outline is; the strokes of its ticks and label
-  next to it are part of it (``grey_scale_bars``).
+* or, drawn in grey or black (Chula: a 2 px "0.00 um" bracket under its label) or in sky blue (a
+  "50.00" bracket, a pale blue stain's hue), a straight horizontal or vertical stroke: thin,
+  darker than the pixels on both sides of it and straight for ``BAR_LENGTH_PX`` (the ticks that
+  cross it included), which no cell's outline is; the strokes of its ticks and label next to it
+  are part of it (``scale_bars``).
 
 Fluorescence and single-channel images have no marks of this kind: nothing is found there.
 """
@@ -35,6 +36,8 @@ STROKE_DEPTH = 0.1         # by this share of the background's brightness at lea
 STROKE_GREY = 0.25         # (max - min) / max of its background-balanced colour at most: grey, not a stain
 BAR_LENGTH_PX = 31         # a stroke straight along a row or column for this long is a drawn line
 BAR_LABEL_PX = 10          # strokes this close to such a line are its ticks and label
+BAR_HUES_TO = 215.0        # such a line may also be sky blue, past MARK_HUES: a pale blue stain's hue, so
+                           # only the straight line tells it from the smear (Chula: a "50.00" bar at 202 degrees)
 
 
 def _background_colour(rgb: np.ndarray) -> np.ndarray:
@@ -76,13 +79,15 @@ def _straight_runs(mask: np.ndarray, length: int) -> np.ndarray:
     return runs
 
 
-def grey_scale_bars(balanced: np.ndarray, grey_colour: np.ndarray) -> np.ndarray:
-    """Pixels [Y, X] of grey or black scale bars, their ticks and labels, in a background-balanced
-    RGB plane [3, Y, X] (1 = the lamp); ``grey_colour``: [Y, X] where the colour is grey
-    (``STROKE_GREY``)."""
+def scale_bars(balanced: np.ndarray, line_colour: np.ndarray) -> np.ndarray:
+    """Pixels [Y, X] of scale bars, their ticks and labels, in a background-balanced RGB plane
+    [3, Y, X] (1 = the lamp); ``line_colour``: [Y, X] where the colour may be a drawn line's (grey,
+    ``STROKE_GREY``, or sky blue, ``BAR_HUES_TO``)."""
     grey = balanced.mean(0)
-    across = [grey_colour & _darker_than_both_sides(grey, axis) for axis in (0, 1)]
-    lines = _straight_runs(across[0], BAR_LENGTH_PX) | _straight_runs(across[1].T, BAR_LENGTH_PX).T
+    across = [line_colour & _darker_than_both_sides(grey, axis) for axis in (0, 1)]
+    # a line's run counts the ticks that cross it (darker than their sides the other way)
+    strokes = across[0] | across[1]
+    lines = (_straight_runs(strokes, BAR_LENGTH_PX) & across[0]) | (_straight_runs(strokes.T, BAR_LENGTH_PX).T & across[1])
     if not lines.any():
         return lines
     # the label's strokes near the lines, looked for around the lines only (a block can be huge)
@@ -109,14 +114,18 @@ def mark_mask(plane: np.ndarray, modality: str) -> np.ndarray:
     low = np.minimum(np.minimum(balanced[0], balanced[1]), balanced[2])
     spread = top - low
     saturated = spread >= MARK_SATURATION * np.maximum(top, 1e-6)
-    marks = grey_scale_bars(balanced, spread <= STROKE_GREY * np.maximum(top, 1e-6))
+    bar_colour = spread <= STROKE_GREY * np.maximum(top, 1e-6)
+    odd = np.zeros(0, np.intp)
     if saturated.any():
         # the hue only where it matters: saturated pixels are few on a smear
         where = np.flatnonzero(saturated)
         top_s = top.ravel()[where]
         hue = _hue(balanced.reshape(3, -1)[:, where], top_s, spread.ravel()[where])
-        odd_hue = (hue >= MARK_HUES[0]) & (hue <= MARK_HUES[1]) & (top_s >= MARK_BRIGHT)
-        marks.ravel()[where[odd_hue | (top_s >= LAMP_EXCESS)]] = True
+        bright = top_s >= MARK_BRIGHT
+        odd = where[((hue >= MARK_HUES[0]) & (hue <= MARK_HUES[1]) & bright) | (top_s >= LAMP_EXCESS)]
+        bar_colour.ravel()[where[(hue >= MARK_HUES[0]) & (hue <= BAR_HUES_TO) & bright]] = True
+    marks = scale_bars(balanced, bar_colour)
+    marks.ravel()[odd] = True
     if not marks.any():
         return marks
     parts, n = ndi.label(marks, np.ones((3, 3), bool))
