@@ -189,7 +189,7 @@ def test_unscored_pixels_take_their_cells_lowest_value_not_zero():
 
 
 def test_annotation_marks_are_found_on_the_field_as_recorded_not_after_its_colours_are_matched():
-    """Matching a field's colours to the model's stain can give a parasite's chromatin a mark's hue:
+    """Matching a field's colours to the model's stain can give parts of a parasite a mark's hue:
     the marks that are filled in and left out of the scoring are those of the recorded field."""
     model = tiny_model("brightfield-stained")
     f = make_field((160, 160), "brightfield-stained", cell_diameter=2 * model.cell_diameter_px,

@@ -87,7 +87,8 @@ def scale_bars(balanced: np.ndarray, line_colour: np.ndarray) -> np.ndarray:
     across = [line_colour & _darker_than_both_sides(grey, axis) for axis in (0, 1)]
     # a line's run counts the ticks that cross it (darker than their sides the other way)
     strokes = across[0] | across[1]
-    lines = (_straight_runs(strokes, BAR_LENGTH_PX) & across[0]) | (_straight_runs(strokes.T, BAR_LENGTH_PX).T & across[1])
+    lines = ((_straight_runs(strokes, BAR_LENGTH_PX) & across[0])
+             | (_straight_runs(strokes.T, BAR_LENGTH_PX).T & across[1]))
     if not lines.any():
         return lines
     # the label's strokes near the lines, looked for around the lines only (a block can be huge)

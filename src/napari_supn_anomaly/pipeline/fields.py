@@ -60,7 +60,7 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     check_rescale_fits(*labels.shape, plane.shape[0], scale)
     # annotation marks burned into the image: filled in, and out of the masks like the field's edge.
     # Found on the field as recorded, as the cell finder finds them: matching its colours to the
-    # model's stain can give a parasite's chromatin a mark's hue (docs/benchmarks/cells.md)
+    # model's stain can give parts of a parasite a mark's hue (docs/benchmarks/cells.md)
     marks = mark_mask(plane if recorded is None else recorded, scorer.model.modality)
     if marks.any():
         plane = fill_marks(plane, marks)
