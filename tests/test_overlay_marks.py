@@ -115,6 +115,8 @@ def test_a_mark_crossing_a_cell_leaves_the_cell_and_a_mark_alone_is_no_red_cell(
     assert not seg.labels[text].any()
     assert seg.labels[60, 60] and seg.labels[80, 60] and seg.labels[60, 60] == seg.labels[80, 60]
     assert not seg.labels[arrow].any()
+    # the finder keeps the marks it found, and the scoring hides those same pixels
+    np.testing.assert_array_equal(seg.marks, mark_mask(rgb, "brightfield-stained"))
 
 
 def test_a_piece_of_a_cell_cut_by_the_edge_stays_a_red_cell_on_a_field_with_marks():

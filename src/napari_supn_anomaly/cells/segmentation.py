@@ -26,6 +26,7 @@ class Segmentation:
     others: np.ndarray = field(default=None)       # (Y, X) int32 objects that are not red cells
     other_kinds: np.ndarray = field(default=None)  # (M + 1,) kind of each object in ``others``
     measured: bool = True                          # diameter_px was measured on the field
+    marks: np.ndarray = field(default=None)        # (Y, X) bool annotation marks of the plane (``set_apart``)
 
     @property
     def n_cells(self) -> int:

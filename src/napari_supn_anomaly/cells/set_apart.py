@@ -25,8 +25,10 @@ def _shares(labels: np.ndarray, pixels: np.ndarray) -> np.ndarray:
 
 def set_apart(seg, plane: np.ndarray, modality: str):
     """``seg`` (a ``segmentation.Segmentation``) with annotation marks taken out of its red cells and
-    the objects made of them added to its other objects. Returns ``seg`` itself when there is none."""
+    the objects made of them added to its other objects, and the marks kept in ``seg.marks`` (the
+    scoring hides the same pixels). Returns ``seg`` itself when there is none."""
     marks = mark_mask(np.asarray(plane), modality)
+    seg.marks = marks
     if not marks.any():
         return seg
     labels = seg.labels.copy()

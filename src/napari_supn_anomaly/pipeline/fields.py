@@ -44,11 +44,14 @@ class FieldScores:
 
 
 def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, field_cell_diameter: float,
-                     batch_size: int = 32, recorded: np.ndarray | None = None) -> Iterator[Progress]:
+                     batch_size: int = 32, recorded: np.ndarray | None = None,
+                     marks: np.ndarray | None = None) -> Iterator[Progress]:
     """Score every cell of one plane [C, Y, X] with labels [Y, X]; returns FieldScores.
 
     ``recorded``: the plane as the microscope recorded it, before its intensities were matched to the
     model's (default: ``plane``); a scorer's per-cell term (``CellTerm.field_values``) is measured on it.
+    ``marks``: the recorded plane's annotation marks [Y, X] when already found (``Segmentation.marks``);
+    found here otherwise.
 
     Yields a "scoring" :class:`Progress` (cells done of the plane's cells) after each batch.
     Close the generator to stop.
@@ -61,7 +64,8 @@ def iter_score_field(plane: np.ndarray, labels: np.ndarray, scorer: Scorer, fiel
     # annotation marks burned into the image: filled in, and out of the masks like the field's edge.
     # Found on the field as recorded, as the cell finder finds them: matching its colours to the
     # model's stain can give parts of a parasite a mark's hue (docs/benchmarks/cells.md)
-    marks = mark_mask(plane if recorded is None else recorded, scorer.model.modality)
+    if marks is None:
+        marks = mark_mask(plane if recorded is None else recorded, scorer.model.modality)
     if marks.any():
         plane = fill_marks(plane, marks)
     plane_s, labels_s = rescale_plane(plane, labels, scale)

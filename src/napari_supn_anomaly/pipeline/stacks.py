@@ -152,15 +152,16 @@ def _iter_whole_plane(plane: np.ndarray, plane_labels: np.ndarray | None, scorer
     """Segment (unless labels are given) and score one plane [C, Y, X] at once; returns a PlaneOutcome."""
     model = scorer.model
     t0 = time.perf_counter()
+    marks = None
     if plane_labels is None:
-        plane_labels = segment_cells(plane, model.modality, settings.cell_diameter,
-                                     exclude_edges=settings.exclude_edge_cells).labels
+        seg = segment_cells(plane, model.modality, settings.cell_diameter, exclude_edges=settings.exclude_edge_cells)
+        plane_labels, marks = seg.labels, seg.marks
     diameter = settings.cell_diameter or median_cell_diameter(plane_labels)
     seg_s = time.perf_counter() - t0
     window = model.crop_size / field_scale(model.geometry, diameter)  # a crop's width in this plane's pixels
     match = plan_match(plane, plane_labels, model.data_range, window, settings.intensity)
     scores = yield from iter_score_field(apply_match(plane, match), plane_labels, scorer, diameter,
-                                         settings.batch_size, recorded=plane)
+                                         settings.batch_size, recorded=plane, marks=marks)
     return PlaneOutcome(scores.heatmap, plane_labels, float(diameter), scores.scale, match,
                         dict(scores.timings, segmentation_s=seg_s))
 
