@@ -31,7 +31,7 @@ MARK_BRIGHT = 0.75         # a mark of such a hue: its brightest channel this sh
 LAMP_EXCESS = 1.15         # any hue: brighter than the background by this factor in some channel
 MARK_HALO_PX = 3           # JPEG chroma bleed, anti-aliasing and the dark rim of drawn text around a stroke
 MIN_MARK_PX = 6            # fewer connected pixels are noise, not a mark
-STROKE_SIDE = 2            # a grey stroke is darker than the pixels this far to either side (so at most 3 px wide)
+STROKE_SIDE = 2            # a drawn stroke is darker than the pixels this far to either side (so at most 3 px wide)
 STROKE_DEPTH = 0.1         # by this share of the background's brightness at least
 STROKE_GREY = 0.25         # (max - min) / max of its background-balanced colour at most: grey, not a stain
 BAR_LENGTH_PX = 31         # a stroke straight along a row or column for this long is a drawn line
@@ -122,9 +122,9 @@ def mark_mask(plane: np.ndarray, modality: str) -> np.ndarray:
         where = np.flatnonzero(saturated)
         top_s = top.ravel()[where]
         hue = _hue(balanced.reshape(3, -1)[:, where], top_s, spread.ravel()[where])
-        bright = top_s >= MARK_BRIGHT
-        odd = where[((hue >= MARK_HUES[0]) & (hue <= MARK_HUES[1]) & bright) | (top_s >= LAMP_EXCESS)]
-        bar_colour.ravel()[where[(hue >= MARK_HUES[0]) & (hue <= BAR_HUES_TO) & bright]] = True
+        bright_from = (top_s >= MARK_BRIGHT) & (hue >= MARK_HUES[0])
+        odd = where[(bright_from & (hue <= MARK_HUES[1])) | (top_s >= LAMP_EXCESS)]
+        bar_colour.ravel()[where[bright_from & (hue <= BAR_HUES_TO)]] = True
     marks = scale_bars(balanced, bar_colour)
     marks.ravel()[odd] = True
     if not marks.any():
