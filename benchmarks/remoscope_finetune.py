@@ -94,6 +94,17 @@ def evaluate_model(model, fields, scorer: str, exclude_edge_cells: bool = False,
     return np.concatenate(y), np.concatenate(s), missed, time.perf_counter() - t0, matched
 
 
+def matched_on_edge(fields, results: dict, matched: dict) -> np.ndarray:
+    """Whether the cell matched to each box (in ``evaluate_model``'s order) is cut by the field's
+    edge, as the detection's cell table says (``edge``)."""
+    flags = []
+    for f in fields:
+        result = results[f.name]
+        edge = dict(zip(result.cell_table["cell_id"].astype(int), result.cell_table["edge"].astype(bool)))
+        flags += [edge[box_object(result.cells, b)] for b in matched[f.name]]
+    return np.asarray(flags, bool)
+
+
 def candidates_at_default(fields, results: dict) -> dict:
     """At the default setting (``results``: each field's DetectionResult, from ``evaluate_model``):
     healthy boxes on a candidate (false candidates), infected boxes on a candidate, and the "misc"
@@ -239,6 +250,11 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
     detected = {}
     y, s, missed, _, matched = evaluate_model(tuned, test_fields, scorer, edges, detected)
     out["auroc_tuned"], out["n_tuned"] = round(auroc(y, s), 4), [int(y.sum()), int((1 - y).sum()), missed]
+    # where the AUROC is lost: cells cut by the field's edge (mostly caps, less than half a cell in
+    # the field) against the others (docs/benchmarks/finetune.md, 2026-12-05)
+    on_edge = matched_on_edge(test_fields, detected, matched)
+    out["auroc_tuned_interior"] = round(auroc(y[~on_edge], s[~on_edge]), 4)
+    out["n_on_edge"] = [int(y[on_edge].sum()), int((1 - y[on_edge]).sum())]
     out["auroc_handmade_same_cells"] = round(auroc(*handmade_on_boxes(test_fields, matched)), 4)
     out["at_default"] = candidates_at_default(test_fields, detected)
     pooled, method = pooled_as_one_slide(resolve(tuned, scorer), detected)
