@@ -7,6 +7,8 @@ run on that source: ``giemsa-rbc`` on the stained fields (Chula, MalariaNet), ``
 the fields composed from real fluorescence crops, and on Remoscope a model fine-tuned here for at
 most 2 minutes from ``fluorescence-rbc`` on the healthy boxes of fields 0-3 (the recipe of
 ``remoscope_finetune.py``), timed on all 7 fields. One field at a time, torch's default threads.
+The segmenter from before issue 11 (``cells_old_segmenter.py``: one threshold and a watershed on the
+distance transform) is timed on the same fields too: a floor for what finding cells costs.
 Writes its block into docs/benchmarks/cells.md (between the segment-vs-score markers).
 
     nice -n 10 .venv/bin/python benchmarks/segment_vs_score.py [--data-root ../shared/data] [--every 8] [--write]
@@ -23,9 +25,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cells_old_segmenter import segment_cells as old_segment_cells  # noqa: E402
 from cells_sources import chula, composed_fluorescence, malarianet, remoscope  # noqa: E402
 from page_block import replace_block  # noqa: E402
 
+from napari_supn_anomaly.errors import NoCellsFound  # noqa: E402
 from napari_supn_anomaly.models import load_model  # noqa: E402
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, detect  # noqa: E402
 from napari_supn_anomaly.scoring import resolve  # noqa: E402
@@ -48,10 +52,17 @@ def remoscope_model(root: Path):
 
 
 def time_source(fields, scorer) -> dict:
-    """Seconds per megapixel: segmentation, and rescale + scoring + paste-back, over all ``fields``."""
-    megapixels = segmentation = scoring = 0.0
+    """Seconds per megapixel: segmentation, rescale + scoring + paste-back, and the old segmenter,
+    over all ``fields``."""
+    megapixels = segmentation = scoring = old = 0.0
     cells = 0
     for f in fields:
+        start = time.perf_counter()
+        try:
+            old_segment_cells(f.plane, f.modality)
+        except NoCellsFound:
+            pass  # timed all the same: the old segmenter refused the field after doing its work
+        old += time.perf_counter() - start
         result = detect(f.plane, "CYX", scorer, settings=DetectSettings(device="cpu"))
         timings = result.provenance["timings_s"]
         megapixels += f.megapixels
@@ -59,7 +70,7 @@ def time_source(fields, scorer) -> dict:
         scoring += sum(timings[k] for k in SCORING_STEPS)
         cells += len(result.cell_table)
     return {"fields": len(fields), "cells": cells, "megapixels": megapixels,
-            "segmentation": segmentation / megapixels, "scoring": scoring / megapixels}
+            "segmentation": segmentation / megapixels, "scoring": scoring / megapixels, "old": old / megapixels}
 
 
 def block(rows: dict, args, started: float, load: str) -> str:
@@ -70,10 +81,12 @@ def block(rows: dict, args, started: float, load: str) -> str:
              "The whole detection as `detect` runs it; the pipeline's own timings, one field at a time, wall clock. "
              f"Chula and MalariaNet: every {args.every}th field; all Remoscope and composed fluorescence fields.",
              "", "| source | model | fields | cells | segmentation, s / MP | scoring (rescale, model, paste), s / MP | "
-             "segmentation / scoring |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "segmentation / scoring | old segmenter (threshold and watershed), s / MP | old segmenter / scoring |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for source, (model, r) in rows.items():
         lines.append(f"| {source} | {model} | {r['fields']} | {r['cells']} | {r['segmentation']:.2f} | "
-                     f"{r['scoring']:.2f} | {r['segmentation'] / r['scoring']:.1f}x |")
+                     f"{r['scoring']:.2f} | {r['segmentation'] / r['scoring']:.1f}x | {r['old']:.2f} | "
+                     f"{r['old'] / r['scoring']:.1f}x |")
     return "\n".join(lines + ["", END])
 
 
@@ -99,7 +112,8 @@ def main(argv=None) -> int:
             scorer = resolve(remoscope_model(args.data_root))
         rows[source] = (model_name, time_source(load_fields(), scorer))
         r = rows[source][1]
-        print(f"{source}: segmentation {r['segmentation']:.2f} s/MP, scoring {r['scoring']:.2f} s/MP", flush=True)
+        print(f"{source}: segmentation {r['segmentation']:.2f} s/MP, scoring {r['scoring']:.2f} s/MP, "
+              f"old segmenter {r['old']:.2f} s/MP", flush=True)
     text = block(rows, args, started, open("/proc/loadavg").read().split()[0])
     print(text)
     if args.write:
