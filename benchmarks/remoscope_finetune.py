@@ -26,7 +26,7 @@ import torch
 
 from napari_supn_anomaly.evaluation.datasets import load_remoscope_fields
 from napari_supn_anomaly.evaluation.handmade import bright_spots_in_box
-from napari_supn_anomaly.evaluation.metrics import auprc, auroc, bootstrap_interval
+from napari_supn_anomaly.evaluation.metrics import Interval, auprc, auroc, bootstrap_interval
 from napari_supn_anomaly.models import load_model
 from napari_supn_anomaly.pipeline.self_calibration import pooled_scores
 from napari_supn_anomaly.pipeline.stacks import DetectSettings, choose_run_threshold, detect
@@ -250,6 +250,8 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
     detected = {}
     y, s, missed, _, matched = evaluate_model(tuned, test_fields, scorer, edges, detected)
     out["auroc_tuned"], out["n_tuned"] = round(auroc(y, s), 4), [int(y.sum()), int((1 - y).sum()), missed]
+    out["cells"] = {"box": [f"{name} {b.y0},{b.x0}" for name, boxes in matched.items() for b in boxes],
+                    "infected": y.astype(int).tolist(), "score": [float(v) for v in s]}
     # where the AUROC is lost: cells cut by the field's edge (mostly caps, less than half a cell in
     # the field) against the others (docs/benchmarks/finetune.md, 2026-12-05)
     on_edge = matched_on_edge(test_fields, detected, matched)
@@ -281,6 +283,35 @@ def run_split(base, fields, train_ids, seed: int, args) -> dict:
     # no zero-shot AUROC here; the check scores it on the fine-tuned model's cells
     print(json.dumps(out), flush=True)
     return out
+
+
+def mean_auroc_interval(outcomes: list[dict], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
+    """The runs' mean AUROC with a percentile bootstrap interval over the test cells: each draw resamples
+    the boxes of each split's test fields once and scores every run of that split (its seeds) on them.
+    Seeds share a split's cells, so this is the spread that more test cells, not more seeds, would shrink."""
+    rng = np.random.default_rng(seed)
+    by_split: dict[str, list[dict]] = {}
+    for o in outcomes:
+        by_split.setdefault(o["split"], []).append(o)
+    value = float(np.mean([auroc(o["cells"]["infected"], o["cells"]["score"]) for o in outcomes]))
+    tables = {}
+    for split, runs in by_split.items():
+        boxes = sorted(set.intersection(*(set(r["cells"]["box"]) for r in runs)))
+        infected = dict(zip(runs[0]["cells"]["box"], runs[0]["cells"]["infected"]))
+        scores = np.array([[dict(zip(r["cells"]["box"], r["cells"]["score"]))[b] for b in boxes] for r in runs])
+        tables[split] = (np.array([infected[b] for b in boxes]), scores)
+    means = []
+    for _ in range(n_boot):
+        draw = []
+        for y, scores in tables.values():
+            idx = rng.integers(0, len(y), len(y))
+            if y[idx].min() == y[idx].max():
+                break
+            draw += [auroc(y[idx], run[idx]) for run in scores]
+        else:
+            means.append(np.mean(draw))
+    low, high = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return Interval(value, float(low), float(high))
 
 
 def main(argv=None) -> int:
@@ -320,12 +351,17 @@ def main(argv=None) -> int:
     if args.splits:
         fields = load_remoscope_fields(DATA)
         base = load_model(args.base)
+        outcomes = []
         for split in args.splits:
             for seed in args.seeds:
-                outcome = run_split(base, fields, SPLITS[split], seed, args)
+                outcomes.append(run_split(base, fields, SPLITS[split], seed, args))
                 if args.json:
                     with open(args.json, "a") as fh:
-                        fh.write(json.dumps(outcome) + "\n")
+                        fh.write(json.dumps(outcomes[-1]) + "\n")
+        aurocs = [o["auroc_tuned"] for o in outcomes]
+        print(f"{len(outcomes)} runs: AUROC {np.mean(aurocs):.3f} +- {np.std(aurocs, ddof=1) if len(aurocs) > 1 else 0:.3f} "
+              f"(sd over runs); the mean with a 95% bootstrap interval over the test cells: "
+              f"{mean_auroc_interval(outcomes)}", flush=True)
         return 0
 
     fields = load_remoscope_fields(DATA)
