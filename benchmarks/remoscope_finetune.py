@@ -298,7 +298,8 @@ def mean_auroc_interval(outcomes: list[dict], n_boot: int = 2000, seed: int = 0,
     for split, runs in by_split.items():
         boxes = sorted(set.intersection(*(set(r["cells"]["box"]) for r in runs)))
         infected = dict(zip(runs[0]["cells"]["box"], runs[0]["cells"]["infected"]))
-        scores = np.array([[dict(zip(r["cells"]["box"], r["cells"]["score"]))[b] for b in boxes] for r in runs])
+        score_of = [dict(zip(r["cells"]["box"], r["cells"]["score"])) for r in runs]
+        scores = np.array([[run[b] for b in boxes] for run in score_of])
         tables[split] = (np.array([infected[b] for b in boxes]), scores)
     means = []
     for _ in range(n_boot):
